@@ -1,0 +1,39 @@
+# announcementd — run `make help` for the targets.
+GO        ?= go
+BIN       := bin
+SHM       ?= /dev/shm/notice_v1
+FUZZTIME  ?= 30s
+export PATH := /usr/local/go/bin:$(PATH)
+
+.PHONY: help build run test bench lint fuzz clean
+
+help: ## list the targets
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-6s %s\n", $$1, $$2}'
+
+build: ## build bin/announcementd, bin/announcementctl and the C reader (libnotice.so, notice_dump)
+	$(GO) build -o $(BIN)/ ./cmd/...
+	$(MAKE) -s -C clients/c
+
+run: build ## start the daemon on embedded defaults (region /dev/shm/notice_v1, state under ./var; no root)
+	@mkdir -p var
+	@echo "watch the board:  $(BIN)/announcementctl watch --shm $(SHM)"
+	@echo "dump it:          $(BIN)/announcementctl dump --shm $(SHM)"
+	$(BIN)/announcementd --shm $(SHM)
+
+test: build ## vet, then every test with the race detector (Go, C, Python, cross-process stress)
+	$(GO) vet ./...
+	$(GO) test -race -count=1 -timeout 15m ./...
+
+bench: build ## measure the board against its physical limits and print the table
+	$(GO) run ./internal/cmd/boardbench
+
+lint: ## gofmt and go vet must be clean
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo 'gofmt: files above need formatting'; exit 1; }
+	$(GO) vet ./...
+
+fuzz: ## fuzz the Go reader for FUZZTIME (default 30s); new crashers land in board/reader/testdata/fuzz
+	$(GO) test ./board/reader -run '^$$' -fuzz FuzzReader -fuzztime $(FUZZTIME)
+
+clean: ## remove build outputs
+	rm -rf $(BIN)
+	$(MAKE) -s -C clients/c clean

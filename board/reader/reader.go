@@ -1,0 +1,239 @@
+// Package reader reads a board region (docs/FORMAT.md §5-§6) without locks, writes or a connection to the daemon.
+//
+// A Board maps the file read-only. Version is one atomic load, cheap enough to poll; Snapshot returns a consistent
+// copy or an error, never a torn one; Wait blocks on the region's futex until the version changes. A Board is safe
+// for concurrent use; Close must not race with the other methods.
+package reader
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/announcementd/announcementd/board"
+	"github.com/announcementd/announcementd/board/internal/shm"
+)
+
+// Board is an open, validated region.
+type Board struct {
+	path string
+	mem  shm.Mem
+	hdr  board.Header
+}
+
+// Open maps the board at path read-only and validates its header.
+func Open(path string) (*Board, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, board.Errorf(board.CodeIO, "%v", err)
+	}
+	defer f.Close() // the mapping outlives the descriptor
+	st, err := f.Stat()
+	if err != nil {
+		return nil, board.Errorf(board.CodeIO, "%v", err)
+	}
+	if st.Size() < board.MinFileSize {
+		return nil, board.Errorf(board.CodeTruncated, "file is %d bytes, a board has at least %d", st.Size(), board.MinFileSize)
+	}
+	if st.Size() > board.MaxRegionSize {
+		return nil, board.Errorf(board.CodeBadLayout, "file is %d bytes, more than a board's %d", st.Size(), board.MaxRegionSize)
+	}
+	mem, err := unix.Mmap(int(f.Fd()), 0, int(st.Size()), unix.PROT_READ, unix.MAP_SHARED)
+	if err != nil {
+		return nil, board.Errorf(board.CodeIO, "mmap %s: %v", path, err)
+	}
+	hdr, err := board.ParseHeader(mem, st.Size())
+	if err != nil {
+		_ = unix.Munmap(mem)
+		return nil, err
+	}
+	return &Board{path: path, mem: mem, hdr: hdr}, nil
+}
+
+// Close unmaps the region.
+func (b *Board) Close() error {
+	if b.mem == nil {
+		return nil
+	}
+	err := unix.Munmap(b.mem)
+	b.mem = nil
+	return err
+}
+
+// Path is the file the board was opened from.
+func (b *Board) Path() string { return b.path }
+
+// Header is the validated static header.
+func (b *Board) Header() board.Header { return b.hdr }
+
+// Version is the published version: one atomic load.
+func (b *Board) Version() uint64 { return b.mem.Load64(board.OffVersion) }
+
+// State is the region's state word.
+func (b *Board) State() board.State { return board.State(b.mem.Load32(board.OffState)) }
+
+// HeartbeatAge is how long ago, by CLOCK_MONOTONIC, the writer last stored its heartbeat.
+func (b *Board) HeartbeatAge() time.Duration {
+	return time.Duration(shm.Monotonic() - int64(b.mem.Load64(board.OffHeartbeat)))
+}
+
+// Stale reports whether the writer's heartbeat is older than threshold (FORMAT.md §7): the writer is gone or hung.
+func (b *Board) Stale(threshold time.Duration) bool { return b.HeartbeatAge() > threshold }
+
+// Snapshot returns a consistent copy of the board (FORMAT.md §5).
+func (b *Board) Snapshot() (*board.Snapshot, error) {
+	var buf []byte
+	return b.snapshot(&buf)
+}
+
+// Reader takes snapshots repeatedly without allocating a copy buffer each time. Not safe for concurrent use.
+type Reader struct {
+	b   *Board
+	buf []byte
+}
+
+// NewReader returns a Reader of b.
+func (b *Board) NewReader() *Reader { return &Reader{b: b} }
+
+// Snapshot is Board.Snapshot, reusing the Reader's buffer.
+func (r *Reader) Snapshot() (*board.Snapshot, error) { return r.b.snapshot(&r.buf) }
+
+// errTorn is a failed attempt that a retry may cure.
+var errTorn = errors.New("torn")
+
+func (b *Board) snapshot(buf *[]byte) (*board.Snapshot, error) {
+	var prevV, prevSeq uint64
+	prevCRCFail := false
+	for attempt := 1; attempt <= board.MaxAttempts; attempt++ {
+		v := b.Version()
+		if v == 0 {
+			return nil, board.Errorf(board.CodeNotPublished, "nothing published yet")
+		}
+		if b.State() == board.StateSuperseded {
+			return nil, board.Errorf(board.CodeSuperseded, "the region was replaced: reopen the path")
+		}
+		img, seq, err := b.copySlot(v, buf)
+		if err == nil {
+			var snap *board.Snapshot
+			snap, err = b.decode(img, v, attempt)
+			if err == nil || !errors.Is(err, errTorn) {
+				return snap, err
+			}
+			crcFail := err == errSlotChecksum
+			if crcFail && prevCRCFail && v == prevV && seq == prevSeq {
+				return nil, board.Errorf(board.CodeSnapshotChecksum, "slot %d of version %d fails its checksum on a stable sequence", v&1, v)
+			}
+			prevV, prevSeq, prevCRCFail = v, seq, crcFail
+		} else {
+			prevCRCFail = false
+		}
+		if attempt%8 == 0 {
+			time.Sleep(time.Microsecond) // yield to a writer that is mid-publish
+		}
+	}
+	return nil, board.Errorf(board.CodeBusy, "no consistent snapshot in %d attempts", board.MaxAttempts)
+}
+
+var errSlotChecksum = fmt.Errorf("%w: slot checksum", errTorn)
+
+// copySlot copies the slot of version v under its sequence (steps 2-4). It returns errTorn when the copy must be
+// retried.
+func (b *Board) copySlot(v uint64, buf *[]byte) ([]byte, uint64, error) {
+	off := b.hdr.SlotOffset(v)
+	q1 := b.mem.Load64(off + board.SlotOffSeq)
+	if q1&1 == 1 {
+		return nil, 0, errTorn
+	}
+	if cap(*buf) < int(b.hdr.SlotSize) {
+		*buf = make([]byte, b.hdr.SlotSize)
+	}
+	img := (*buf)[:board.SlotHeaderSize]
+	b.mem.CopyOut(img, off)
+	count := binary.LittleEndian.Uint32(img[board.SlotOffCount:])
+	if count > b.hdr.Capacity {
+		return nil, 0, errTorn
+	}
+	end := board.SlotHeaderSize + count*b.hdr.Stride
+	img = (*buf)[:end]
+	b.mem.CopyOut(img[board.SlotHeaderSize:], off+board.SlotHeaderSize)
+	if q2 := b.mem.Load64(off + board.SlotOffSeq); q2 != q1 {
+		return nil, 0, errTorn
+	}
+	return img, q1, nil
+}
+
+// decode checks and decodes a slot copy (steps 5-6).
+func (b *Board) decode(img []byte, v uint64, attempt int) (*board.Snapshot, error) {
+	le := binary.LittleEndian
+	count := le.Uint32(img[board.SlotOffCount:])
+	if board.SlotChecksum(img, count, b.hdr.Stride) != le.Uint32(img[board.SlotOffCRC:]) {
+		return nil, errSlotChecksum
+	}
+	version := le.Uint64(img[board.SlotOffVersion:])
+	if version < v {
+		return nil, errTorn
+	}
+	snap := &board.Snapshot{
+		Version:     version,
+		PublishedAt: int64(le.Uint64(img[board.SlotOffPublishedAt:])),
+		Records:     make([]board.Record, count),
+		Attempts:    attempt,
+		Header:      b.hdr,
+		State:       b.State(),
+		WriterPID:   b.mem.Load32(board.OffWriterPID),
+		Generation:  b.mem.Load64(board.OffGeneration),
+		HeartbeatNS: int64(b.mem.Load64(board.OffHeartbeat)),
+	}
+	stride := b.hdr.Stride
+	for i := range count {
+		rec := img[board.SlotHeaderSize+i*stride : board.SlotHeaderSize+(i+1)*stride]
+		r, err := board.DecodeRecord(rec, &b.hdr)
+		if err != nil {
+			return nil, fmt.Errorf("record %d of version %d: %w", i, version, err)
+		}
+		snap.Records[i] = r
+	}
+	return snap, nil
+}
+
+// Wait blocks until the version differs from last, ctx is done, or timeout passes (timeout <= 0: no limit), and
+// returns the version it saw. It sleeps on the region's futex (FORMAT.md §6). A superseded board returns
+// board.ErrSuperseded; a timeout returns context.DeadlineExceeded.
+func (b *Board) Wait(ctx context.Context, last uint64, timeout time.Duration) (uint64, error) {
+	var deadline time.Time
+	if timeout > 0 {
+		deadline = time.Now().Add(timeout)
+	}
+	if d, ok := ctx.Deadline(); ok && (deadline.IsZero() || d.Before(deadline)) {
+		deadline = d
+	}
+	for {
+		w := b.mem.Load32(board.OffFutex)
+		if v := b.Version(); v != last {
+			return v, nil
+		}
+		if b.State() == board.StateSuperseded {
+			return last, board.Errorf(board.CodeSuperseded, "the region was replaced: reopen the path")
+		}
+		if err := ctx.Err(); err != nil {
+			return last, err
+		}
+		// Sleep in slices so a cancelled ctx is noticed within 100 ms even without a deadline.
+		slice := 100 * time.Millisecond
+		if !deadline.IsZero() {
+			left := time.Until(deadline)
+			if left <= 0 {
+				return last, context.DeadlineExceeded
+			}
+			slice = min(slice, left)
+		}
+		if err := b.mem.FutexWait(board.OffFutex, w, slice); err != nil {
+			return last, board.Errorf(board.CodeIO, "futex wait: %v", err)
+		}
+	}
+}

@@ -1,0 +1,11 @@
+module github.com/announcementd/announcementd
+
+go 1.26.8
+
+require (
+	github.com/dustin/go-humanize v1.1.0
+	go.uber.org/zap v1.28.0
+	golang.org/x/sys v0.50.0
+)
+
+require go.uber.org/multierr v1.10.0 // indirect
