@@ -47,9 +47,18 @@ func Open(path string) (*Board, error) {
 	if err != nil {
 		return nil, board.Errorf(board.CodeIO, "mmap %s: %v", path, err)
 	}
-	hdr, err := board.ParseHeader(mem, st.Size())
+	b, err := newBoard(path, mem)
 	if err != nil {
 		_ = unix.Munmap(mem)
+		return nil, err
+	}
+	return b, nil
+}
+
+// newBoard validates the header of a mapped (or, in tests, 8-byte aligned in-memory) region.
+func newBoard(path string, mem []byte) (*Board, error) {
+	hdr, err := board.ParseHeader(mem, int64(len(mem)))
+	if err != nil {
 		return nil, err
 	}
 	return &Board{path: path, mem: mem, hdr: hdr}, nil
