@@ -1,8 +1,8 @@
 package reader_test
 
 import (
-	"cmp"
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"flag"
 	"os"

@@ -89,4 +89,3 @@ func newLogger() *zap.Logger {
 	}
 	return log
 }
-
