@@ -120,6 +120,9 @@ const (
 	TypeBytes FieldType = 5
 )
 
+// intSize is the size of each integer field type.
+var intSize = map[FieldType]uint32{TypeU32: 4, TypeU64: 8, TypeI32: 4, TypeI64: 8}
+
 // Field is one entry of the record layout table.
 type Field struct {
 	Name   string
@@ -307,18 +310,24 @@ func (h *Header) validate() error {
 		"expires_at": {TypeI64, 8, &h.Layout.ExpiresAt}, "priority": {TypeI32, 4, &h.Layout.Priority},
 		"content": {TypeBytes, MaxContent, &h.Layout.Content},
 	}
+	seen := make(map[string]bool, len(h.Fields))
 	for _, f := range h.Fields {
 		if uint64(f.Offset)+uint64(f.Size) > uint64(h.Stride) {
 			return Errorf(CodeBadLayout, "field %q (offset %d, size %d) lies outside the %d-byte record", f.Name, f.Offset, f.Size, h.Stride)
 		}
-		if f.Type != TypeBytes && (f.Size == 0 || f.Offset%f.Size != 0) {
-			return Errorf(CodeBadLayout, "field %q at offset %d is not aligned to its size %d", f.Name, f.Offset, f.Size)
+		if seen[f.Name] {
+			return Errorf(CodeBadLayout, "field %q appears twice in the layout table", f.Name)
+		}
+		seen[f.Name] = true
+		if size, isInt := intSize[f.Type]; isInt && (f.Size != size || f.Offset%size != 0) {
+			return Errorf(CodeBadLayout, "field %q: an integer of type %d must have size %d and an aligned offset, has size %d at %d",
+				f.Name, f.Type, size, f.Size, f.Offset)
 		}
 		w, ok := want[f.Name]
 		if !ok {
 			continue // a field of a newer minor: ignored
 		}
-		if f.Type != w.typ || (f.Type != TypeBytes && f.Size != w.size) || (f.Type == TypeBytes && f.Size < w.size) {
+		if f.Type != w.typ || f.Size < w.size {
 			return Errorf(CodeBadLayout, "field %q has type %d size %d, want type %d size %d", f.Name, f.Type, f.Size, w.typ, w.size)
 		}
 		*w.dst = f.Offset

@@ -117,7 +117,7 @@ var errTorn = errors.New("torn")
 
 func (b *Board) snapshot(buf *[]byte) (*board.Snapshot, error) {
 	var prevV, prevSeq uint64
-	prevCRCFail := false
+	prevFailed := false // the previous attempt copied a stable slot that failed a step-5 check
 	for attempt := 1; attempt <= board.MaxAttempts; attempt++ {
 		v := b.Version()
 		if v == 0 {
@@ -133,13 +133,12 @@ func (b *Board) snapshot(buf *[]byte) (*board.Snapshot, error) {
 			if err == nil || !errors.Is(err, errTorn) {
 				return snap, err
 			}
-			crcFail := err == errSlotChecksum
-			if crcFail && prevCRCFail && v == prevV && seq == prevSeq {
-				return nil, board.Errorf(board.CodeSnapshotChecksum, "slot %d of version %d fails its checksum on a stable sequence", v&1, v)
+			if prevFailed && v == prevV && seq == prevSeq {
+				return nil, board.Errorf(board.CodeSnapshotChecksum, "slot %d of version %d fails its checks on a stable sequence: %v", v&1, v, err)
 			}
-			prevV, prevSeq, prevCRCFail = v, seq, crcFail
+			prevV, prevSeq, prevFailed = v, seq, true
 		} else {
-			prevCRCFail = false
+			prevFailed = false
 		}
 		if attempt%8 == 0 {
 			time.Sleep(time.Microsecond) // yield to a writer that is mid-publish
@@ -147,8 +146,6 @@ func (b *Board) snapshot(buf *[]byte) (*board.Snapshot, error) {
 	}
 	return nil, board.Errorf(board.CodeBusy, "no consistent snapshot in %d attempts", board.MaxAttempts)
 }
-
-var errSlotChecksum = fmt.Errorf("%w: slot checksum", errTorn)
 
 // copySlot copies the slot of version v under its sequence (steps 2-4). It returns errTorn when the copy must be
 // retried.
@@ -181,11 +178,11 @@ func (b *Board) decode(img []byte, v uint64, attempt int) (*board.Snapshot, erro
 	le := binary.LittleEndian
 	count := le.Uint32(img[board.SlotOffCount:])
 	if board.SlotChecksum(img, count, b.hdr.Stride) != le.Uint32(img[board.SlotOffCRC:]) {
-		return nil, errSlotChecksum
+		return nil, fmt.Errorf("%w: slot checksum", errTorn)
 	}
 	version := le.Uint64(img[board.SlotOffVersion:])
 	if version < v {
-		return nil, errTorn
+		return nil, fmt.Errorf("%w: slot holds version %d, below %d", errTorn, version, v)
 	}
 	snap := &board.Snapshot{
 		Version:     version,
