@@ -5,7 +5,7 @@
 //     anonymous shared mapping;
 //   - snapshot copy: bytes/s of a full consistent snapshot in Go, C and Python, against memcpy of the same bytes;
 //   - publish→observe: latency from a publish to a reader in another process blocked on the futex, against a 50 ms
-//     poller in another process;
+//     poller in another process (the source article's clients);
 //   - retries: attempts per snapshot of readers in Go, C and Python while a writer process publishes flat out.
 package main
 
@@ -240,7 +240,7 @@ print(n / (time.perf_counter() - t))
 	return strconv.ParseFloat(strings.TrimSpace(string(out)), 64)
 }
 
-// observe is a helper process: it reports, for each version it sees, the ns from the publish to seeing it.
+// observe is a helper process: it prints, as JSON, [version, CLOCK_REALTIME ns] for each version it sees.
 func observe(mode, path string) int {
 	b, err := reader.Open(path)
 	if err != nil {
@@ -250,12 +250,12 @@ func observe(mode, path string) int {
 	done := make(chan struct{})
 	go func() { bufio.NewReader(os.Stdin).ReadByte(); close(done) }()
 	fmt.Println("ready")
-	var lat []int64
+	var seen [][2]int64
 	last := b.Version()
 	for {
 		select {
 		case <-done:
-			json.NewEncoder(os.Stdout).Encode(lat)
+			json.NewEncoder(os.Stdout).Encode(seen)
 			return 0
 		default:
 		}
@@ -266,24 +266,22 @@ func observe(mode, path string) int {
 			time.Sleep(50 * time.Millisecond)
 			v = b.Version()
 		}
-		if v == last {
-			continue
+		if v != last {
+			seen = append(seen, [2]int64{int64(v), time.Now().UnixNano()})
+			last = v
 		}
-		seen := time.Now().UnixNano()
-		s, err := b.Snapshot()
-		if err != nil {
-			continue
-		}
-		lat = append(lat, seen-s.PublishedAt)
-		last = s.Version
 	}
 }
 
+// latency publishes 100 versions at random 5-60 ms intervals while a futex waiter and a 50 ms poller, each in
+// its own process, watch; a version's latency is from just before its publish to the first observation of it or
+// a later version.
 func latency(w *writer.Writer) (wait, poll []float64, err error) {
 	self, _ := os.Executable()
 	var outs [2]bytes.Buffer
 	var cmds [2]*exec.Cmd
 	var stdins [2]interface{ Close() error }
+	var copied [2]chan struct{}
 	for i, mode := range []string{"waiter", "poller"} {
 		cmd := exec.Command(self, w.Path())
 		cmd.Env = append(os.Environ(), roleEnv+"="+mode)
@@ -297,29 +295,43 @@ func latency(w *writer.Writer) (wait, poll []float64, err error) {
 		if line, _ := br.ReadString('\n'); line != "ready\n" {
 			return nil, nil, fmt.Errorf("%s helper did not start: %q", mode, line)
 		}
-		go func() { br.WriteTo(&outs[i]) }()
+		copied[i] = make(chan struct{})
+		go func() { br.WriteTo(&outs[i]); close(copied[i]) }()
 		cmds[i], stdins[i] = cmd, in
 	}
 	rng := rand.New(rand.NewPCG(3, 4))
-	for i := range 300 {
-		time.Sleep(time.Duration(2+rng.IntN(9)) * time.Millisecond)
-		if _, err := w.Publish([]board.Record{{ID: 1, Content: strconv.Itoa(i)}}); err != nil {
+	published := map[uint64]int64{}
+	for i := range 100 {
+		time.Sleep(time.Duration(5+rng.IntN(56)) * time.Millisecond)
+		t := time.Now().UnixNano()
+		v, err := w.Publish([]board.Record{{ID: 1, Content: strconv.Itoa(i)}})
+		if err != nil {
 			return nil, nil, err
 		}
+		published[v] = t
 	}
-	time.Sleep(100 * time.Millisecond)
+	time.Sleep(150 * time.Millisecond)
 	var res [2][]float64
 	for i := range cmds {
 		stdins[i].Close()
+		<-copied[i]
 		if err := cmds[i].Wait(); err != nil {
 			return nil, nil, err
 		}
-		var ns []int64
-		if err := json.Unmarshal(outs[i].Bytes(), &ns); err != nil {
+		var seen [][2]int64
+		if err := json.Unmarshal(outs[i].Bytes(), &seen); err != nil {
 			return nil, nil, fmt.Errorf("latency helper output %q: %w", outs[i].String(), err)
 		}
-		for _, v := range ns {
-			res[i] = append(res[i], float64(v))
+		for v, t := range published {
+			for _, s := range seen { // in order of observation
+				if uint64(s[0]) >= v {
+					res[i] = append(res[i], float64(s[1]-t))
+					break
+				}
+			}
+		}
+		if len(res[i]) != len(published) {
+			return nil, nil, fmt.Errorf("helper %d saw %d of %d publishes", i, len(res[i]), len(published))
 		}
 	}
 	return res[0], res[1], nil

@@ -1,0 +1,108 @@
+// Package clients_test checks the C and Python readers against the Go writer with real processes: every golden
+// region decodes identically in every reader, garbage never crashes the C reader under ASan/UBSan, and readers in
+// three languages never accept a torn snapshot from a writer publishing flat out in another process.
+package clients_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+)
+
+// ctl is announcementctl, built for the tests.
+var ctl string
+
+// roleEnv selects a helper role when the test binary re-executes itself (see TestMain).
+const roleEnv = "ANNOUNCEMENTD_TEST_ROLE"
+
+func TestMain(m *testing.M) {
+	switch os.Getenv(roleEnv) {
+	case "stress-writer":
+		os.Exit(stressWriter(os.Args[len(os.Args)-1]))
+	case "stress-reader":
+		os.Exit(stressReader(os.Args[len(os.Args)-2], os.Args[len(os.Args)-1]))
+	}
+	if out, err := exec.Command("make", "-s", "-C", "c", "all", "asan").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "building the C reader: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	dir, err := os.MkdirTemp("", "clients-test")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	ctl = filepath.Join(dir, "announcementctl")
+	if out, err := exec.Command("go", "build", "-o", ctl, "../cmd/announcementctl").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "building announcementctl: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// need skips nothing: a missing tool is a broken machine (.ci/run installs them), so the test fails.
+func need(t *testing.T, tool string) string {
+	t.Helper()
+	p, err := exec.LookPath(tool)
+	if err != nil {
+		t.Fatalf("%s is needed for this test: %v", tool, err)
+	}
+	return p
+}
+
+// dumpTool is one reader's dump command line; the region path is appended.
+type dumpTool struct {
+	name string
+	argv []string
+}
+
+func dumpTools(t *testing.T) []dumpTool {
+	py := need(t, "python3")
+	abs := func(p string) string {
+		a, err := filepath.Abs(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	return []dumpTool{
+		{"announcementctl", []string{ctl, "dump", "--json", "--shm"}},
+		{"c", []string{abs("c/notice_dump")}},
+		{"python", []string{py, abs("python/notice.py")}},
+		{"ctypes", []string{py, abs("c/test_ctypes.py"), abs("c/libnotice.so")}},
+	}
+}
+
+// runDump runs a dump tool on path and returns its exit code and parsed JSON.
+func runDump(t *testing.T, tool dumpTool, path string) (int, map[string]any, string) {
+	t.Helper()
+	cmd := exec.Command(tool.argv[0], append(tool.argv[1:], path)...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("%s: %v", tool.name, err)
+	}
+	v, jerr := decodeJSON(stdout.Bytes())
+	if jerr != nil {
+		t.Fatalf("%s %s: exit %d, output is not JSON (%v):\n%s\nstderr: %s", tool.name, path, code, jerr, stdout.String(), stderr.String())
+	}
+	return code, v, stderr.String()
+}
+
+// decodeJSON decodes an object keeping numbers exact (json.Number), so 64-bit values compare exactly.
+func decodeJSON(b []byte) (map[string]any, error) {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	var v map[string]any
+	err := dec.Decode(&v)
+	return v, err
+}

@@ -1,0 +1,157 @@
+package clients_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/announcementd/announcementd/board/reader"
+	"github.com/announcementd/announcementd/internal/stress"
+)
+
+// stressWriter publishes self-checking snapshots as fast as it can until stdin closes.
+func stressWriter(path string) int {
+	stop := make(chan struct{})
+	go func() {
+		bufio.NewReader(os.Stdin).ReadByte() // EOF when the test closes the pipe
+		close(stop)
+	}()
+	n, err := stress.Write(path, stop)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	fmt.Printf("{\"publishes\":%d}\n", n)
+	return 0
+}
+
+// stressReader is the Go stress reader: snapshots in a loop for the given seconds.
+func stressReader(seconds, path string) int {
+	secs, err := strconv.ParseFloat(seconds, 64)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	res, err := stress.Read(path, time.Duration(secs*float64(time.Second)), os.Getpid())
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	json.NewEncoder(os.Stdout).Encode(res)
+	return 0
+}
+
+// TestTornReadStress runs one writer process publishing flat out and two reader processes each in Go, C and
+// Python for STRESS_SECONDS (default 10): no reader may accept a torn snapshot or see the version go back, and each
+// must validate many snapshots.
+func TestTornReadStress(t *testing.T) {
+	if testing.Short() {
+		t.Skip("the stress test runs for 10 s; skipped with -short")
+	}
+	seconds := "10"
+	if s := os.Getenv("STRESS_SECONDS"); s != "" {
+		seconds = s
+	}
+	path := filepath.Join("/dev/shm", fmt.Sprintf("notice_stress_%d_%d", os.Getpid(), time.Now().UnixNano()))
+	t.Cleanup(func() { os.Remove(path) })
+
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	wcmd := exec.CommandContext(ctx, self, "-test.run=^$", path)
+	wcmd.Env = append(os.Environ(), roleEnv+"=stress-writer")
+	stdin, _ := wcmd.StdinPipe()
+	var wout strings.Builder
+	wcmd.Stdout, wcmd.Stderr = &wout, &wout
+	if err := wcmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer wcmd.Process.Kill()
+	for b, err := reader.Open(path); ; b, err = reader.Open(path) {
+		if err == nil && b.Version() > 0 {
+			b.Close()
+			break
+		}
+		if err == nil {
+			b.Close()
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("writer never published: %s", wout.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	py := need(t, "python3")
+	readers := [][]string{
+		{self, "-test.run=^$", seconds, path}, {self, "-test.run=^$", seconds, path},
+		{"c/notice_stress", seconds, path}, {"c/notice_stress", seconds, path},
+		{py, "python/notice_stress.py", seconds, path}, {py, "python/notice_stress.py", seconds, path},
+	}
+	results := make([]stress.Result, len(readers))
+	var wg sync.WaitGroup
+	errs := make(chan error, len(readers))
+	for i, argv := range readers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+			cmd.Env = append(os.Environ(), roleEnv+"=stress-reader")
+			out, err := cmd.Output()
+			if err != nil {
+				var stderr []byte
+				var ee *exec.ExitError
+				if errors.As(err, &ee) {
+					stderr = ee.Stderr
+				}
+				errs <- fmt.Errorf("%v: %v\n%s%s", argv, err, out, stderr)
+				return
+			}
+			if err := json.Unmarshal(out, &results[i]); err != nil {
+				errs <- fmt.Errorf("%v: output %q: %v", argv, out, err)
+			}
+		}()
+	}
+	wg.Wait()
+	stdin.Close()
+	werr := wcmd.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if werr != nil {
+		t.Fatalf("writer: %v\n%s", werr, wout.String())
+	}
+	t.Logf("writer: %s", strings.TrimSpace(wout.String()))
+	for _, r := range results {
+		t.Logf("%-6s pid %-7d validated %9d snapshots, %5.3f attempts each, versions %d..%d, errors %v",
+			r.Lang, r.PID, r.Validated, r.AttemptsPerSnapshot(), r.FirstVersion, r.LastVersion, r.Errors)
+		if r.TornAccepted != 0 || r.Snapshots != r.Validated {
+			t.Errorf("%s reader %d accepted %d torn snapshots", r.Lang, r.PID, r.Snapshots-r.Validated)
+		}
+		if r.VersionDecreases != 0 {
+			t.Errorf("%s reader %d saw the version decrease %d times", r.Lang, r.PID, r.VersionDecreases)
+		}
+		for name, n := range r.Errors {
+			if name != "busy" && n > 0 {
+				t.Errorf("%s reader %d: %d %s errors", r.Lang, r.PID, n, name)
+			}
+		}
+		if r.Validated < 1000 || r.LastVersion <= r.FirstVersion {
+			t.Errorf("%s reader %d validated only %d snapshots (versions %d..%d): the test proves nothing",
+				r.Lang, r.PID, r.Validated, r.FirstVersion, r.LastVersion)
+		}
+	}
+}
