@@ -1,0 +1,464 @@
+#!/usr/bin/env python3
+"""Read-only Python reader for the announcement board (shared-memory region, format 1.x).
+
+The byte format is specified in docs/FORMAT.md; this module implements its reader side (§5) with the
+standard library only. Nothing here writes to, locks or signals the region.
+
+Usage as a module::
+
+    import notice
+
+    with notice.Board.open("/dev/shm/notice_v1") as board:
+        snap = board.snapshot()                 # a consistent, validated copy of the current snapshot
+        for rec in snap.records:                # Record(id, effective_at, expires_at, priority, content)
+            print(rec.id, rec.content)
+        last = snap.version
+        while True:
+            v = board.poll(last, timeout=10.0)  # polls version every 50 ms; None on timeout
+            if v is not None:
+                snap = board.snapshot()
+                last = snap.version
+            elif board.is_stale():              # no heartbeat for 5 s: the writer is gone or hung
+                ...
+
+API:
+
+- ``Board.open(path)`` (or ``Board(path)``): open, map read-only and validate the header (§5 steps 1-3). Record
+  fields are located by name in the layout table; unknown names are ignored; any minor is accepted. Use it as a
+  context manager or call ``close()``.
+- Attributes after open: ``path``, ``file_size``, ``major``, ``minor``, ``header_size``, ``region_size``,
+  ``capacity``, ``stride``, ``slot_size``, ``fields`` (required field name -> (type, offset, size)).
+- ``board.version()``: the published version (0 = nothing published); one 8-byte read, cheap.
+- ``board.state()``: 1 = live, 2 = superseded. ``board.heartbeat_ns()``: the writer's CLOCK_MONOTONIC stamp.
+- ``board.is_stale(threshold_s=5.0)``: True when the heartbeat is older than the threshold against this host's
+  CLOCK_MONOTONIC (the last snapshot stays consistent; the caller decides whether to keep showing it).
+- ``board.snapshot()``: the full read algorithm with up to 100 attempts; returns a ``Snapshot`` (``version``,
+  ``published_at``, ``count``, ``attempts``, ``records`` as a tuple of ``Record``, and the header fields of the
+  dump: ``major``, ``minor``, ``state``, ``region_size``, ``capacity``, ``stride``, ``writer_pid``,
+  ``generation``, ``heartbeat_ns``).
+- ``board.poll(last_version, interval=0.05, timeout=None)``: sleep-polls until ``version`` differs from
+  ``last_version`` and returns it; returns None on timeout. Python has no futex wait, so this is a plain poll.
+- ``snapshot_to_dict(snap)``: the dump object of FORMAT.md §8 (``json.dumps`` it).
+- ``BoardError``: every failure, with ``.name`` one of ``io, truncated, bad_magic, unsupported_major, bad_layout,
+  not_published, superseded, snapshot_checksum, record_checksum, bad_record, busy``. On ``superseded`` close the
+  board and open the path again: the writer moved to a new file and the version continues there. ``busy`` is
+  transient (the writer published too fast during 100 attempts): try again. ``snapshot_checksum``,
+  ``record_checksum`` and ``bad_record`` mean corrupt bytes, not a race.
+
+Consistency: Python has no memory barriers, so a copy may mix old and new bytes. Correctness rests on the slot
+CRC and the per-record CRCs, which are always checked: a torn copy is accepted only if a 32-bit CRC collides.
+
+Caveat: the region is mapped at the size the file had when opened. The writer never shrinks a file in place, but
+if something truncates it anyway, touching the lost pages kills the process with SIGBUS (as for any mmap reader).
+
+Command line: ``python3 notice.py PATH`` prints the dump JSON and exits 0; on error it prints
+``{"error": NAME, "message": TEXT}`` on stdout and exits 1; a usage error exits 2.
+"""
+
+from __future__ import annotations
+
+import json
+import mmap
+import operator
+import os
+import struct
+import sys
+import time
+import zlib
+from dataclasses import dataclass
+from typing import NamedTuple, Optional
+
+__all__ = ["Board", "BoardError", "Record", "Snapshot", "snapshot_to_dict", "ERROR_NAMES"]
+
+MAGIC = b"NTCBOARD"
+MAJOR = 1
+MAX_REGION_SIZE = 1 << 30  # FORMAT.md §9
+MIN_HEADER_SIZE = 1344
+MIN_STRIDE = 292
+MAX_CONTENT = 256
+MAX_ATTEMPTS = 100
+SLOT_HEADER_SIZE = 64
+STATE_LIVE = 1
+STATE_SUPERSEDED = 2
+
+ERROR_NAMES = (
+    "io", "truncated", "bad_magic", "unsupported_major", "bad_layout", "not_published", "superseded",
+    "snapshot_checksum", "record_checksum", "bad_record", "busy",
+)
+
+# Header line 0 from offset 8: magic, futex, state, major, minor, header_size, region_size, capacity, stride,
+# slot_size.
+_POLL_LINE = struct.Struct("<8sIIHHIQIII")
+_U64 = struct.Struct("<Q")
+_U32 = struct.Struct("<I")
+_I64 = struct.Struct("<q")
+_OFF_VERSION, _OFF_STATE, _OFF_HEARTBEAT, _OFF_WRITER_PID, _OFF_GENERATION = 0, 20, 64, 128, 136
+# Slot header from offset 8: crc, count, version, published_at.
+_SLOT_HEADER = struct.Struct("<IIQq")
+# Layout table: field_count, layout_crc at 256; entries from 272.
+_TABLE_OFF, _ENTRIES_OFF, _ENTRY_SIZE, _MAX_FIELDS = 256, 272, 32, 32
+_ENTRY = struct.Struct("<20sIII")
+
+_T_U32, _T_U64, _T_I32, _T_I64, _T_BYTES = 1, 2, 3, 4, 5
+_INT_FORMATS = {_T_U32: "I", _T_U64: "Q", _T_I32: "i", _T_I64: "q"}
+_INT_SIZES = {_T_U32: 4, _T_U64: 8, _T_I32: 4, _T_I64: 8}
+# Required record fields, in the order the decoder wants them: name -> (type, size; for bytes the minimum).
+_REQUIRED = {
+    "crc": (_T_U32, 4),
+    "content_len": (_T_U32, 4),
+    "id": (_T_U64, 8),
+    "effective_at": (_T_I64, 8),
+    "expires_at": (_T_I64, 8),
+    "priority": (_T_I32, 4),
+    "content": (_T_BYTES, MAX_CONTENT),
+}
+
+_STATE_NAMES = {STATE_LIVE: "live", STATE_SUPERSEDED: "superseded"}
+
+
+class BoardError(Exception):
+    """A reader failure; ``name`` is one of ERROR_NAMES (FORMAT.md §8)."""
+
+    def __init__(self, name: str, message: str):
+        super().__init__(f"{name}: {message}")
+        self.name = name
+        self.message = message
+
+
+class Record(NamedTuple):
+    """One announcement. Times are unix ns; ``expires_at`` 0 means never."""
+
+    id: int
+    effective_at: int
+    expires_at: int
+    priority: int
+    content: str
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """A consistent snapshot plus the header fields the dump shows."""
+
+    version: int
+    published_at: int
+    count: int
+    attempts: int
+    records: tuple  # of Record, sorted by id
+    major: int
+    minor: int
+    state: int
+    region_size: int
+    capacity: int
+    stride: int
+    writer_pid: int
+    generation: int
+    heartbeat_ns: int
+
+
+def _record_reader(fields: dict, stride: int):
+    """Return f(body) -> iterable of (crc, content_len, id, effective_at, expires_at, priority, content bytes)
+    for the records packed in ``body``, using the offsets of the layout table."""
+    wanted = list(_REQUIRED)
+    spans = sorted((fields[n][1], fields[n][2], n) for n in wanted)  # (offset, size, name)
+    overlap = any(a[0] + a[1] > b[0] for a, b in zip(spans, spans[1:]))
+    if not overlap:
+        # One struct covering the whole stride: a single iter_unpack call decodes every record.
+        fmt, pos = ["<"], 0
+        for off, size, name in spans:
+            if off > pos:
+                fmt.append(f"{off - pos}x")
+            ftype = fields[name][0]
+            fmt.append(f"{size}s" if ftype == _T_BYTES else _INT_FORMATS[ftype])
+            pos = off + size
+        if stride > pos:
+            fmt.append(f"{stride - pos}x")
+        record_struct = struct.Struct("".join(fmt))
+        order = [name for _, _, name in spans]
+        reorder = operator.itemgetter(*(order.index(n) for n in wanted))
+        return lambda body: map(reorder, record_struct.iter_unpack(body))
+
+    # Overlapping fields are odd but not forbidden by the format: read each one separately.
+    getters = []
+    for name in wanted:
+        ftype, off, size = fields[name]
+        fmt = f"<{size}s" if ftype == _T_BYTES else "<" + _INT_FORMATS[ftype]
+        getters.append((struct.Struct(fmt).unpack_from, off))
+
+    def read(body):
+        for r in range(0, len(body), stride):
+            yield tuple(get(body, r + off)[0] for get, off in getters)
+
+    return read
+
+
+class Board:
+    """A read-only mapping of a board region. Open with ``Board.open(path)``; close with ``close()`` or ``with``."""
+
+    def __init__(self, path):
+        self.path = path
+        self._mm = None
+        try:
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        except (OSError, ValueError, TypeError) as e:
+            raise BoardError("io", f"open {path!r}: {e}") from None
+        try:
+            try:
+                size = os.fstat(fd).st_size
+            except OSError as e:
+                raise BoardError("io", f"fstat {path!r}: {e}") from None
+            if size < MIN_HEADER_SIZE:
+                raise BoardError("truncated", f"file is {size} bytes, shorter than the {MIN_HEADER_SIZE}-byte header")
+            if size > MAX_REGION_SIZE:
+                raise BoardError("bad_layout", f"file is {size} bytes, more than a board's {MAX_REGION_SIZE}")
+            try:
+                self._mm = mmap.mmap(fd, size, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ)
+            except (OSError, ValueError, OverflowError) as e:
+                raise BoardError("io", f"mmap {path!r}: {e}") from None
+        finally:
+            os.close(fd)  # the mapping keeps its own reference
+        self.file_size = size
+        try:
+            self._validate()
+        except BaseException:
+            self.close()
+            raise
+
+    @classmethod
+    def open(cls, path) -> "Board":
+        """Open and validate the region at ``path``; raises BoardError."""
+        return cls(path)
+
+    def close(self) -> None:
+        """Unmap the region. Idempotent; a closed board raises ValueError when used."""
+        if self._mm is not None:
+            self._mm.close()
+
+    def __enter__(self) -> "Board":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<notice.Board {self.path!r} {self.major}.{self.minor} capacity={self.capacity}>"
+
+    # ---- validation (§5 steps 1-3) ----
+
+    def _validate(self) -> None:
+        mm = self._mm
+        (magic, _futex, _state, self.major, self.minor, self.header_size, self.region_size, self.capacity,
+         self.stride, self.slot_size) = _POLL_LINE.unpack_from(mm, 8)
+        if magic != MAGIC:
+            raise BoardError("bad_magic", f"magic is {magic!r}, not {MAGIC!r}")
+        if self.major != MAJOR:
+            raise BoardError("unsupported_major", f"format major {self.major}, this reader knows {MAJOR}")
+        if self.region_size > self.file_size:
+            raise BoardError("truncated", f"region_size {self.region_size} > file size {self.file_size}")
+
+        def bad(msg):
+            return BoardError("bad_layout", msg)
+
+        hs, stride, cap, ss = self.header_size, self.stride, self.capacity, self.slot_size
+        if hs % 64 or hs < MIN_HEADER_SIZE:
+            raise bad(f"header_size {hs} is not a multiple of 64 >= {MIN_HEADER_SIZE}")
+        if stride % 8 or stride < MIN_STRIDE:
+            raise bad(f"stride {stride} is not a multiple of 8 >= {MIN_STRIDE}")
+        if cap < 1:
+            raise bad("capacity is 0")
+        if ss % 64 or ss < SLOT_HEADER_SIZE + cap * stride:
+            raise bad(f"slot_size {ss} is not a multiple of 64 >= 64 + {cap} x {stride}")
+        if hs + 2 * ss > self.region_size:
+            raise bad(f"header_size {hs} + 2 x slot_size {ss} > region_size {self.region_size}")
+
+        field_count, layout_crc = struct.unpack_from("<II", mm, _TABLE_OFF)
+        if not 1 <= field_count <= _MAX_FIELDS:
+            raise bad(f"field_count {field_count} not in 1..{_MAX_FIELDS}")
+        table = mm[_ENTRIES_OFF:_ENTRIES_OFF + field_count * _ENTRY_SIZE]
+        if zlib.crc32(table) != layout_crc:
+            raise bad(f"layout_crc {layout_crc:#010x} does not match the table ({zlib.crc32(table):#010x})")
+
+        fields = {}  # required name -> (type, offset, size)
+        seen = set()
+        for raw_name, ftype, off, size in _ENTRY.iter_unpack(table):
+            name = raw_name.split(b"\0", 1)[0].decode("latin-1")
+            if off + size > stride:
+                raise bad(f"field {name!r} at {off}+{size} is outside the stride {stride}")
+            if name in seen:
+                raise bad(f"field {name!r} appears twice in the layout table")
+            seen.add(name)
+            want = _INT_SIZES.get(ftype)
+            if want is not None and (size != want or off % want):
+                raise bad(f"integer field {name!r} of type {ftype} must have size {want} at an aligned offset, "
+                          f"has size {size} at {off}")
+            if name in _REQUIRED:
+                fields[name] = (ftype, off, size)
+        for name, (ftype, size) in _REQUIRED.items():
+            if name not in fields:
+                raise bad(f"required field {name!r} missing from the layout table")
+            got_type, _, got_size = fields[name]
+            if got_type != ftype or (got_size < size if ftype == _T_BYTES else got_size != size):
+                raise bad(f"field {name!r} has type {got_type} size {got_size}, want type {ftype} size "
+                          f"{'>= ' if ftype == _T_BYTES else ''}{size}")
+        if fields["crc"][1] != 0:
+            # The record crc covers bytes [4, stride): that only makes sense with the crc in bytes [0, 4).
+            raise bad(f"field 'crc' is at offset {fields['crc'][1]}, must be 0")
+        self.fields = fields
+        self._slot_offsets = (hs, hs + ss)
+        self._read_records = _record_reader(fields, stride)
+
+    # ---- cheap reads ----
+
+    def version(self) -> int:
+        """The published version (0 = nothing published yet): one 8-byte read at offset 0."""
+        return _U64.unpack_from(self._mm, _OFF_VERSION)[0]
+
+    def state(self) -> int:
+        """1 = live, 2 = superseded (close and reopen the path)."""
+        return _U32.unpack_from(self._mm, _OFF_STATE)[0]
+
+    def heartbeat_ns(self) -> int:
+        """The writer's CLOCK_MONOTONIC in ns at its last heartbeat (about every second)."""
+        return _I64.unpack_from(self._mm, _OFF_HEARTBEAT)[0]
+
+    def is_stale(self, threshold_s: float = 5.0) -> bool:
+        """True when the heartbeat is older than ``threshold_s`` seconds on this host's CLOCK_MONOTONIC."""
+        age = time.clock_gettime_ns(time.CLOCK_MONOTONIC) - self.heartbeat_ns()
+        return age > int(threshold_s * 1e9)
+
+    def poll(self, last_version: int, interval: float = 0.05, timeout: Optional[float] = None) -> Optional[int]:
+        """Sleep-poll every ``interval`` s until ``version`` differs from ``last_version``; return it.
+        Return None once ``timeout`` seconds have passed (None = wait forever). Raises BoardError('superseded')."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            if self.state() == STATE_SUPERSEDED:
+                raise BoardError("superseded", "the writer moved to a new file: reopen the path")
+            v = self.version()
+            if v != last_version:
+                return v
+            if deadline is None:
+                time.sleep(interval)
+            else:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return None
+                time.sleep(min(interval, remaining))
+
+    # ---- the snapshot (§5) ----
+
+    def snapshot(self) -> Snapshot:
+        """Copy and validate the current snapshot (§5). Raises BoardError: not_published, superseded, busy,
+        snapshot_checksum, record_checksum, bad_record."""
+        mm = self._mm
+        u64, u32 = _U64.unpack_from, _U32.unpack_from
+        capacity, stride = self.capacity, self.stride
+        last_failure = None  # (V, q1, check) of the previous attempt if it failed a step-5 check
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            v = u64(mm, _OFF_VERSION)[0]
+            if v == 0:
+                raise BoardError("not_published", "version is 0: nothing published yet")
+            state = u32(mm, _OFF_STATE)[0]
+            if state == STATE_SUPERSEDED:
+                raise BoardError("superseded", "the writer moved to a new file: reopen the path")
+            base = self._slot_offsets[v & 1]
+            q1 = u64(mm, base)[0]
+            if q1 & 1:
+                last_failure = None
+                continue
+            header = mm[base:base + SLOT_HEADER_SIZE]
+            crc, count, slot_version, published_at = _SLOT_HEADER.unpack_from(header, 8)
+            if count > capacity:
+                last_failure = None
+                continue
+            start = base + SLOT_HEADER_SIZE
+            body = mm[start:start + count * stride]
+            if u64(mm, base)[0] != q1:
+                last_failure = None
+                continue
+            if zlib.crc32(body, zlib.crc32(memoryview(header)[12:])) != crc:
+                check = "crc"
+            elif slot_version < v:
+                check = "version"
+            else:
+                records = self._decode(body, slot_version)
+                return Snapshot(
+                    version=slot_version, published_at=published_at, count=count, attempts=attempt, records=records,
+                    major=self.major, minor=self.minor, state=state, region_size=self.region_size,
+                    capacity=capacity, stride=stride,
+                    writer_pid=u32(mm, _OFF_WRITER_PID)[0], generation=u64(mm, _OFF_GENERATION)[0],
+                    heartbeat_ns=_I64.unpack_from(mm, _OFF_HEARTBEAT)[0],
+                )
+            failure = (v, q1, check)
+            if failure == last_failure:
+                what = "crc" if check == "crc" else f"version {slot_version} < {v}"
+                raise BoardError("snapshot_checksum",
+                                 f"stable slot {v & 1} (seq {q1}) for version {v} fails its {what} check twice")
+            last_failure = failure
+        raise BoardError("busy", f"{MAX_ATTEMPTS} attempts, none consistent")
+
+    def _record_crcs(self, body: bytes) -> list:
+        """The crc of each record in ``body``: over its bytes [4, stride)."""
+        view, n, crc32 = memoryview(body), self.stride - 4, zlib.crc32
+        return [crc32(view[r:r + n]) for r in range(4, len(body), self.stride)]
+
+    def _decode(self, body: bytes, version: int) -> tuple:
+        """Step 6: check each record's crc, content_len, UTF-8 and id; build the Record tuple."""
+        records = []
+        new_record = tuple.__new__  # Record(...) without the namedtuple's Python-level __new__
+        for (crc, content_len, rid, effective_at, expires_at, priority, content), got in zip(
+                self._read_records(body), self._record_crcs(body)):
+            if crc != got or content_len > MAX_CONTENT or rid == 0:
+                where = f"version {version} record {len(records)}"
+                if crc != got:
+                    raise BoardError("record_checksum", f"{where}: crc {got:#010x}, stored {crc:#010x}")
+                if content_len > MAX_CONTENT:
+                    raise BoardError("bad_record", f"{where}: content_len {content_len} > {MAX_CONTENT}")
+                raise BoardError("bad_record", f"{where}: id 0")
+            try:
+                text = content[:content_len].decode("utf-8")
+            except UnicodeDecodeError as e:
+                where = f"version {version} record {len(records)} (id {rid})"
+                raise BoardError("bad_record", f"{where}: content is not UTF-8: {e}") from None
+            records.append(new_record(Record, (rid, effective_at, expires_at, priority, text)))
+        return tuple(records)
+
+
+def snapshot_to_dict(snap: Snapshot) -> dict:
+    """The dump object of FORMAT.md §8."""
+    return {
+        "version": snap.version,
+        "major": snap.major,
+        "minor": snap.minor,
+        "state": _STATE_NAMES.get(snap.state, f"unknown({snap.state})"),
+        "region_size": snap.region_size,
+        "capacity": snap.capacity,
+        "stride": snap.stride,
+        "writer_pid": snap.writer_pid,
+        "generation": snap.generation,
+        "heartbeat_ns": snap.heartbeat_ns,
+        "published_at": snap.published_at,
+        "count": snap.count,
+        "records": [
+            {"id": r.id, "effective_at": r.effective_at, "expires_at": r.expires_at, "priority": r.priority,
+             "content": r.content}
+            for r in snap.records
+        ],
+    }
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1 or argv[0] in ("-h", "--help"):
+        print("usage: notice.py PATH  (prints the board's snapshot as JSON)", file=sys.stderr)
+        return 2
+    try:
+        with Board.open(argv[0]) as board:
+            out = snapshot_to_dict(board.snapshot())
+    except BoardError as e:
+        print(json.dumps({"error": e.name, "message": e.message}))
+        return 1
+    print(json.dumps(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
