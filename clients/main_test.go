@@ -25,6 +25,8 @@ func TestMain(m *testing.M) {
 		os.Exit(stressWriter(os.Args[len(os.Args)-1]))
 	case "stress-reader":
 		os.Exit(stressReader(os.Args[len(os.Args)-2], os.Args[len(os.Args)-1]))
+	case "waiter":
+		os.Exit(goWaiter(os.Args[len(os.Args)-1]))
 	}
 	if out, err := exec.Command("make", "-s", "-C", "c", "all", "asan").CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "building the C reader: %v\n%s", err, out)

@@ -229,14 +229,20 @@ func (b *Board) Wait(ctx context.Context, last uint64, timeout time.Duration) (u
 		if err := ctx.Err(); err != nil {
 			return last, err
 		}
-		// Sleep in slices so a cancelled ctx is noticed within 100 ms even without a deadline.
-		slice := 100 * time.Millisecond
+		// A cancellable ctx is checked every 100 ms (futex(2) cannot wait on a channel); otherwise sleep until
+		// the wake-up or the deadline.
+		var slice time.Duration
+		if ctx.Done() != nil {
+			slice = 100 * time.Millisecond
+		}
 		if !deadline.IsZero() {
 			left := time.Until(deadline)
 			if left <= 0 {
 				return last, context.DeadlineExceeded
 			}
-			slice = min(slice, left)
+			if slice == 0 || left < slice {
+				slice = left
+			}
 		}
 		if err := b.mem.FutexWait(board.OffFutex, w, slice); err != nil {
 			return last, board.Errorf(board.CodeIO, "futex wait: %v", err)
