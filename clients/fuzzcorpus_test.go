@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -13,6 +12,9 @@ import (
 	"github.com/announcementd/announcementd/board"
 	"github.com/announcementd/announcementd/board/reader"
 )
+
+// sanitizerEnv makes a sanitizer finding exit with a code no dump tool uses.
+var sanitizerEnv = []string{"ASAN_OPTIONS=exitcode=99:detect_leaks=1", "UBSAN_OPTIONS=halt_on_error=1:exitcode=98:print_stacktrace=1"}
 
 // knownErrors are the error names of FORMAT.md §8.
 var knownErrors = map[string]bool{
@@ -98,7 +100,6 @@ func TestBadBytesCUnderSanitizers(t *testing.T) {
 	files := badInputs(t)
 	asan, _ := filepath.Abs("c/notice_dump_asan")
 	py := need(t, "python3")
-	env := append(os.Environ(), "ASAN_OPTIONS=exitcode=99:detect_leaks=1", "UBSAN_OPTIONS=halt_on_error=1:exitcode=98:print_stacktrace=1")
 	goResult := make(map[string]string, len(files)) // file -> "ok" or the Go reader's error name
 	for _, f := range files {
 		goResult[f] = goDump(f)
@@ -106,24 +107,10 @@ func TestBadBytesCUnderSanitizers(t *testing.T) {
 	for _, tool := range []dumpTool{{"c-asan", []string{asan}}, {"python", []string{py, "python/notice.py"}}} {
 		errs := map[string]int{}
 		for _, f := range files {
-			cmd := exec.Command(tool.argv[0], append(tool.argv[1:], f)...)
-			cmd.Env = env
-			var stdout, stderr bytes.Buffer
-			cmd.Stdout, cmd.Stderr = &stdout, &stderr
-			err := cmd.Run()
-			code := 0
-			if ee, ok := err.(*exec.ExitError); ok {
-				code = ee.ExitCode()
-			} else if err != nil {
-				t.Fatal(err)
-			}
-			if code != 0 && code != 1 || strings.Contains(stderr.String(), "Sanitizer") || strings.Contains(stderr.String(), "runtime error") ||
-				strings.Contains(stderr.String(), "Traceback") {
-				t.Fatalf("%s on %s: exit %d\n%s", tool.name, filepath.Base(f), code, stderr.String())
-			}
-			v, jerr := decodeJSON(stdout.Bytes())
-			if jerr != nil {
-				t.Fatalf("%s on %s: not JSON: %v\n%s", tool.name, filepath.Base(f), jerr, stdout.String())
+			code, v, stderr := runDump(t, tool, f, sanitizerEnv...)
+			if code != 0 && code != 1 || strings.Contains(stderr, "Sanitizer") || strings.Contains(stderr, "runtime error") ||
+				strings.Contains(stderr, "Traceback") {
+				t.Fatalf("%s on %s: exit %d\n%s", tool.name, filepath.Base(f), code, stderr)
 			}
 			result := "ok"
 			if code == 1 {

@@ -80,10 +80,12 @@ func dumpTools(t *testing.T) []dumpTool {
 	}
 }
 
-// runDump runs a dump tool on path and returns its exit code and parsed JSON.
-func runDump(t *testing.T, tool dumpTool, path string) (int, map[string]any, string) {
+// runDump runs a dump tool on path (with env added to the test's environment) and returns its exit code, its
+// parsed JSON output and its stderr. Output that is not JSON fails the test.
+func runDump(t *testing.T, tool dumpTool, path string, env ...string) (int, map[string]any, string) {
 	t.Helper()
 	cmd := exec.Command(tool.argv[0], append(tool.argv[1:], path)...)
+	cmd.Env = append(os.Environ(), env...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
