@@ -64,6 +64,12 @@ func badInputs(t *testing.T) []string {
 		}
 		add("garbage-"+strconv.Itoa(i), b)
 	}
+	// A board followed by a hole that takes the file past the 1 GiB limit (sparse: no disk used).
+	big := filepath.Join(dir, "over-1GiB")
+	if err := os.WriteFile(big, basic, 0o644); err != nil || os.Truncate(big, 1<<30+4096) != nil {
+		t.Fatal("cannot make the sparse file")
+	}
+	files = append(files, big)
 	// Flip single bytes of a valid region all over the header, layout table and slots.
 	for off := 0; off < len(basic); off += 257 {
 		b := bytes.Clone(basic)

@@ -1,6 +1,8 @@
 package writer
 
 import (
+	"fmt"
+	"runtime/debug"
 	"sync"
 
 	"github.com/announcementd/announcementd/board"
@@ -9,15 +11,17 @@ import (
 // Publisher coalesces publishes: callers that ask while a publish is running share the next one, so a burst of N
 // changes costs at most two publishes, not N (FORMAT.md §4, "Bursts").
 //
-// The caller that finds no publish running becomes the leader: it publishes, then keeps publishing for callers
-// that queued meanwhile, until none is waiting. No goroutine is started; nothing outlives the calls.
+// A caller that finds no publish running publishes its own round. When a round ends and another is pending, a
+// new goroutine publishes it, so no caller waits for rounds other than its own; that goroutine is the Publisher's
+// and ends when nothing is pending. A panic in the source or the writer fails its round instead of wedging every
+// later caller.
 type Publisher struct {
 	w      *Writer
 	source func() []board.Record
 
 	mu      sync.Mutex
 	pending *round // the round new callers join; nil when none is waiting
-	running bool
+	running bool   // a round is being published
 }
 
 type round struct {
@@ -40,21 +44,37 @@ func (p *Publisher) Sync() (uint64, error) {
 		p.pending = &round{done: make(chan struct{})}
 	}
 	r := p.pending
-	if p.running {
-		p.mu.Unlock()
-		<-r.done
-		return r.version, r.err
+	lead := !p.running
+	if lead {
+		p.running, p.pending = true, nil
 	}
-	p.running = true
-	for p.pending != nil {
-		cur := p.pending
+	p.mu.Unlock()
+	if lead {
+		p.publish(r)
+	}
+	<-r.done
+	return r.version, r.err
+}
+
+// publish runs round r, then starts the pending round, if any.
+func (p *Publisher) publish(r *round) {
+	r.version, r.err = p.safePublish()
+	close(r.done)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if next := p.pending; next != nil {
 		p.pending = nil
-		p.mu.Unlock()
-		cur.version, cur.err = p.w.Publish(p.source())
-		close(cur.done)
-		p.mu.Lock()
+		go p.publish(next)
+		return
 	}
 	p.running = false
-	p.mu.Unlock()
-	return r.version, r.err
+}
+
+func (p *Publisher) safePublish() (v uint64, err error) {
+	defer func() {
+		if rec := recover(); rec != nil {
+			err = fmt.Errorf("publish panicked: %v\n%s", rec, debug.Stack())
+		}
+	}()
+	return p.w.Publish(p.source())
 }

@@ -16,6 +16,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"slices"
 	"sync"
@@ -64,7 +65,10 @@ type Writer struct {
 	last    []byte    // encoded records of the published snapshot
 	image   []byte    // scratch slot image; zero past imageN records
 	imageN  uint32
-	closed  bool
+	// published: this writer has published; until then even an identical set is republished, which also
+	// repairs a slot a crashed writer left mid-publish.
+	published bool
+	closed    bool
 }
 
 // Open creates or opens the board at path (mode 0644: readers need read access only) and returns its writer.
@@ -81,8 +85,8 @@ func Open(path string, opts Options) (*Writer, error) {
 	return w, nil
 }
 
-// New returns a writer for the open region file f, which it owns from now on (Close closes it). An empty file
-// becomes a new board; a board keeps its version; anything else is refused.
+// New returns a writer for the open region file f. On success the writer owns f (Close closes it); on error the
+// caller still does. An empty file becomes a new board; a board keeps its version; anything else is refused.
 func New(f *os.File, opts Options) (*Writer, error) {
 	if opts.PID == 0 {
 		opts.PID = os.Getpid()
@@ -259,10 +263,15 @@ func (w *Writer) Publish(recs []board.Record) (uint64, error) {
 		}
 	}
 	records := img[board.SlotHeaderSize:end]
-	if w.version > 0 && w.last != nil && bytes.Equal(records, w.last) {
+	if w.published && bytes.Equal(records, w.last) {
 		return w.version, nil
 	}
-
+	if w.mem.Load32(board.OffState) == uint32(board.StateSuperseded) {
+		return 0, errors.New("the region is superseded: readers have moved to a new file")
+	}
+	if w.version == math.MaxUint64 || w.opts.VersionFloor >= math.MaxUint64-1 {
+		return 0, errors.New("the version would overflow 64 bits")
+	}
 	next := w.version + 1
 	if next <= w.opts.VersionFloor {
 		next = w.opts.VersionFloor + 1
@@ -284,14 +293,15 @@ func (w *Writer) Publish(recs []board.Record) (uint64, error) {
 	w.mem.CopyIn(off+8, img[8:board.SlotHeaderSize+max(n, w.dirty[s])*stride])
 	w.mem.Store64(off+board.SlotOffSeq, seq+1)
 	w.mem.Store64(board.OffVersion, next)
-	w.mem.Add32(board.OffFutex, 1)
-	if err := w.mem.FutexWake(board.OffFutex); err != nil {
-		return next, fmt.Errorf("wake readers: %w", err)
-	}
-
+	// The version is live: record it before anything else can fail.
 	w.version = next
 	w.dirty[s] = n
 	w.last = append(w.last[:0], records...)
+	w.published = true
+	w.mem.Add32(board.OffFutex, 1)
+	if err := w.mem.FutexWake(board.OffFutex); err != nil {
+		return next, fmt.Errorf("published version %d but could not wake blocked readers: %w", next, err)
+	}
 	return next, nil
 }
 

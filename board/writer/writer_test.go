@@ -69,6 +69,11 @@ func TestPublishRoundTrip(t *testing.T) {
 
 func TestVersionChangesExactlyWithContent(t *testing.T) {
 	w := open(t, tempRegion(t), writer.Options{})
+	e1, _ := w.Publish(nil)
+	e2, _ := w.Publish(nil)
+	if e1 != e2 {
+		t.Fatalf("the empty set published twice moved the version %d -> %d", e1, e2)
+	}
 	set := []board.Record{{ID: 1, Content: "a"}}
 	v1, _ := w.Publish(set)
 	v2, _ := w.Publish(set)
@@ -76,7 +81,7 @@ func TestVersionChangesExactlyWithContent(t *testing.T) {
 		t.Fatalf("same content published twice moved the version %d -> %d", v1, v2)
 	}
 	v3, _ := w.Publish([]board.Record{{ID: 1, Content: "b"}})
-	if v3 != v2+1 {
+	if v1 != e2+1 || v3 != v2+1 {
 		t.Fatalf("changed content: version %d after %d", v3, v2)
 	}
 	v4, _ := w.Publish(nil)
@@ -159,6 +164,33 @@ func TestRefusesForeignFileAndOtherGeometry(t *testing.T) {
 	w.Close()
 	if _, err := writer.Open(path, writer.Options{Size: 128 << 10}); err == nil || !strings.Contains(err.Error(), "want 131072") {
 		t.Fatalf("other size: %v", err)
+	}
+}
+
+func TestPublisherSurvivesAPanic(t *testing.T) {
+	w := open(t, tempRegion(t), writer.Options{})
+	boom := true
+	p := writer.NewPublisher(w, func() []board.Record {
+		if boom {
+			panic("source broke")
+		}
+		return []board.Record{{ID: 1, Content: "fine"}}
+	})
+	if _, err := p.Sync(); err == nil || !strings.Contains(err.Error(), "source broke") {
+		t.Fatalf("panicking source: %v", err)
+	}
+	boom = false
+	if v, err := p.Sync(); err != nil || v == 0 {
+		t.Fatalf("after a panic: %d, %v", v, err)
+	}
+}
+
+func TestPublishAfterSupersedeRefused(t *testing.T) {
+	w := open(t, tempRegion(t), writer.Options{})
+	w.Publish(nil)
+	w.Supersede()
+	if _, err := w.Publish([]board.Record{{ID: 1}}); err == nil || !strings.Contains(err.Error(), "superseded") {
+		t.Fatalf("publish after supersede: %v", err)
 	}
 }
 

@@ -287,6 +287,7 @@ static inline uint64_t notice_version_inline(const notice_board *b)
 #define NOTICE__FIELD_NAME 20u
 #define NOTICE__MAX_FIELDS 32u
 #define NOTICE__MIN_FILE 1344u /* header lines + a full layout table, rounded up to 64 */
+#define NOTICE__MAX_FILE (1ull << 30) /* FORMAT.md §9 */
 #define NOTICE__MIN_STRIDE 292u
 #define NOTICE__SLOT_HDR 64u
 #define NOTICE__SLOT_OFF_SEQ 0u
@@ -859,10 +860,9 @@ NOTICE_API int notice_open(const char *path, notice_board **out)
         close(fd);
         return NOTICE_ETRUNCATED;
     }
-    if ((uint64_t)st.st_size > (uint64_t)SIZE_MAX) {
+    if ((uint64_t)st.st_size > NOTICE__MAX_FILE) { /* FORMAT.md §5 step 1: no board is larger than 1 GiB */
         close(fd);
-        errno = EFBIG;
-        return NOTICE_EIO;
+        return NOTICE_EBADLAYOUT;
     }
     map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
     saved = errno;

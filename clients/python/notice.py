@@ -387,7 +387,7 @@ class Board:
                     writer_pid=u32(mm, _OFF_WRITER_PID)[0], generation=u64(mm, _OFF_GENERATION)[0],
                     heartbeat_ns=_I64.unpack_from(mm, _OFF_HEARTBEAT)[0],
                 )
-            failure = (v, q1, check)
+            failure = (v, q1)  # either check of step 5 counts (FORMAT.md §5)
             if failure == last_failure:
                 what = "crc" if check == "crc" else f"version {slot_version} < {v}"
                 raise BoardError("snapshot_checksum",

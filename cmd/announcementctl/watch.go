@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"slices"
 	"time"
 
 	"github.com/announcementd/announcementd/board"
@@ -59,6 +60,12 @@ func watch(ctx context.Context, args []string, out io.Writer) error {
 					return fmt.Errorf("watch %s: %w", *shm, err)
 				}
 				sleep(ctx, 100*time.Millisecond) // the writer is replacing the file: try again
+				continue
+			}
+			if b.State() == board.StateSuperseded { // the new file is not at the path yet
+				b.Close()
+				b = nil
+				sleep(ctx, 100*time.Millisecond)
 				continue
 			}
 			if last != 0 {
@@ -116,6 +123,7 @@ func diff(s *board.Snapshot, prev map[uint64]board.Record) change {
 			c.Removed = append(c.Removed, id)
 		}
 	}
+	slices.Sort(c.Removed)
 	return c
 }
 
