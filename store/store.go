@@ -1,0 +1,289 @@
+// Package store is the daemon's durable announcement store: a single bbolt file that survives crashes.
+//
+// Invariants:
+//   - Every announcement in the store passed Validate: Apply validates the whole batch before touching the file,
+//     and a batch with one invalid announcement changes nothing.
+//   - Apply is atomic (one transaction) and durable: when it returns nil, its puts and deletes have been fsynced
+//     (unless Options.NoSync, which is for benchmarks only). Concurrent Apply and SetVersionFloor calls share
+//     commits through bbolt's DB.Batch (group commit), so one fsync acknowledges many callers.
+//   - The version floor never decreases.
+//   - Only one process can have the file open: the second Open fails after Options.Timeout with an error naming
+//     the path.
+//   - Reads never panic on a damaged file: an undecodable value is reported as an error naming its id or key.
+//
+// Layout: bucket "announcements" maps an 8-byte big-endian id (so the cursor order is the id order) to the value
+// encoding below; bucket "meta" holds "version_floor", an 8-byte big-endian uint64.
+package store
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
+
+	"github.com/announcementd/announcementd/announcement"
+)
+
+// Options configures Open. The zero value is what the daemon uses.
+type Options struct {
+	NoSync  bool          // benchmarks only: skip fsync, which gives the ceiling of what the store can do
+	Timeout time.Duration // how long Open waits for the file lock; 0 means 1s
+}
+
+// DefaultTimeout is how long Open waits for another process to release the file when Options.Timeout is 0.
+const DefaultTimeout = time.Second
+
+// batchDelay is how long a Batch waits for company before it commits. bbolt's default, 10ms, caps a single
+// sequential client at ~100 applies/s; 1ms costs a lone client little next to the fsync and still gathers the
+// callers that arrive while the previous commit is being written.
+const batchDelay = time.Millisecond
+
+var (
+	bucketAnnouncements = []byte("announcements")
+	bucketMeta          = []byte("meta")
+	keyVersionFloor     = []byte("version_floor")
+)
+
+// Store is an open store. Its methods are safe for concurrent use.
+type Store struct {
+	db   *bbolt.DB
+	path string
+}
+
+// Open opens the store at path, creating the file (mode 0600) but not its directory.
+func Open(path string, opts Options) (*Store, error) {
+	if opts.Timeout <= 0 {
+		opts.Timeout = DefaultTimeout
+	}
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: opts.Timeout, NoSync: opts.NoSync})
+	if errors.Is(err, bolterrors.ErrTimeout) {
+		return nil, fmt.Errorf("store %s: open: the file is locked, is another announcementd running? (waited %s): %w",
+			path, opts.Timeout, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store %s: open: %w", path, err)
+	}
+	db.MaxBatchDelay = batchDelay
+	err = db.Update(func(tx *bbolt.Tx) error {
+		for _, name := range [][]byte{bucketAnnouncements, bucketMeta} {
+			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+				return fmt.Errorf("bucket %q: %w", name, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("store %s: open: %w", path, err)
+	}
+	return &Store{db: db, path: path}, nil
+}
+
+// Close closes the file. Calls made after Close return an error.
+func (s *Store) Close() error {
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("store %s: close: %w", s.path, err)
+	}
+	return nil
+}
+
+// Path returns the file's path.
+func (s *Store) Path() string { return s.path }
+
+// Apply puts and deletes atomically, in one transaction, and returns once that transaction is on disk. Puts are
+// applied before deletes, so an id in both ends up deleted. Deleting an id that is not stored is not an error;
+// deleted lists the ids that were stored, in the order given. If an announcement is invalid, Apply returns its
+// *announcement.ValidationError unchanged and changes nothing.
+func (s *Store) Apply(puts []announcement.Announcement, deletes []uint64) (deleted []uint64, err error) {
+	if len(puts) == 0 && len(deletes) == 0 {
+		return nil, nil
+	}
+	for i := range puts {
+		if err := puts[i].Validate(); err != nil {
+			return nil, err
+		}
+	}
+	vals := make([][]byte, len(puts)) // encoded once, outside the transaction
+	for i := range puts {
+		vals[i] = encode(&puts[i])
+	}
+	err = s.db.Batch(func(tx *bbolt.Tx) error {
+		// DB.Batch may run this more than once (when another call in the batch fails, the rest is retried), each
+		// time in a fresh transaction: so it must start from scratch, and only the last run's result counts.
+		deleted = deleted[:0]
+		b := tx.Bucket(bucketAnnouncements)
+		for i := range puts {
+			if err := b.Put(idKey(puts[i].ID), vals[i]); err != nil {
+				return fmt.Errorf("put %d: %w", puts[i].ID, err)
+			}
+		}
+		for _, id := range deletes {
+			k := idKey(id)
+			if b.Get(k) == nil {
+				continue
+			}
+			if err := b.Delete(k); err != nil {
+				return fmt.Errorf("delete %d: %w", id, err)
+			}
+			deleted = append(deleted, id)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store %s: apply: %w", s.path, err)
+	}
+	return deleted, nil
+}
+
+// Get returns the announcement with id, and whether it is stored.
+func (s *Store) Get(id uint64) (a announcement.Announcement, ok bool, err error) {
+	err = s.db.View(func(tx *bbolt.Tx) error {
+		v := tx.Bucket(bucketAnnouncements).Get(idKey(id))
+		if v == nil {
+			return nil
+		}
+		ok = true
+		a, err = decode(idKey(id), v)
+		return err
+	})
+	if err != nil {
+		return announcement.Announcement{}, false, fmt.Errorf("store %s: get: %w", s.path, err)
+	}
+	return a, ok, nil
+}
+
+// List returns every announcement, sorted by id.
+func (s *Store) List() ([]announcement.Announcement, error) {
+	var all []announcement.Announcement
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		b := tx.Bucket(bucketAnnouncements)
+		all = make([]announcement.Announcement, 0, b.Stats().KeyN)
+		return b.ForEach(func(k, v []byte) error {
+			a, err := decode(k, v)
+			if err != nil {
+				return err
+			}
+			all = append(all, a)
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store %s: list: %w", s.path, err)
+	}
+	return all, nil
+}
+
+// Len returns how many announcements are stored.
+func (s *Store) Len() (n int, err error) {
+	err = s.db.View(func(tx *bbolt.Tx) error {
+		n = tx.Bucket(bucketAnnouncements).Stats().KeyN
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("store %s: len: %w", s.path, err)
+	}
+	return n, nil
+}
+
+// VersionFloor returns the highest board version the daemon has acknowledged (0 if none): a board recreated from
+// scratch must continue above it.
+func (s *Store) VersionFloor() (v uint64, err error) {
+	err = s.db.View(func(tx *bbolt.Tx) error {
+		v, err = versionFloor(tx)
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("store %s: version floor: %w", s.path, err)
+	}
+	return v, nil
+}
+
+// SetVersionFloor raises the version floor to v, durably; a v at or below the floor changes nothing.
+func (s *Store) SetVersionFloor(v uint64) error {
+	err := s.db.Batch(func(tx *bbolt.Tx) error { // idempotent: a rerun reads the floor again
+		cur, err := versionFloor(tx)
+		if err != nil || v <= cur {
+			return err
+		}
+		return tx.Bucket(bucketMeta).Put(keyVersionFloor, binary.BigEndian.AppendUint64(nil, v))
+	})
+	if err != nil {
+		return fmt.Errorf("store %s: set version floor %d: %w", s.path, v, err)
+	}
+	return nil
+}
+
+func versionFloor(tx *bbolt.Tx) (uint64, error) {
+	v := tx.Bucket(bucketMeta).Get(keyVersionFloor)
+	switch len(v) {
+	case 0:
+		return 0, nil
+	case 8:
+		return binary.BigEndian.Uint64(v), nil
+	}
+	return 0, fmt.Errorf("meta key %q: %d bytes, want 8: %w", keyVersionFloor, len(v), ErrCorrupt)
+}
+
+// ErrCorrupt is wrapped by the errors for values the store cannot decode.
+var ErrCorrupt = errors.New("corrupt value")
+
+func idKey(id uint64) []byte { return binary.BigEndian.AppendUint64(make([]byte, 0, 8), id) }
+
+// Value encoding, version 1, all integers big-endian:
+//
+//	[0]     format version (1)
+//	[1:5]   priority, int32
+//	[5:13]  effective_at, int64 unix ns
+//	[13:21] expires_at, int64 unix ns (0 = never)
+//	[21:]   content, UTF-8, to the end of the value
+//
+// A fixed binary layout rather than JSON: the value cannot be read two ways, it is compact (21 bytes plus the
+// content, no escaping), it decodes without reflection, and it is decoupled from the API's JSON field names, so
+// renaming one cannot silently change what is on disk. The id is the key, so it is not repeated. A new field
+// means a new version byte; decode keeps reading the old ones.
+const (
+	formatV1   = 1
+	headerSize = 21
+)
+
+func encode(a *announcement.Announcement) []byte {
+	v := make([]byte, headerSize, headerSize+len(a.Content))
+	v[0] = formatV1
+	binary.BigEndian.PutUint32(v[1:5], uint32(a.Priority))
+	binary.BigEndian.PutUint64(v[5:13], uint64(a.EffectiveAt))
+	binary.BigEndian.PutUint64(v[13:21], uint64(a.ExpiresAt))
+	return append(v, a.Content...)
+}
+
+func decode(k, v []byte) (announcement.Announcement, error) {
+	if len(k) != 8 {
+		return announcement.Announcement{}, fmt.Errorf("key %x: %d bytes, want 8: %w", k, len(k), ErrCorrupt)
+	}
+	id := binary.BigEndian.Uint64(k)
+	fail := func(format string, args ...any) (announcement.Announcement, error) {
+		return announcement.Announcement{}, fmt.Errorf("id %d: %s: %w", id, fmt.Sprintf(format, args...), ErrCorrupt)
+	}
+	switch {
+	case len(v) == 0:
+		return fail("empty value")
+	case v[0] != formatV1:
+		return fail("unknown format version %d", v[0])
+	case len(v) < headerSize:
+		return fail("%d bytes, want at least %d", len(v), headerSize)
+	}
+	a := announcement.Announcement{
+		ID:          id,
+		Priority:    int32(binary.BigEndian.Uint32(v[1:5])),
+		EffectiveAt: int64(binary.BigEndian.Uint64(v[5:13])),
+		ExpiresAt:   int64(binary.BigEndian.Uint64(v[13:21])),
+		Content:     string(v[headerSize:]), // copies: v is only valid inside the transaction
+	}
+	// %v, not %w: a damaged file is a server failure, which IsValidation must not mistake for bad input.
+	if err := a.Validate(); err != nil {
+		return fail("decodes to an invalid announcement: %v", err)
+	}
+	return a, nil
+}
