@@ -16,9 +16,9 @@ build: ## build bin/announcementd, bin/announcementctl and the C reader (libnoti
 
 run: build ## start the daemon on embedded defaults (region /dev/shm/notice_v1, state under ./var; no root)
 	@mkdir -p var
-	@echo "watch the board:  $(BIN)/announcementctl watch --shm $(SHM)"
-	@echo "dump it:          $(BIN)/announcementctl dump --shm $(SHM)"
-	$(BIN)/announcementd --shm $(SHM)
+	@echo "publish:  $(BIN)/announcementctl --runtime-dir var/run publish --id 1 'Hello from announcementd'"
+	@echo "watch:    $(BIN)/announcementctl watch --shm $(SHM)"
+	$(BIN)/announcementd --shm $(SHM) --state-dir var/state --runtime-dir var/run
 
 test: build ## vet, then every test with the race detector (Go, C, Python, cross-process stress)
 	$(GO) vet ./...

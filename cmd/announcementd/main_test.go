@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -41,7 +42,9 @@ func startDaemon(t *testing.T, args ...string) (*exec.Cmd, *bytes.Buffer) {
 func TestDaemonOwnsBoard(t *testing.T) {
 	path := filepath.Join("/dev/shm", fmt.Sprintf("notice_test_%d", os.Getpid()))
 	t.Cleanup(func() { os.Remove(path) })
-	d, logs := startDaemon(t, "--shm", path, "--shm-size", "64KiB")
+	dir := t.TempDir()
+	args := []string{"--shm", path, "--shm-size", "64KiB", "--state-dir", dir + "/state", "--runtime-dir", dir + "/run"}
+	d, logs := startDaemon(t, args...)
 
 	var b *reader.Board
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
@@ -60,7 +63,7 @@ func TestDaemonOwnsBoard(t *testing.T) {
 	}
 
 	// A second daemon on the same board is refused, naming the first.
-	second, logs2 := startDaemon(t, "--shm", path, "--shm-size", "64KiB")
+	second, logs2 := startDaemon(t, "--shm", path, "--shm-size", "64KiB", "--state-dir", dir+"/state2", "--runtime-dir", dir+"/run2")
 	if err := second.Wait(); err == nil || !strings.Contains(logs2.String(), fmt.Sprintf("pid %d", d.Process.Pid)) {
 		t.Fatalf("second daemon: %v\n%s", err, logs2)
 	}
@@ -76,10 +79,11 @@ func TestDaemonOwnsBoard(t *testing.T) {
 	}
 
 	// A restarted daemon keeps the version.
-	startDaemon(t, "--shm", path, "--shm-size", "64KiB")
-	time.Sleep(300 * time.Millisecond)
-	if got := b.Version(); got != v {
-		t.Fatalf("restart moved the version %d -> %d with no change of content", v, got)
+	again, _ := startDaemon(t, args...)
+	waitSocket(t, dir+"/run/api.sock")
+	s, err = b.Snapshot()
+	if err != nil || s.WriterPID != uint32(again.Process.Pid) || s.Version < v {
+		t.Fatalf("after a restart: %+v, %v; version was %d, new daemon pid %d", s, err, v, again.Process.Pid)
 	}
 }
 
@@ -88,4 +92,15 @@ func TestBadFlags(t *testing.T) {
 	if err := d.Wait(); err == nil || !strings.Contains(logs.String(), `--shm-size "lots"`) {
 		t.Fatalf("bad size: %v %s", err, logs)
 	}
+}
+
+func waitSocket(t *testing.T, path string) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if c, err := net.Dial("unix", path); err == nil {
+			c.Close()
+			return
+		}
+	}
+	t.Fatalf("no API socket at %s", path)
 }

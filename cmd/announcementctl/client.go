@@ -1,0 +1,133 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// client talks to the daemon's API (docs/API.md) over its Unix socket, or over TCP with a bearer token.
+type client struct {
+	http  *http.Client
+	base  string
+	token string
+	where string // for messages: the socket or address
+}
+
+// apiError is a non-2xx answer from the daemon.
+type apiError struct {
+	Status int
+	Code   string `json:"code"`
+	Msg    string `json:"error"`
+}
+
+func (e *apiError) Error() string { return e.Msg }
+
+// unreachableError means the daemon could not be reached at all.
+type unreachableError struct {
+	where string
+	err   error
+}
+
+func (e *unreachableError) Error() string {
+	return fmt.Sprintf("cannot reach announcementd at %s: %v", e.where, e.err)
+}
+
+func (e *unreachableError) Unwrap() error { return e.err }
+
+// globals are the flags before the command.
+type globals struct {
+	runtimeDir string
+	addr       string
+	tokenFile  string
+}
+
+func newClient(g globals) (*client, error) {
+	c := &client{http: &http.Client{Timeout: 60 * time.Second}}
+	if g.addr != "" {
+		network, hostport, _ := strings.Cut(g.addr, ":")
+		if network != "tcp" || hostport == "" {
+			return nil, usageError{fmt.Sprintf("--addr %q: want tcp:HOST:PORT", g.addr)}
+		}
+		if g.tokenFile == "" {
+			return nil, usageError{"--addr needs --token-file: the daemon requires a token on TCP"}
+		}
+		b, err := os.ReadFile(g.tokenFile)
+		if err != nil {
+			return nil, fmt.Errorf("--token-file: %w", err)
+		}
+		c.token, c.base, c.where = strings.TrimSpace(string(b)), "http://"+hostport, g.addr
+		return c, nil
+	}
+	sock := filepath.Join(g.runtimeDir, "api.sock")
+	c.http.Transport = &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", sock)
+	}}
+	c.base, c.where = "http://announcementd", sock
+	return c, nil
+}
+
+// do sends a request with an optional JSON body and decodes a JSON answer into out.
+func (c *client) do(ctx context.Context, method, path string, body, out any) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
+	if err != nil {
+		return err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return &unreachableError{c.where, err}
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return &unreachableError{c.where, err}
+	}
+	if resp.StatusCode/100 != 2 {
+		e := &apiError{Status: resp.StatusCode}
+		if json.Unmarshal(b, e) != nil || e.Msg == "" {
+			e.Msg = fmt.Sprintf("%s %s: %s", method, path, resp.Status)
+		}
+		return e
+	}
+	if out == nil {
+		return nil
+	}
+	if raw, ok := out.(*json.RawMessage); ok {
+		*raw = b
+		return nil
+	}
+	return json.Unmarshal(b, out)
+}
+
+// isUnreachable reports whether err means the daemon is not there.
+func isUnreachable(err error) bool {
+	var u *unreachableError
+	return errors.As(err, &u)
+}

@@ -1,0 +1,271 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+	"unicode/utf8"
+)
+
+// announcementJSON mirrors the API's announcement.
+type announcementJSON struct {
+	ID          uint64     `json:"id"`
+	Content     string     `json:"content"`
+	Priority    int32      `json:"priority"`
+	EffectiveAt time.Time  `json:"effective_at"`
+	ExpiresAt   *time.Time `json:"expires_at,omitempty"`
+	Visible     bool       `json:"visible"`
+}
+
+// parseTime accepts RFC 3339 ("2026-11-25T10:00:00Z"), "now", and relative forms ("+10m", "+1h30m").
+func parseTime(s string, now time.Time) (time.Time, error) {
+	switch {
+	case s == "now":
+		return now, nil
+	case strings.HasPrefix(s, "+"):
+		d, err := time.ParseDuration(s[1:])
+		if err != nil || d < 0 {
+			return time.Time{}, fmt.Errorf("time %q: want RFC 3339 (2026-11-25T10:00:00Z), now, or +DURATION (+10m)", s)
+		}
+		return now.Add(d), nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("time %q: want RFC 3339 (2026-11-25T10:00:00Z), now, or +DURATION (+10m)", s)
+	}
+	return t, nil
+}
+
+func publish(ctx context.Context, g globals, args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("publish", flag.ContinueOnError)
+	id := fs.Uint64("id", 0, "announcement id (required, > 0)")
+	ttl := fs.Duration("ttl", 0, "time to live from when it takes effect (0 = never expires)")
+	at := fs.String("at", "", "when it takes effect: RFC 3339, now, or +DURATION (default now)")
+	prio := fs.Int("priority", 0, "priority (larger = more important)")
+	asJSON := fs.Bool("json", false, "print the daemon's answer as JSON")
+	fs.SetOutput(io.Discard)
+	if err := fs.Parse(args); err != nil {
+		return parseErr(fs, err)
+	}
+	if fs.NArg() != 1 {
+		return usageError{"publish: want exactly one TEXT argument (quote it)"}
+	}
+	if *id == 0 {
+		return usageError{"publish: --id must be a positive integer"}
+	}
+	if !utf8.ValidString(fs.Arg(0)) { // JSON would quietly replace the bad bytes
+		return usageError{"publish: content is not valid UTF-8"}
+	}
+	if *ttl < 0 {
+		return usageError{fmt.Sprintf("publish: --ttl %s is negative", *ttl)}
+	}
+	if *prio < -1<<31 || *prio > 1<<31-1 {
+		return usageError{fmt.Sprintf("publish: --priority %d does not fit in 32 bits", *prio)}
+	}
+	body := map[string]any{"content": fs.Arg(0), "priority": *prio}
+	if *at != "" {
+		t, err := parseTime(*at, time.Now())
+		if err != nil {
+			return usageError{"publish: --at " + err.Error()}
+		}
+		body["effective_at"] = t
+	}
+	if *ttl > 0 {
+		body["ttl"] = ttl.String()
+	}
+	c, err := newClient(g)
+	if err != nil {
+		return err
+	}
+	var raw json.RawMessage
+	if err := c.do(ctx, "PUT", "/v1/announcements/"+strconv.FormatUint(*id, 10), body, &raw); err != nil {
+		return fmt.Errorf("publish: %w", err)
+	}
+	if *asJSON {
+		_, err := fmt.Fprintf(out, "%s", raw)
+		return err
+	}
+	var res struct {
+		Version      uint64           `json:"version"`
+		Announcement announcementJSON `json:"announcement"`
+	}
+	if err := json.Unmarshal(raw, &res); err != nil {
+		return err
+	}
+	if res.Announcement.Visible {
+		fmt.Fprintf(out, "published %d: version %d\n", *id, res.Version)
+	} else {
+		fmt.Fprintf(out, "published %d: version %d (scheduled for %s)\n", *id, res.Version, res.Announcement.EffectiveAt.Format(time.RFC3339))
+	}
+	return nil
+}
+
+func deleteCmd(ctx context.Context, g globals, args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("delete", flag.ContinueOnError)
+	if err := parseArgs(fs, args, 1, "ID"); err != nil {
+		return err
+	}
+	id, err := strconv.ParseUint(fs.Arg(0), 10, 64)
+	if err != nil || id == 0 {
+		return usageError{fmt.Sprintf("delete: id %q is not a positive integer", fs.Arg(0))}
+	}
+	c, err := newClient(g)
+	if err != nil {
+		return err
+	}
+	var res struct {
+		Version uint64 `json:"version"`
+	}
+	if err := c.do(ctx, "DELETE", "/v1/announcements/"+fs.Arg(0), nil, &res); err != nil {
+		return fmt.Errorf("delete: %w", err)
+	}
+	fmt.Fprintf(out, "deleted %d: version %d\n", id, res.Version)
+	return nil
+}
+
+func list(ctx context.Context, g globals, args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("list", flag.ContinueOnError)
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := parseArgs(fs, args, 0, ""); err != nil {
+		return err
+	}
+	c, err := newClient(g)
+	if err != nil {
+		return err
+	}
+	var raw json.RawMessage
+	if err := c.do(ctx, "GET", "/v1/announcements", nil, &raw); err != nil {
+		return fmt.Errorf("list: %w", err)
+	}
+	if *asJSON {
+		_, err := fmt.Fprintf(out, "%s", raw)
+		return err
+	}
+	var res struct {
+		Version       uint64             `json:"version"`
+		Announcements []announcementJSON `json:"announcements"`
+	}
+	if err := json.Unmarshal(raw, &res); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "version %d, %d announcements\n", res.Version, len(res.Announcements))
+	if len(res.Announcements) == 0 {
+		return nil
+	}
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tPRIORITY\tVISIBLE\tEFFECTIVE\tEXPIRES\tCONTENT")
+	for _, a := range res.Announcements {
+		exp := "-"
+		if a.ExpiresAt != nil {
+			exp = a.ExpiresAt.Format(time.RFC3339)
+		}
+		fmt.Fprintf(tw, "%d\t%d\t%v\t%s\t%s\t%q\n", a.ID, a.Priority, a.Visible, a.EffectiveAt.Format(time.RFC3339), exp, a.Content)
+	}
+	return tw.Flush()
+}
+
+func status(ctx context.Context, g globals, args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("status", flag.ContinueOnError)
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := parseArgs(fs, args, 0, ""); err != nil {
+		return err
+	}
+	c, err := newClient(g)
+	if err != nil {
+		return err
+	}
+	var raw json.RawMessage
+	if err := c.do(ctx, "GET", "/v1/status", nil, &raw); err != nil {
+		return fmt.Errorf("status: %w", err)
+	}
+	if *asJSON {
+		_, err := fmt.Fprintf(out, "%s", raw)
+		return err
+	}
+	var s struct {
+		Supervisor struct {
+			PID int `json:"pid"`
+		} `json:"supervisor"`
+		Worker struct {
+			PID        int       `json:"pid"`
+			Generation uint64    `json:"generation"`
+			StartedAt  time.Time `json:"started_at"`
+		} `json:"worker"`
+		Region struct {
+			Path     string `json:"path"`
+			Version  uint64 `json:"version"`
+			Capacity int    `json:"capacity"`
+		} `json:"region"`
+		Announcements int    `json:"announcements"`
+		Health        string `json:"health"`
+	}
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "health:        %s\nregion:        %s, version %d, %d of %d announcements\nworker:        pid %d, generation %d, started %s\nsupervisor:    pid %d\n",
+		s.Health, s.Region.Path, s.Region.Version, s.Announcements, s.Region.Capacity,
+		s.Worker.PID, s.Worker.Generation, s.Worker.StartedAt.Format(time.RFC3339), s.Supervisor.PID)
+	return nil
+}
+
+// healthExit carries health's exit code: 0 ok, 1 degraded, 2 failed or unreachable.
+type healthExit struct {
+	code int
+	line string
+}
+
+func (h healthExit) Error() string { return h.line }
+
+func health(ctx context.Context, g globals, args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("health", flag.ContinueOnError)
+	if err := parseArgs(fs, args, 0, ""); err != nil {
+		return err
+	}
+	c, err := newClient(g)
+	if err != nil {
+		return err
+	}
+	var h struct {
+		Health  string   `json:"health"`
+		Reasons []string `json:"reasons"`
+		Version uint64   `json:"version"`
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := c.do(ctx, "GET", "/healthz", nil, &h); err != nil {
+		return healthExit{2, "failed: " + err.Error()}
+	}
+	line := fmt.Sprintf("%s: version %d", h.Health, h.Version)
+	if len(h.Reasons) > 0 {
+		line = h.Health + ": " + strings.Join(h.Reasons, "; ")
+	}
+	switch h.Health {
+	case "ok":
+		fmt.Fprintln(out, line)
+		return nil
+	case "degraded":
+		return healthExit{1, line}
+	}
+	return healthExit{2, line}
+}
+
+// parseArgs parses flags and wants exactly n positional arguments (described by what).
+func parseArgs(fs *flag.FlagSet, args []string, n int, what string) error {
+	fs.SetOutput(io.Discard)
+	if err := fs.Parse(args); err != nil {
+		return parseErr(fs, err)
+	}
+	if fs.NArg() != n {
+		if n == 0 {
+			return usageError{fmt.Sprintf("%s: unexpected argument %q", fs.Name(), fs.Arg(0))}
+		}
+		return usageError{fmt.Sprintf("%s: want %s", fs.Name(), what)}
+	}
+	return nil
+}

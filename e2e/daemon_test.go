@@ -1,0 +1,181 @@
+// Package e2e_test runs the built announcementd and announcementctl as real processes against a real store and a
+// real board in /dev/shm, and reads the board with the Go, C and Python readers.
+package e2e_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/announcementd/announcementd/board"
+	"github.com/announcementd/announcementd/board/reader"
+)
+
+var binDir string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "e2e-bin")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binDir = dir
+	build := exec.Command("go", "build", "-o", dir+"/", "../cmd/announcementd", "../cmd/announcementctl")
+	if out, err := build.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	if out, err := exec.Command("make", "-s", "-C", "../clients/c", "all").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build the C reader: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// daemon is a running announcementd with its own region, state and runtime dirs.
+type daemon struct {
+	t          *testing.T
+	shm, state string
+	runtime    string
+	cmd        *exec.Cmd
+	logs       *bytes.Buffer
+	extra      []string
+}
+
+func newDaemon(t *testing.T, extra ...string) *daemon {
+	t.Helper()
+	dir := t.TempDir()
+	d := &daemon{t: t, state: filepath.Join(dir, "state"), runtime: filepath.Join(dir, "run"), extra: extra,
+		shm: filepath.Join("/dev/shm", fmt.Sprintf("notice_e2e_%d_%d", os.Getpid(), time.Now().UnixNano()))}
+	t.Cleanup(func() {
+		d.stop(syscall.SIGKILL)
+		os.Remove(d.shm)
+	})
+	d.start()
+	return d
+}
+
+func (d *daemon) start() {
+	d.t.Helper()
+	args := append([]string{"--shm", d.shm, "--shm-size", "64KiB", "--state-dir", d.state, "--runtime-dir", d.runtime}, d.extra...)
+	if strings.Contains(strings.Join(d.extra, " "), "--listen") { // explicit listeners replace the default socket
+		args = append(args, "--listen", "unix:"+filepath.Join(d.runtime, "api.sock"))
+	}
+	d.cmd = exec.Command(filepath.Join(binDir, "announcementd"), args...)
+	d.logs = &bytes.Buffer{}
+	d.cmd.Stdout, d.cmd.Stderr = d.logs, d.logs
+	if err := d.cmd.Start(); err != nil {
+		d.t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if c, err := net.Dial("unix", filepath.Join(d.runtime, "api.sock")); err == nil {
+			c.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			d.t.Fatalf("daemon did not start:\n%s", d.logs)
+		}
+	}
+}
+
+func (d *daemon) stop(sig syscall.Signal) {
+	if d.cmd == nil || d.cmd.Process == nil {
+		return
+	}
+	d.cmd.Process.Signal(sig)
+	d.cmd.Wait()
+	d.cmd = nil
+}
+
+// ctl runs announcementctl against the daemon and returns its exit code, stdout and stderr.
+func (d *daemon) ctl(args ...string) (int, string, string) {
+	d.t.Helper()
+	cmd := exec.Command(filepath.Join(binDir, "announcementctl"), append([]string{"--runtime-dir", d.runtime}, args...)...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		d.t.Fatal(err)
+	}
+	return code, out.String(), errb.String()
+}
+
+// mustCtl runs announcementctl and fails the test unless it exits 0.
+func (d *daemon) mustCtl(args ...string) string {
+	d.t.Helper()
+	code, out, errs := d.ctl(args...)
+	if code != 0 {
+		d.t.Fatalf("announcementctl %v: exit %d\n%s%s\ndaemon:\n%s", args, code, out, errs, d.logs)
+	}
+	return out
+}
+
+// api is a raw HTTP client on the daemon's socket (what curl --unix-socket does).
+func (d *daemon) api(method, path, body string) (int, map[string]any) {
+	d.t.Helper()
+	c := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "unix", filepath.Join(d.runtime, "api.sock"))
+	}}}
+	req, _ := http.NewRequest(method, "http://announcementd"+path, strings.NewReader(body))
+	resp, err := c.Do(req)
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var v map[string]any
+	json.NewDecoder(resp.Body).Decode(&v)
+	return resp.StatusCode, v
+}
+
+// boardRecords reads the board with the Go reader.
+func (d *daemon) boardSnapshot() *board.Snapshot {
+	d.t.Helper()
+	b, err := reader.Open(d.shm)
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	defer b.Close()
+	s, err := b.Snapshot()
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	return s
+}
+
+// readerDumps reads the board with the C and Python dump tools and the CLI.
+func (d *daemon) readerDumps() map[string]board.Dump {
+	d.t.Helper()
+	tools := map[string][]string{
+		"c":      {"../clients/c/notice_dump", d.shm},
+		"python": {"python3", "../clients/python/notice.py", d.shm},
+		"ctl":    {filepath.Join(binDir, "announcementctl"), "dump", "--json", "--shm", d.shm},
+	}
+	out := map[string]board.Dump{}
+	for name, argv := range tools {
+		b, err := exec.Command(argv[0], argv[1:]...).Output()
+		if err != nil {
+			d.t.Fatalf("%s dump: %v\n%s", name, err, b)
+		}
+		var dump board.Dump
+		if err := json.Unmarshal(b, &dump); err != nil {
+			d.t.Fatalf("%s dump: %v\n%s", name, err, b)
+		}
+		out[name] = dump
+	}
+	return out
+}

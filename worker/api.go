@@ -1,0 +1,355 @@
+package worker
+
+import (
+	"bytes"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	"go.uber.org/zap"
+
+	"github.com/announcementd/announcementd/announcement"
+)
+
+// Body limits: one announcement is well under 2 KiB of JSON; a batch may replace a full 4 MiB board.
+const (
+	maxBody      = 16 << 10
+	maxBatchBody = 8 << 20
+)
+
+// putRequest is the body of PUT /v1/announcements/{id} and of each put in a batch (docs/API.md).
+type putRequest struct {
+	ID       uint64 `json:"id,omitempty"` // batch only; in PUT the id is in the path
+	Content  string `json:"content"`
+	Priority int32  `json:"priority"`
+	// EffectiveAt is RFC 3339; absent means now.
+	EffectiveAt *time.Time `json:"effective_at,omitempty"`
+	// TTL is a Go duration ("90s", "10m", "24h"); absent or "0s" means it never expires.
+	TTL string `json:"ttl,omitempty"`
+}
+
+type batchRequest struct {
+	Put    []putRequest `json:"put"`
+	Delete []uint64     `json:"delete"`
+}
+
+// announcementJSON is how the API shows an announcement.
+type announcementJSON struct {
+	ID          uint64     `json:"id"`
+	Content     string     `json:"content"`
+	Priority    int32      `json:"priority"`
+	EffectiveAt time.Time  `json:"effective_at"`
+	ExpiresAt   *time.Time `json:"expires_at,omitempty"`
+	Visible     bool       `json:"visible"`
+}
+
+func (w *Worker) toJSON(a announcement.Announcement) announcementJSON {
+	j := announcementJSON{ID: a.ID, Content: a.Content, Priority: a.Priority,
+		EffectiveAt: time.Unix(0, a.EffectiveAt).UTC(), Visible: a.VisibleAt(w.cfg.Now().UnixNano())}
+	if a.ExpiresAt != 0 {
+		t := time.Unix(0, a.ExpiresAt).UTC()
+		j.ExpiresAt = &t
+	}
+	return j
+}
+
+// toAnnouncement validates a request into an announcement.
+func (w *Worker) toAnnouncement(id uint64, r putRequest) (announcement.Announcement, error) {
+	a := announcement.Announcement{ID: id, Content: r.Content, Priority: r.Priority, EffectiveAt: w.cfg.Now().UnixNano()}
+	if r.EffectiveAt != nil {
+		a.EffectiveAt = r.EffectiveAt.UnixNano()
+	}
+	if r.TTL != "" {
+		ttl, err := time.ParseDuration(r.TTL)
+		if err != nil {
+			return a, &announcement.ValidationError{Msg: fmt.Sprintf("ttl %q is not a duration like 90s, 10m or 24h", r.TTL)}
+		}
+		if a.ExpiresAt, err = announcement.ExpiresAfter(a.EffectiveAt, ttl); err != nil {
+			return a, err
+		}
+	}
+	return a, a.Validate()
+}
+
+// Handler serves the API. token, when not empty, is required as a bearer token on every request.
+func (w *Worker) Handler(token string) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("PUT /v1/announcements/{id}", w.handlePut)
+	mux.HandleFunc("GET /v1/announcements/{id}", w.handleGet)
+	mux.HandleFunc("DELETE /v1/announcements/{id}", w.handleDelete)
+	mux.HandleFunc("GET /v1/announcements", w.handleList)
+	mux.HandleFunc("POST /v1/batch", w.handleBatch)
+	mux.HandleFunc("GET /v1/status", w.handleStatus)
+	mux.HandleFunc("GET /healthz", w.handleHealth)
+	mux.HandleFunc("GET /readyz", w.handleHealth)
+	var h http.Handler = mux
+	if token != "" {
+		h = requireToken(token, h)
+	}
+	return h
+}
+
+// requireToken answers 401 unless the request carries "Authorization: Bearer <token>". The comparison takes
+// constant time; the token is never logged.
+func requireToken(token string, next http.Handler) http.Handler {
+	want := []byte("Bearer " + token)
+	return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		if subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
+			rw.Header().Set("WWW-Authenticate", `Bearer realm="announcementd"`)
+			writeError(rw, http.StatusUnauthorized, "unauthorized", "a valid bearer token is required (see --token-file)")
+			return
+		}
+		next.ServeHTTP(rw, r)
+	})
+}
+
+func pathID(r *http.Request) (uint64, error) {
+	s := r.PathValue("id")
+	id, err := strconv.ParseUint(s, 10, 64)
+	if err != nil || id == 0 {
+		return 0, &announcement.ValidationError{Msg: fmt.Sprintf("id %q is not a positive integer", s)}
+	}
+	return id, nil
+}
+
+// decode reads a JSON body of at most limit bytes into v, refusing unknown fields, trailing data and text that is
+// not valid UTF-8. Go's decoder would quietly turn invalid bytes and lone surrogate escapes ("\udcff") into
+// U+FFFD; a body that yields U+FFFD without spelling it out is refused instead.
+func decode(rw http.ResponseWriter, r *http.Request, limit int64, v any) error {
+	body, err := io.ReadAll(http.MaxBytesReader(rw, r.Body, limit))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return &httpError{http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("the body is larger than %d bytes", limit)}
+		}
+		return &httpError{http.StatusBadRequest, "bad_body", "reading the body: " + err.Error()}
+	}
+	if !utf8.Valid(body) {
+		return &announcement.ValidationError{Msg: "content is not valid UTF-8 (the body has invalid bytes)"}
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return &httpError{http.StatusBadRequest, "bad_json", "the body is not valid JSON for this request: " + err.Error()}
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return &httpError{http.StatusBadRequest, "bad_json", "the body has data after its JSON value"}
+	}
+	if !spellsReplacement(body) {
+		if again, err := json.Marshal(v); err == nil && bytes.ContainsRune(again, utf8.RuneError) {
+			return &announcement.ValidationError{Msg: "content is not valid UTF-8 (a lone surrogate escape)"}
+		}
+	}
+	return nil
+}
+
+// spellsReplacement reports whether the body itself contains U+FFFD, raw or escaped.
+func spellsReplacement(body []byte) bool {
+	return bytes.ContainsRune(body, utf8.RuneError) || bytes.Contains(bytes.ToLower(body), []byte(`\ufffd`))
+}
+
+func (w *Worker) handlePut(rw http.ResponseWriter, r *http.Request) {
+	id, err := pathID(r)
+	if err != nil {
+		w.fail(rw, r, err)
+		return
+	}
+	var req putRequest
+	if err := decode(rw, r, maxBody, &req); err != nil {
+		w.fail(rw, r, err)
+		return
+	}
+	if req.ID != 0 && req.ID != id {
+		w.fail(rw, r, &announcement.ValidationError{Msg: fmt.Sprintf("the body's id %d differs from the path's %d", req.ID, id)})
+		return
+	}
+	a, err := w.toAnnouncement(id, req)
+	if err != nil {
+		w.fail(rw, r, err)
+		return
+	}
+	res, err := w.Apply([]announcement.Announcement{a}, nil)
+	if err != nil {
+		w.fail(rw, r, err)
+		return
+	}
+	writeJSON(rw, http.StatusOK, map[string]any{"version": res.Version, "announcement": w.toJSON(a)})
+}
+
+func (w *Worker) handleGet(rw http.ResponseWriter, r *http.Request) {
+	id, err := pathID(r)
+	if err != nil {
+		w.fail(rw, r, err)
+		return
+	}
+	a, ok := w.Get(id)
+	if !ok {
+		writeError(rw, http.StatusNotFound, "not_found", fmt.Sprintf("no announcement with id %d", id))
+		return
+	}
+	writeJSON(rw, http.StatusOK, map[string]any{"version": w.Version(), "announcement": w.toJSON(a)})
+}
+
+func (w *Worker) handleDelete(rw http.ResponseWriter, r *http.Request) {
+	id, err := pathID(r)
+	if err != nil {
+		w.fail(rw, r, err)
+		return
+	}
+	res, err := w.Apply(nil, []uint64{id})
+	if err != nil {
+		w.fail(rw, r, err)
+		return
+	}
+	if len(res.Deleted) == 0 {
+		writeError(rw, http.StatusNotFound, "not_found", fmt.Sprintf("no announcement with id %d", id))
+		return
+	}
+	writeJSON(rw, http.StatusOK, map[string]any{"version": res.Version, "deleted": id})
+}
+
+func (w *Worker) handleList(rw http.ResponseWriter, r *http.Request) {
+	all := w.List()
+	out := make([]announcementJSON, len(all))
+	for i, a := range all {
+		out[i] = w.toJSON(a)
+	}
+	writeJSON(rw, http.StatusOK, map[string]any{"version": w.Version(), "announcements": out})
+}
+
+func (w *Worker) handleBatch(rw http.ResponseWriter, r *http.Request) {
+	var req batchRequest
+	if err := decode(rw, r, maxBatchBody, &req); err != nil {
+		w.fail(rw, r, err)
+		return
+	}
+	puts := make([]announcement.Announcement, 0, len(req.Put))
+	seen := map[uint64]bool{}
+	for i, p := range req.Put {
+		a, err := w.toAnnouncement(p.ID, p)
+		if err != nil {
+			w.fail(rw, r, fmt.Errorf("put[%d] (id %d): %w", i, p.ID, err))
+			return
+		}
+		if seen[a.ID] {
+			w.fail(rw, r, &announcement.ValidationError{Msg: fmt.Sprintf("put[%d]: id %d appears twice in the batch", i, a.ID)})
+			return
+		}
+		seen[a.ID] = true
+		puts = append(puts, a)
+	}
+	for i, id := range req.Delete {
+		if id == 0 {
+			w.fail(rw, r, &announcement.ValidationError{Msg: fmt.Sprintf("delete[%d]: id must be a positive integer, not 0", i)})
+			return
+		}
+	}
+	res, err := w.Apply(puts, req.Delete)
+	if err != nil {
+		w.fail(rw, r, err)
+		return
+	}
+	deleted := res.Deleted
+	if deleted == nil {
+		deleted = []uint64{}
+	}
+	writeJSON(rw, http.StatusOK, map[string]any{"version": res.Version, "put": len(puts), "deleted": deleted})
+}
+
+// Status is the worker's part of `status`.
+type Status struct {
+	Supervisor struct {
+		PID  int    `json:"pid"`
+		Mode string `json:"mode"`
+	} `json:"supervisor"`
+	Worker struct {
+		PID        int       `json:"pid"`
+		Generation uint64    `json:"generation"`
+		StartedAt  time.Time `json:"started_at"`
+	} `json:"worker"`
+	Region struct {
+		Path     string `json:"path"`
+		Version  uint64 `json:"version"`
+		Capacity int    `json:"capacity"`
+		Size     uint64 `json:"size"`
+	} `json:"region"`
+	Announcements int    `json:"announcements"`
+	Health        string `json:"health"`
+}
+
+// Status reports the worker's state.
+func (w *Worker) Status() Status {
+	var s Status
+	s.Supervisor.PID, s.Supervisor.Mode = os.Getpid(), "single-process" // the supervisor arrives with its issue
+	s.Worker.PID, s.Worker.Generation, s.Worker.StartedAt = os.Getpid(), w.cfg.Generation, w.started.UTC()
+	h := w.cfg.Board.Header()
+	s.Region.Path, s.Region.Version, s.Region.Capacity, s.Region.Size = w.cfg.Board.Path(), w.Version(), int(h.Capacity), h.RegionSize
+	s.Announcements = w.held()
+	s.Health = "ok"
+	return s
+}
+
+func (w *Worker) handleStatus(rw http.ResponseWriter, r *http.Request) {
+	writeJSON(rw, http.StatusOK, w.Status())
+}
+
+func (w *Worker) handleHealth(rw http.ResponseWriter, r *http.Request) {
+	writeJSON(rw, http.StatusOK, map[string]any{"health": "ok", "version": w.Version()})
+}
+
+// httpError is an error with its HTTP status and code.
+type httpError struct {
+	status int
+	code   string
+	msg    string
+}
+
+func (e *httpError) Error() string { return e.msg }
+
+// fail answers err as JSON: 400 for bad input, 409 for a full board, 500 otherwise (logged).
+func (w *Worker) fail(rw http.ResponseWriter, r *http.Request, err error) {
+	var he *httpError
+	switch {
+	case errors.As(err, &he):
+		writeError(rw, he.status, he.code, he.msg)
+	case announcement.IsValidation(err):
+		writeError(rw, http.StatusBadRequest, "invalid", err.Error())
+	case errors.Is(err, ErrFull):
+		writeError(rw, http.StatusConflict, "full", err.Error())
+	default:
+		w.log.Error("request failed", zap.String("method", r.Method), zap.String("path", r.URL.Path), zap.Error(err))
+		writeError(rw, http.StatusInternalServerError, "internal", err.Error())
+	}
+}
+
+// resultOf names an Apply outcome for the publishes metric.
+func resultOf(err error) string {
+	switch {
+	case err == nil:
+		return "ok"
+	case announcement.IsValidation(err):
+		return "invalid"
+	case errors.Is(err, ErrFull):
+		return "full"
+	}
+	return "error"
+}
+
+func writeError(rw http.ResponseWriter, status int, code, msg string) {
+	writeJSON(rw, status, map[string]string{"error": msg, "code": code})
+}
+
+func writeJSON(rw http.ResponseWriter, status int, v any) {
+	rw.Header().Set("Content-Type", "application/json")
+	rw.WriteHeader(status)
+	enc := json.NewEncoder(rw)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}

@@ -1,0 +1,342 @@
+// Package worker holds the announcement set, keeps it durable, publishes it to the board on schedule and serves
+// the publishing API. It takes its board writer, store and listeners from its caller (the daemon today, a
+// supervised generation later), so it never opens the region or the listeners itself.
+//
+// Invariants:
+//   - An announcement is acknowledged only when it is in the store (fsync'ed) and the board shows it (or, if it
+//     takes effect later, shows the state as of the acknowledgement).
+//   - The in-memory set mirrors the store: after a change commits, the changed ids are re-read from the store
+//     under w.mu, so concurrent changes to one id end in the store's order, not in the order of the goroutines.
+//   - The board's version never decreases: the first publish continues above both the board's version and the
+//     floor the store remembers.
+//   - The board shows exactly the announcements visible now; one timer, set to the next effective or expiry time,
+//     publishes each change when it is due and removes expired announcements from the store.
+package worker
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/announcementd/announcementd/announcement"
+	"github.com/announcementd/announcementd/board"
+	"github.com/announcementd/announcementd/board/writer"
+	"github.com/announcementd/announcementd/store"
+)
+
+// Config is what the caller hands the worker.
+type Config struct {
+	Board      *writer.Writer
+	Store      *store.Store
+	Log        *zap.Logger
+	Generation uint64
+	// Now is the clock (tests may fake it); default time.Now.
+	Now func() time.Time
+}
+
+// Worker owns the announcement set.
+type Worker struct {
+	cfg     Config
+	log     *zap.Logger
+	pub     *writer.Publisher
+	metrics *metrics
+	started time.Time
+
+	mu      sync.Mutex
+	set     map[uint64]announcement.Announcement
+	pending int // slots reserved by changes in flight, for the capacity check
+
+	reschedule chan struct{} // poked when the set changes
+	floorDirty chan struct{} // poked when a new version should be remembered by the store
+	lateness   lateness
+}
+
+// New loads the store and publishes it, continuing the board's version.
+func New(cfg Config) (*Worker, error) {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Log == nil {
+		cfg.Log = zap.NewNop()
+	}
+	w := &Worker{
+		cfg: cfg, log: cfg.Log, started: cfg.Now(), metrics: newMetrics(),
+		set:        map[uint64]announcement.Announcement{},
+		reschedule: make(chan struct{}, 1),
+		floorDirty: make(chan struct{}, 1),
+	}
+	all, err := cfg.Store.List()
+	if err != nil {
+		return nil, fmt.Errorf("load announcements: %w", err)
+	}
+	for _, a := range all {
+		w.set[a.ID] = a
+	}
+	w.pub = writer.NewPublisher(cfg.Board, w.visibleNow)
+	v, err := w.pub.Sync()
+	if err != nil {
+		return nil, fmt.Errorf("publish the stored set: %w", err)
+	}
+	w.metrics.observeBoard(v, len(all), cfg.Board.Capacity())
+	w.log.Info("worker loaded", zap.Int("announcements", len(all)), zap.Uint64("version", v))
+	return w, nil
+}
+
+// visibleNow is the Publisher's source: the records the board must show at this moment.
+func (w *Worker) visibleNow() []board.Record {
+	now := w.cfg.Now().UnixNano()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	all := make([]announcement.Announcement, 0, len(w.set))
+	for _, a := range w.set {
+		all = append(all, a)
+	}
+	recs, _ := announcement.Visible(all, now)
+	return recs
+}
+
+// Result is the outcome of a change.
+type Result struct {
+	Version uint64   // the board version that shows the change
+	Deleted []uint64 // ids that existed and were deleted
+}
+
+// ErrFull is returned (wrapped) when a change would hold more announcements than the board can show.
+var ErrFull = errors.New("the region is full")
+
+// Apply makes puts and deletes durable and visible, atomically: one store transaction, one board version. It
+// returns when the board shows the result.
+func (w *Worker) Apply(puts []announcement.Announcement, deletes []uint64) (Result, error) {
+	start := time.Now()
+	res, err := w.apply(puts, deletes)
+	w.metrics.observePublish(time.Since(start), err)
+	return res, err
+}
+
+func (w *Worker) apply(puts []announcement.Announcement, deletes []uint64) (Result, error) {
+	for i := range puts {
+		if err := puts[i].Validate(); err != nil {
+			return Result{}, fmt.Errorf("announcement %d: %w", puts[i].ID, err)
+		}
+	}
+	reserved, err := w.reserve(puts, deletes)
+	if err != nil {
+		return Result{}, err
+	}
+	deleted, err := w.cfg.Store.Apply(puts, deletes)
+	if err == nil {
+		err = w.refresh(puts, deletes)
+	}
+	w.mu.Lock()
+	w.pending -= reserved
+	w.mu.Unlock()
+	if err != nil {
+		return Result{}, err
+	}
+	w.poke(w.reschedule)
+	v, err := w.pub.Sync()
+	if err != nil {
+		return Result{}, fmt.Errorf("publish to the board: %w", err)
+	}
+	w.poke(w.floorDirty)
+	return Result{Version: v, Deleted: deleted}, nil
+}
+
+// reserve checks that the set can grow by the new ids in puts and reserves room for them until the change is
+// done, so that concurrent changes cannot overfill the board together.
+func (w *Worker) reserve(puts []announcement.Announcement, deletes []uint64) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	added := map[uint64]bool{}
+	for _, a := range puts {
+		if _, ok := w.set[a.ID]; !ok {
+			added[a.ID] = true
+		}
+	}
+	for _, id := range deletes {
+		delete(added, id)
+	}
+	capacity := w.cfg.Board.Capacity()
+	if n := len(w.set) + w.pending + len(added); n > capacity {
+		return 0, fmt.Errorf("%w: it holds %d announcements (its capacity is %d); this change adds %d",
+			ErrFull, len(w.set)+w.pending, capacity, len(added))
+	}
+	w.pending += len(added)
+	return len(added), nil
+}
+
+// refresh re-reads the changed ids from the store into the set (see the package invariants).
+func (w *Worker) refresh(puts []announcement.Announcement, deletes []uint64) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	ids := make([]uint64, 0, len(puts)+len(deletes))
+	for _, a := range puts {
+		ids = append(ids, a.ID)
+	}
+	ids = append(ids, deletes...)
+	for _, id := range ids {
+		a, ok, err := w.cfg.Store.Get(id)
+		if err != nil {
+			return fmt.Errorf("reload announcement %d: %w", id, err)
+		}
+		if ok {
+			w.set[id] = a
+		} else {
+			delete(w.set, id)
+		}
+	}
+	w.metrics.held.Set(float64(len(w.set)))
+	return nil
+}
+
+func (w *Worker) poke(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
+}
+
+// Get returns the announcement with id.
+func (w *Worker) Get(id uint64) (announcement.Announcement, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	a, ok := w.set[id]
+	return a, ok
+}
+
+// List returns every announcement held, visible or scheduled, sorted by id.
+func (w *Worker) List() []announcement.Announcement {
+	w.mu.Lock()
+	all := make([]announcement.Announcement, 0, len(w.set))
+	for _, a := range w.set {
+		all = append(all, a)
+	}
+	w.mu.Unlock()
+	slices.SortFunc(all, func(a, b announcement.Announcement) int { return cmp.Compare(a.ID, b.ID) })
+	return all
+}
+
+// Version is the board's published version.
+func (w *Worker) Version() uint64 { return w.cfg.Board.Version() }
+
+// Run keeps the board on schedule, refreshes its heartbeat and remembers the version in the store, until ctx is
+// done. It returns after a last publish and floor update.
+func (w *Worker) Run(ctx context.Context) error {
+	heartbeat := time.NewTicker(time.Second)
+	defer heartbeat.Stop()
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	var due int64 // the change the timer is set for, unix ns; 0 = none
+	for {
+		select {
+		case <-ctx.Done():
+			return w.saveFloor()
+		case <-heartbeat.C:
+			w.cfg.Board.Heartbeat()
+		case <-w.floorDirty:
+			if err := w.saveFloor(); err != nil {
+				w.log.Error("remember the board version", zap.Error(err))
+			}
+		case <-w.reschedule:
+		case <-timer.C:
+			if err := w.onSchedule(); err != nil {
+				w.log.Error("scheduled publish", zap.Error(err))
+			} else if due != 0 {
+				late := w.cfg.Now().UnixNano() - due // from the due time to the board showing it
+				w.lateness.add(late)
+				w.metrics.lateness.Observe(float64(late) / 1e9)
+			}
+		}
+		due = w.nextChange()
+		timer.Stop()
+		if due != 0 {
+			timer.Reset(time.Duration(due - w.cfg.Now().UnixNano()))
+		}
+	}
+}
+
+// nextChange is when the visible set next changes, or 0.
+func (w *Worker) nextChange() int64 {
+	now := w.cfg.Now().UnixNano()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var next int64
+	for _, a := range w.set {
+		for _, t := range []int64{a.EffectiveAt, a.ExpiresAt} {
+			if t > now && (next == 0 || t < next) {
+				next = t
+			}
+		}
+	}
+	return next
+}
+
+// onSchedule removes expired announcements from the store and publishes what is visible now.
+func (w *Worker) onSchedule() error {
+	now := w.cfg.Now().UnixNano()
+	var expired []uint64
+	w.mu.Lock()
+	for id, a := range w.set {
+		if a.ExpiredAt(now) {
+			expired = append(expired, id)
+		}
+	}
+	w.mu.Unlock()
+	if len(expired) > 0 {
+		if _, err := w.cfg.Store.Apply(nil, expired); err != nil {
+			return fmt.Errorf("remove %d expired announcements: %w", len(expired), err)
+		}
+		if err := w.refresh(nil, expired); err != nil {
+			return err
+		}
+		w.log.Info("announcements expired", zap.Uint64s("ids", expired))
+	}
+	v, err := w.pub.Sync()
+	if err != nil {
+		return err
+	}
+	w.metrics.observeBoard(v, w.held(), w.cfg.Board.Capacity())
+	return w.saveFloor()
+}
+
+func (w *Worker) held() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.set)
+}
+
+// saveFloor remembers the board's version in the store, so a board recreated from nothing continues above it.
+func (w *Worker) saveFloor() error {
+	v := w.cfg.Board.Version()
+	w.metrics.observeBoard(v, w.held(), w.cfg.Board.Capacity())
+	return w.cfg.Store.SetVersionFloor(v)
+}
+
+// Lateness returns the scheduling lateness samples (ns past due) seen so far.
+func (w *Worker) Lateness() []int64 { return w.lateness.samples() }
+
+// lateness records how late scheduled publishes ran, for the benchmark and the metrics.
+type lateness struct {
+	mu sync.Mutex
+	ns []int64
+}
+
+func (l *lateness) add(ns int64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.ns) < 100_000 {
+		l.ns = append(l.ns, ns)
+	}
+}
+
+func (l *lateness) samples() []int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]int64(nil), l.ns...)
+}
