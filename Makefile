@@ -26,6 +26,7 @@ test: build ## vet, then every test with the race detector (Go, C, Python, cross
 
 bench: build ## measure the board against its physical limits and print the table
 	$(GO) run ./internal/cmd/boardbench
+	$(GO) run ./internal/cmd/workerbench
 
 lint: ## gofmt and go vet must be clean
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo 'gofmt: files above need formatting'; exit 1; }

@@ -53,7 +53,7 @@ type Worker struct {
 	pending int // slots reserved by changes in flight, for the capacity check
 
 	reschedule chan struct{} // poked when the set changes
-	floorDirty chan struct{} // poked when a new version should be remembered by the store
+	housework  chan struct{} // poked when expired announcements may need removal or the floor saving
 	lateness   lateness
 }
 
@@ -69,7 +69,7 @@ func New(cfg Config) (*Worker, error) {
 		cfg: cfg, log: cfg.Log, started: cfg.Now(), metrics: newMetrics(),
 		set:        map[uint64]announcement.Announcement{},
 		reschedule: make(chan struct{}, 1),
-		floorDirty: make(chan struct{}, 1),
+		housework:  make(chan struct{}, 1),
 	}
 	all, err := cfg.Store.List()
 	if err != nil {
@@ -144,7 +144,7 @@ func (w *Worker) apply(puts []announcement.Announcement, deletes []uint64) (Resu
 	if err != nil {
 		return Result{}, fmt.Errorf("publish to the board: %w", err)
 	}
-	w.poke(w.floorDirty)
+	w.poke(w.housework)
 	return Result{Version: v, Deleted: deleted}, nil
 }
 
@@ -226,50 +226,49 @@ func (w *Worker) List() []announcement.Announcement {
 func (w *Worker) Version() uint64 { return w.cfg.Board.Version() }
 
 // Run keeps the board on schedule, refreshes its heartbeat and remembers the version in the store, until ctx is
-// done. It returns after a last publish and floor update.
+// done. It returns after a last floor update. Removing expired announcements from the store and saving the floor
+// happen in a housekeeping goroutine (an fsync must not delay a scheduled change); Run waits for it to end.
 func (w *Worker) Run(ctx context.Context) error {
+	saved := make(chan error, 1)
+	go func() { saved <- w.housekeep(ctx) }()
 	heartbeat := time.NewTicker(time.Second)
 	defer heartbeat.Stop()
 	timer := time.NewTimer(0)
 	defer timer.Stop()
-	var due int64 // the change the timer is set for, unix ns; 0 = none
+	var due int64                   // the change the timer is set for, unix ns; 0 = none
+	shown := w.cfg.Now().UnixNano() // every change due up to here is on the board (New published)
 	for {
 		select {
 		case <-ctx.Done():
-			return w.saveFloor()
+			return <-saved
 		case <-heartbeat.C:
 			w.cfg.Board.Heartbeat()
-		case <-w.floorDirty:
-			if err := w.saveFloor(); err != nil {
-				w.log.Error("remember the board version", zap.Error(err))
-			}
 		case <-w.reschedule:
 		case <-timer.C:
-			if err := w.onSchedule(); err != nil {
+			start := w.cfg.Now().UnixNano()
+			if err := w.onSchedule(due); err != nil {
 				w.log.Error("scheduled publish", zap.Error(err))
-			} else if due != 0 {
-				late := w.cfg.Now().UnixNano() - due // from the due time to the board showing it
-				w.lateness.add(late)
-				w.metrics.lateness.Observe(float64(late) / 1e9)
+			} else {
+				shown = start
 			}
 		}
-		due = w.nextChange()
+		// A change that fell due while this loop was busy is still after shown: its timer fires at once.
+		due = w.nextChange(shown)
 		timer.Stop()
 		if due != 0 {
-			timer.Reset(time.Duration(due - w.cfg.Now().UnixNano()))
+			timer.Reset(time.Duration(max(0, due-w.cfg.Now().UnixNano())))
 		}
 	}
 }
 
-// nextChange is when the visible set next changes, or 0.
-func (w *Worker) nextChange() int64 {
-	now := w.cfg.Now().UnixNano()
+// nextChange is the earliest time after since at which the visible set changes, or 0.
+func (w *Worker) nextChange(since int64) int64 {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	var next int64
 	for _, a := range w.set {
 		for _, t := range []int64{a.EffectiveAt, a.ExpiresAt} {
-			if t > now && (next == 0 || t < next) {
+			if t > since && (next == 0 || t < next) {
 				next = t
 			}
 		}
@@ -277,8 +276,44 @@ func (w *Worker) nextChange() int64 {
 	return next
 }
 
-// onSchedule removes expired announcements from the store and publishes what is visible now.
-func (w *Worker) onSchedule() error {
+// onSchedule publishes what is visible now; the housekeeping goroutine then removes what expired from the
+// store. Nothing on the way to the board waits for an fsync. Visibility comes from the clock, so an expired
+// announcement still in the store (removal pending, or a crash in between) stays off the board.
+func (w *Worker) onSchedule(due int64) error {
+	v, err := w.pub.Sync()
+	if err != nil {
+		return err
+	}
+	if due != 0 {
+		late := w.cfg.Now().UnixNano() - due // from the due time to the board showing it
+		w.lateness.add(late)
+		w.metrics.lateness.Observe(float64(late) / 1e9)
+	}
+	w.metrics.observeBoard(v, w.held(), w.cfg.Board.Capacity())
+	w.poke(w.housework)
+	return nil
+}
+
+// housekeep removes expired announcements from the store and saves the version floor whenever it is poked, until
+// ctx is done, then saves the floor once more.
+func (w *Worker) housekeep(ctx context.Context) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return w.saveFloor()
+		case <-w.housework:
+			if err := w.removeExpired(); err != nil {
+				w.log.Error("remove expired announcements", zap.Error(err))
+			}
+			if err := w.saveFloor(); err != nil {
+				w.log.Error("remember the board version", zap.Error(err))
+			}
+		}
+	}
+}
+
+// removeExpired deletes the announcements whose time has run out from the store and the set.
+func (w *Worker) removeExpired() error {
 	now := w.cfg.Now().UnixNano()
 	var expired []uint64
 	w.mu.Lock()
@@ -288,21 +323,17 @@ func (w *Worker) onSchedule() error {
 		}
 	}
 	w.mu.Unlock()
-	if len(expired) > 0 {
-		if _, err := w.cfg.Store.Apply(nil, expired); err != nil {
-			return fmt.Errorf("remove %d expired announcements: %w", len(expired), err)
-		}
-		if err := w.refresh(nil, expired); err != nil {
-			return err
-		}
-		w.log.Info("announcements expired", zap.Uint64s("ids", expired))
+	if len(expired) == 0 {
+		return nil
 	}
-	v, err := w.pub.Sync()
-	if err != nil {
+	if _, err := w.cfg.Store.Apply(nil, expired); err != nil {
+		return fmt.Errorf("remove %d expired announcements: %w", len(expired), err)
+	}
+	if err := w.refresh(nil, expired); err != nil {
 		return err
 	}
-	w.metrics.observeBoard(v, w.held(), w.cfg.Board.Capacity())
-	return w.saveFloor()
+	w.log.Info("announcements expired", zap.Uint64s("ids", expired))
+	return nil
 }
 
 func (w *Worker) held() int {
