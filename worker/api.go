@@ -158,21 +158,21 @@ func spellsReplacement(body []byte) bool {
 func (w *Worker) handlePut(rw http.ResponseWriter, r *http.Request) {
 	id, err := pathID(r)
 	if err != nil {
-		w.fail(rw, r, err)
+		w.refuse(rw, r, err)
 		return
 	}
 	var req putRequest
 	if err := decode(rw, r, maxBody, &req); err != nil {
-		w.fail(rw, r, err)
+		w.refuse(rw, r, err)
 		return
 	}
 	if req.ID != 0 && req.ID != id {
-		w.fail(rw, r, &announcement.ValidationError{Msg: fmt.Sprintf("the body's id %d differs from the path's %d", req.ID, id)})
+		w.refuse(rw, r, &announcement.ValidationError{Msg: fmt.Sprintf("the body's id %d differs from the path's %d", req.ID, id)})
 		return
 	}
 	a, err := w.toAnnouncement(id, req)
 	if err != nil {
-		w.fail(rw, r, err)
+		w.refuse(rw, r, err)
 		return
 	}
 	res, err := w.Apply([]announcement.Announcement{a}, nil)
@@ -200,7 +200,7 @@ func (w *Worker) handleGet(rw http.ResponseWriter, r *http.Request) {
 func (w *Worker) handleDelete(rw http.ResponseWriter, r *http.Request) {
 	id, err := pathID(r)
 	if err != nil {
-		w.fail(rw, r, err)
+		w.refuse(rw, r, err)
 		return
 	}
 	res, err := w.Apply(nil, []uint64{id})
@@ -227,7 +227,7 @@ func (w *Worker) handleList(rw http.ResponseWriter, r *http.Request) {
 func (w *Worker) handleBatch(rw http.ResponseWriter, r *http.Request) {
 	var req batchRequest
 	if err := decode(rw, r, maxBatchBody, &req); err != nil {
-		w.fail(rw, r, err)
+		w.refuse(rw, r, err)
 		return
 	}
 	puts := make([]announcement.Announcement, 0, len(req.Put))
@@ -235,11 +235,11 @@ func (w *Worker) handleBatch(rw http.ResponseWriter, r *http.Request) {
 	for i, p := range req.Put {
 		a, err := w.toAnnouncement(p.ID, p)
 		if err != nil {
-			w.fail(rw, r, fmt.Errorf("put[%d] (id %d): %w", i, p.ID, err))
+			w.refuse(rw, r, fmt.Errorf("put[%d] (id %d): %w", i, p.ID, err))
 			return
 		}
 		if seen[a.ID] {
-			w.fail(rw, r, &announcement.ValidationError{Msg: fmt.Sprintf("put[%d]: id %d appears twice in the batch", i, a.ID)})
+			w.refuse(rw, r, &announcement.ValidationError{Msg: fmt.Sprintf("put[%d]: id %d appears twice in the batch", i, a.ID)})
 			return
 		}
 		seen[a.ID] = true
@@ -247,7 +247,7 @@ func (w *Worker) handleBatch(rw http.ResponseWriter, r *http.Request) {
 	}
 	for i, id := range req.Delete {
 		if id == 0 {
-			w.fail(rw, r, &announcement.ValidationError{Msg: fmt.Sprintf("delete[%d]: id must be a positive integer, not 0", i)})
+			w.refuse(rw, r, &announcement.ValidationError{Msg: fmt.Sprintf("delete[%d]: id must be a positive integer, not 0", i)})
 			return
 		}
 	}
@@ -312,6 +312,12 @@ type httpError struct {
 }
 
 func (e *httpError) Error() string { return e.msg }
+
+// refuse answers a write refused before it reached Apply, counting it as an invalid publish.
+func (w *Worker) refuse(rw http.ResponseWriter, r *http.Request, err error) {
+	w.metrics.publishes.WithLabelValues("invalid").Inc()
+	w.fail(rw, r, err)
+}
 
 // fail answers err as JSON: 400 for bad input, 409 for a full board, 500 otherwise (logged).
 func (w *Worker) fail(rw http.ResponseWriter, r *http.Request, err error) {
