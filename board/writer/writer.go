@@ -61,9 +61,13 @@ type Writer struct {
 
 	mu      sync.Mutex
 	version uint64
-	dirty   [2]uint32 // records in each slot that may be non-zero
-	last    []byte    // encoded records of the published snapshot
-	image   []byte    // scratch slot image; zero past imageN records
+	// shadow[s] is a copy of slot s as this writer last wrote it, from byte 8 on (the seq word is not shadowed);
+	// shadowN[s] its record count. A publish writes only the 64-byte chunks that differ from the shadow. A slot
+	// this writer has not written yet (a reopened board) has a nil shadow and is written whole.
+	shadow  [2][]byte
+	shadowN [2]uint32
+	last    []byte // encoded records of the published snapshot
+	image   []byte // scratch slot image; zero past imageN records
 	imageN  uint32
 	// published: this writer has published; until then even an identical set is republished, which also
 	// repairs a slot a crashed writer left mid-publish.
@@ -180,7 +184,7 @@ func (w *Writer) mapRegion() error {
 				got.Minor, got.Capacity, got.Stride, want.Minor, want.Capacity, want.Stride)
 		}
 		w.version = w.mem.Load64(board.OffVersion)
-		w.dirty = [2]uint32{want.Capacity, want.Capacity} // unknown contents: clear each slot on its first write
+		w.shadowN = [2]uint32{want.Capacity, want.Capacity} // unknown contents: each slot is cleared on its first write
 	}
 	w.initHeader()
 	return nil
@@ -232,8 +236,12 @@ func (w *Writer) Publish(recs []board.Record) (uint64, error) {
 	if len(recs) > int(w.hdr.Capacity) {
 		return 0, &FullError{len(recs), int(w.hdr.Capacity)}
 	}
-	sorted := slices.Clone(recs)
-	slices.SortFunc(sorted, func(a, b board.Record) int { return cmpUint64(a.ID, b.ID) })
+	byID := func(a, b board.Record) int { return cmpUint64(a.ID, b.ID) }
+	sorted := recs
+	if !slices.IsSortedFunc(recs, byID) {
+		sorted = slices.Clone(recs)
+		slices.SortFunc(sorted, byID)
+	}
 	for i := range sorted {
 		if err := sorted[i].Validate(); err != nil {
 			return 0, fmt.Errorf("announcement %d: %w", sorted[i].ID, err)
@@ -290,12 +298,12 @@ func (w *Writer) Publish(recs []board.Record) (uint64, error) {
 	seq := w.mem.Load64(off + board.SlotOffSeq)
 	seq |= 1 // odd; a slot a crash left odd stays odd
 	w.mem.Store64(off+board.SlotOffSeq, seq)
-	w.mem.CopyIn(off+8, img[8:board.SlotHeaderSize+max(n, w.dirty[s])*stride])
+	w.writeSlot(s, off, img[:board.SlotHeaderSize+max(n, w.shadowN[s])*stride])
 	w.mem.Store64(off+board.SlotOffSeq, seq+1)
 	w.mem.Store64(board.OffVersion, next)
 	// The version is live: record it before anything else can fail.
 	w.version = next
-	w.dirty[s] = n
+	w.shadowN[s] = n
 	w.last = append(w.last[:0], records...)
 	w.published = true
 	w.mem.Add32(board.OffFutex, 1)
@@ -303,6 +311,33 @@ func (w *Writer) Publish(recs []board.Record) (uint64, error) {
 		return next, fmt.Errorf("published version %d but could not wake blocked readers: %w", next, err)
 	}
 	return next, nil
+}
+
+// writeSlot stores img (the slot image from byte 0; its first 8 bytes, the seq, are skipped) into slot s at off,
+// between the seq updates of Publish. With a shadow of the slot, only the 64-byte chunks that differ are stored:
+// a publish that changes one announcement of thousands writes a few hundred bytes, not the whole slot.
+func (w *Writer) writeSlot(s, off uint64, img []byte) {
+	sh := w.shadow[s]
+	if sh == nil {
+		w.mem.CopyIn(off+8, img[8:])
+		w.shadow[s] = append(make([]byte, 0, w.hdr.SlotSize), img...)
+		return
+	}
+	if len(sh) < len(img) {
+		sh = sh[:len(img)] // the bytes past the shadow's length are zero, as in the slot
+	}
+	const chunk = 64
+	for i := 0; i < len(img); i += chunk {
+		lo, hi := i, min(i+chunk, len(img))
+		if lo == 0 {
+			lo = 8
+		}
+		if !bytes.Equal(img[lo:hi], sh[lo:hi]) {
+			w.mem.CopyIn(off+uint64(lo), img[lo:hi])
+			copy(sh[lo:hi], img[lo:hi])
+		}
+	}
+	w.shadow[s] = sh[:len(img)]
 }
 
 func cmpUint64(a, b uint64) int {

@@ -1,8 +1,11 @@
 package writer_test
 
 import (
+	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -233,4 +236,60 @@ func TestPublisherCoalesces(t *testing.T) {
 		t.Errorf("%d concurrent callers cost %d publishes: not coalesced", callers, v)
 	}
 	t.Logf("%d callers, %d publishes", callers, w.Version())
+}
+
+// TestSlotsStayExact publishes random sets (growing, shrinking, editing single records) and checks after each
+// publish that the slot readers use holds exactly the set and zeros after it: the chunked diff against the slot's
+// shadow must never leave stale bytes. The board is reopened halfway so a writer without shadows takes over.
+func TestSlotsStayExact(t *testing.T) {
+	path := tempRegion(t)
+	w := open(t, path, writer.Options{})
+	rng := rand.New(rand.NewPCG(7, 9))
+	set := map[uint64]board.Record{}
+	for step := range 400 {
+		if step == 200 {
+			w.Close()
+			w = open(t, path, writer.Options{})
+		}
+		switch op := rng.IntN(10); {
+		case op < 5 || len(set) == 0: // add or replace
+			id := uint64(1 + rng.IntN(90))
+			set[id] = board.Record{ID: id, Priority: int32(rng.IntN(9)), Content: strings.Repeat("ab", rng.IntN(128))}
+		case op < 8: // remove one
+			for id := range set {
+				delete(set, id)
+				break
+			}
+		default: // remove many
+			for id := range set {
+				if rng.IntN(2) == 0 {
+					delete(set, id)
+				}
+			}
+		}
+		recs := make([]board.Record, 0, len(set))
+		for _, r := range set {
+			recs = append(recs, r)
+		}
+		if _, err := w.Publish(recs); err != nil {
+			t.Fatal(err)
+		}
+		raw, _ := os.ReadFile(path)
+		h := w.Header()
+		v := binary.LittleEndian.Uint64(raw)
+		slot := raw[h.SlotOffset(v) : h.SlotOffset(v)+uint64(h.SlotSize)]
+		n := binary.LittleEndian.Uint32(slot[board.SlotOffCount:])
+		if int(n) != len(set) {
+			t.Fatalf("step %d: slot holds %d records, set has %d", step, n, len(set))
+		}
+		for i := range n {
+			r, err := board.DecodeRecord(slot[board.SlotHeaderSize+i*h.Stride:board.SlotHeaderSize+(i+1)*h.Stride], &h)
+			if err != nil || set[r.ID] != r {
+				t.Fatalf("step %d record %d: %+v %v, want %+v", step, i, r, err, set[r.ID])
+			}
+		}
+		if tail := slot[board.SlotHeaderSize+n*h.Stride:]; bytes.ContainsFunc(tail, func(r rune) bool { return r != 0 }) {
+			t.Fatalf("step %d: stale bytes after the %d records", step, n)
+		}
+	}
 }

@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -27,10 +28,22 @@ import (
 	"github.com/announcementd/announcementd/worker"
 )
 
-var duration = flag.Duration("d", 3*time.Second, "how long each throughput run lasts")
+var (
+	duration   = flag.Duration("d", 3*time.Second, "how long each throughput run lasts")
+	cpuProfile = flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+)
 
 func main() {
 	flag.Parse()
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "workerbench:", err)
+			os.Exit(1)
+		}
+		pprof.StartCPUProfile(f)
+		defer pprof.StopCPUProfile()
+	}
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "workerbench:", err)
 		os.Exit(1)
