@@ -80,18 +80,23 @@ func TestTornReadStress(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer wcmd.Process.Kill()
+	wdone := make(chan error, 1)
+	go func() { wdone <- wcmd.Wait() }()
 	for b, err := reader.Open(path); ; b, err = reader.Open(path) {
-		if err == nil && b.Version() > 0 {
-			b.Close()
-			break
-		}
 		if err == nil {
+			v := b.Version()
 			b.Close()
+			if v > 0 {
+				break
+			}
 		}
-		if ctx.Err() != nil {
-			t.Fatalf("writer never published: %s", wout.String())
+		select {
+		case err := <-wdone: // wout is complete once Wait has returned
+			t.Fatalf("writer exited before publishing: %v\n%s", err, wout.String())
+		case <-ctx.Done():
+			t.Fatal("writer never published")
+		case <-time.After(10 * time.Millisecond):
 		}
-		time.Sleep(10 * time.Millisecond)
 	}
 
 	py := need(t, "python3")
@@ -126,7 +131,7 @@ func TestTornReadStress(t *testing.T) {
 	}
 	wg.Wait()
 	stdin.Close()
-	werr := wcmd.Wait()
+	werr := <-wdone
 	close(errs)
 	for err := range errs {
 		t.Error(err)

@@ -223,7 +223,17 @@ func TestPublisherCoalesces(t *testing.T) {
 				return
 			}
 			// The version returned shows this caller's change or a later one.
-			s := read(t, w.Path())
+			b, err := reader.Open(w.Path())
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer b.Close()
+			s, err := b.Snapshot()
+			if err != nil {
+				t.Error(err)
+				return
+			}
 			var got int
 			fmt.Sscan(s.Records[0].Content, &got)
 			if s.Version < v || got < mine {

@@ -76,8 +76,9 @@ func TestWatchPrintsChanges(t *testing.T) {
 	w.Publish([]board.Record{{ID: 1, Content: "one"}, {ID: 2, Content: "two"}})
 
 	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	var out syncBuffer
-	done := make(chan int)
+	done := make(chan int, 1)
 	go func() { done <- run(ctx, []string{"watch", "--json", "--shm", path}, &out, &out) }()
 	waitFor(t, &out, `"version":1`)
 	w.Publish([]board.Record{{ID: 2, Content: "TWO"}, {ID: 3, Content: "three"}})
@@ -118,7 +119,7 @@ func TestWatchFollowsSupersededBoard(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var out syncBuffer
-	done := make(chan int)
+	done := make(chan int, 1)
 	go func() { done <- run(ctx, []string{"watch", "--json", "--shm", path}, &out, &out) }()
 	waitFor(t, &out, `"old file"`)
 

@@ -14,6 +14,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"math/rand/v2"
@@ -347,7 +348,7 @@ func retries(path string) ([]row, error) {
 	if err := wcmd.Start(); err != nil {
 		return nil, err
 	}
-	for {
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
 		if b, err := reader.Open(path); err == nil {
 			v := b.Version()
 			b.Close()
@@ -355,7 +356,11 @@ func retries(path string) ([]row, error) {
 				break
 			}
 		}
-		time.Sleep(10 * time.Millisecond)
+		if time.Now().After(deadline) {
+			wcmd.Process.Kill()
+			wcmd.Wait()
+			return nil, errors.New("the stress writer did not publish within 30 s")
+		}
 	}
 	s := strconv.FormatFloat(secs.Seconds(), 'f', -1, 64)
 	readers := map[string][]string{
