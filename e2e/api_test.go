@@ -304,7 +304,7 @@ func TestSocketModeAndMetrics(t *testing.T) {
 	l, _ := net.Listen("tcp", "127.0.0.1:0")
 	addr := l.Addr().String()
 	l.Close()
-	d := newDaemon(t, "--metrics", addr)
+	d := newDaemon(t, "--metrics", addr, "--pprof")
 	st, err := os.Stat(filepath.Join(d.runtime, "api.sock"))
 	if err != nil || st.Mode().Perm() != 0o660 {
 		t.Fatalf("socket mode: %v %v", st.Mode(), err)
@@ -318,6 +318,11 @@ func TestSocketModeAndMetrics(t *testing.T) {
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
+	if resp, err := http.Get("http://" + addr + "/debug/pprof/"); err != nil || resp.StatusCode != 200 {
+		t.Errorf("--pprof: %v %v", err, resp)
+	} else {
+		resp.Body.Close()
+	}
 	for _, want := range []string{
 		`announcementd_publishes_total{result="ok"} 1`,
 		`announcementd_publishes_total{result="invalid"} 1`,

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -42,6 +43,7 @@ type config struct {
 	runtimeDir string
 	listen     []string
 	metrics    string
+	pprof      bool
 	tokenFile  string
 }
 
@@ -62,12 +64,16 @@ func parseFlags(args []string) (config, error) {
 	fs.StringVar(&c.runtimeDir, "runtime-dir", envOr("RUNTIME_DIRECTORY", "/run/announcementd"), "directory of the API socket")
 	fs.Var(&listen, "listen", "API listener, unix:PATH or tcp:HOST:PORT; repeatable (default unix:<runtime-dir>/api.sock)")
 	fs.StringVar(&c.metrics, "metrics", "", "serve Prometheus /metrics on HOST:PORT (off by default)")
+	fs.BoolVar(&c.pprof, "pprof", false, "also serve net/http/pprof under /debug/pprof/ on the --metrics address")
 	fs.StringVar(&c.tokenFile, "token-file", "", "file holding the bearer token TCP listeners require")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if c.pprof && c.metrics == "" {
+		return c, errors.New("--pprof needs --metrics HOST:PORT to serve on")
 	}
 	n, err := humanize.ParseBytes(size)
 	if err != nil {
@@ -146,7 +152,7 @@ func serve(ctx context.Context, log *zap.Logger, c config) error {
 	g.Go(func() error { return w.Serve(gctx, listeners) })
 	g.Go(func() error { return w.Run(gctx) })
 	if c.metrics != "" {
-		g.Go(func() error { return serveMetrics(gctx, log, c.metrics, w.Registry()) })
+		g.Go(func() error { return serveMetrics(gctx, log, c.metrics, c.pprof, w.Registry()) })
 	}
 	err = g.Wait()
 	log.Info("stopping", zap.Uint64("version", board.Version()))
@@ -223,10 +229,19 @@ func listenUnix(path string) (net.Listener, error) {
 	return l, nil
 }
 
-func serveMetrics(ctx context.Context, log *zap.Logger, addr string, reg *prometheus.Registry) error {
+// serveMetrics serves /metrics (and, opted in, /debug/pprof/) on addr until ctx is done. Profiling stays off the
+// API listeners: it is for whoever can reach the metrics address.
+func serveMetrics(ctx context.Context, log *zap.Logger, addr string, withPprof bool, reg *prometheus.Registry) error {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	if withPprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
