@@ -9,6 +9,7 @@ package announcement
 import (
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"time"
 	"unicode/utf8"
@@ -67,8 +68,24 @@ func ExpiresAfter(effective int64, ttl time.Duration) (int64, error) {
 		return 0, invalid("ttl %s is longer than the limit of %s", ttl, MaxTTL)
 	case ttl == 0:
 		return 0, nil
+	case effective > math.MaxInt64-int64(ttl):
+		return 0, invalid("effective_at plus ttl %s is past the year 2262, the last time this daemon can represent", ttl)
 	}
 	return effective + int64(ttl), nil
+}
+
+// Earliest and Latest bound the times an announcement can carry: int64 unix ns (years 1678 to 2262).
+var (
+	Earliest = time.Unix(0, math.MinInt64)
+	Latest   = time.Unix(0, math.MaxInt64)
+)
+
+// UnixNano converts t, refusing a time int64 unix ns cannot represent (time.Time.UnixNano would wrap it).
+func UnixNano(t time.Time) (int64, error) {
+	if t.Before(Earliest) || t.After(Latest) {
+		return 0, invalid("time %s is outside the years 1678 to 2262 that the board can represent", t.Format(time.RFC3339))
+	}
+	return t.UnixNano(), nil
 }
 
 // VisibleAt reports whether a shows on the board at now (unix ns).

@@ -172,8 +172,8 @@ func TestScheduling(t *testing.T) {
 	if got := ids(); !reflect.DeepEqual(got, []uint64{1, 3}) {
 		t.Fatalf("after 3's time the board shows %v, want [1 3]", got)
 	}
-	if code, _, _ := d.ctl("delete", "2"); code != 1 {
-		t.Fatalf("expired announcement 2 is still in the store")
+	if code, _, errs := d.ctl("delete", "2"); code != 1 || !strings.Contains(errs, "no announcement with id 2") {
+		t.Fatalf("expired announcement 2 is still in the store: exit %d %s", code, errs)
 	}
 }
 
@@ -336,12 +336,14 @@ func TestSocketModeAndMetrics(t *testing.T) {
 }
 
 // TestGracefulShutdownUnderLoad: SIGTERM while clients publish. Requests that got an answer got 200 (none is cut
-// off with a 5xx or a reset mid-answer), and every acknowledged announcement is there after a restart.
+// off with a 5xx), each id holds its last acknowledged text after a restart, and the version floor saved after
+// the drain keeps the version from going back even when the region file is gone (as after a reboot).
 func TestGracefulShutdownUnderLoad(t *testing.T) {
 	d := newDaemon(t)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
-	acked := map[uint64]bool{}
+	last := map[uint64]string{} // id -> last acknowledged text; each client owns its ids, so "last" is defined
+	var maxVersion uint64
 	stop := make(chan struct{})
 	for c := range 8 {
 		wg.Add(1)
@@ -354,11 +356,15 @@ func TestGracefulShutdownUnderLoad(t *testing.T) {
 				default:
 				}
 				id := uint64(1 + c*10 + i%10)
-				code, _, errs := d.ctl("publish", "--id", fmt.Sprint(id), fmt.Sprintf("client %d #%d", c, i))
+				text := fmt.Sprintf("client %d #%d", c, i)
+				code, out, errs := d.ctl("publish", "--json", "--id", fmt.Sprint(id), text)
 				switch {
 				case code == 0:
+					var res struct{ Version uint64 }
+					json.Unmarshal([]byte(out), &res)
 					mu.Lock()
-					acked[id] = true
+					last[id] = text
+					maxVersion = max(maxVersion, res.Version)
 					mu.Unlock()
 				case strings.Contains(errs, "cannot reach announcementd"):
 					return // the listener is closed: refused before any work, as expected during shutdown
@@ -378,17 +384,60 @@ func TestGracefulShutdownUnderLoad(t *testing.T) {
 	if err != nil {
 		t.Fatalf("daemon exit after SIGTERM: %v\n%s", err, d.logs)
 	}
-	d.start()
-	have := map[uint64]bool{}
-	for _, r := range d.boardSnapshot().Records {
-		have[r.ID] = true
+	if len(last) == 0 {
+		t.Fatal("no publish was acknowledged: the test proves nothing")
 	}
-	for id := range acked {
-		if !have[id] {
-			t.Errorf("acknowledged announcement %d lost across a graceful stop", id)
+	os.Remove(d.shm) // the board is recreated from the store; its version must continue above the floor
+	d.start()
+	snap := d.boardSnapshot()
+	if snap.Version <= maxVersion {
+		t.Errorf("recreated board at version %d, an acknowledged publish had %d", snap.Version, maxVersion)
+	}
+	have := map[uint64]string{}
+	for _, r := range snap.Records {
+		have[r.ID] = r.Content
+	}
+	for id, text := range last {
+		if have[id] != text {
+			t.Errorf("announcement %d: %q after the restart, last acknowledged %q", id, have[id], text)
 		}
 	}
-	if len(acked) == 0 {
-		t.Fatal("no publish was acknowledged: the test proves nothing")
+}
+
+// TestMoreBadInputAndFullReplace: times the board cannot represent, announcements already expired, ids twice in
+// a batch and unknown endpoints are refused with JSON; a batch that swaps announcements in a full board fits.
+func TestMoreBadInputAndFullReplace(t *testing.T) {
+	d := newDaemon(t)
+	cases := []struct {
+		method, path, body string
+		status             int
+		want               string
+	}{
+		{"PUT", "/v1/announcements/1", `{"content":"x","effective_at":"2300-01-01T00:00:00Z"}`, 400, "outside the years 1678 to 2262"},
+		{"PUT", "/v1/announcements/1", `{"content":"x","effective_at":"1600-01-01T00:00:00Z"}`, 400, "outside the years 1678 to 2262"},
+		{"PUT", "/v1/announcements/1", `{"content":"x","effective_at":"2020-01-01T00:00:00Z","ttl":"1h"}`, 400, "already have expired"},
+		{"POST", "/v1/batch", `{"put":[{"id":3,"content":"x"}],"delete":[3]}`, 400, "appears twice"},
+		{"POST", "/v1/batch", `{"delete":[4,4]}`, 400, "appears twice"},
+		{"GET", "/v2/nothing", ``, 404, "no such endpoint"},
+	}
+	for _, c := range cases {
+		status, res := d.api(c.method, c.path, c.body)
+		msg, _ := res["error"].(string)
+		if status != c.status || !strings.Contains(msg, c.want) {
+			t.Errorf("%s %s %.50s: %d %q; want %d with %q", c.method, c.path, c.body, status, msg, c.status, c.want)
+		}
+	}
+	var puts []string
+	for i := 1; i <= 95; i++ {
+		puts = append(puts, fmt.Sprintf(`{"id":%d,"content":"x"}`, i))
+	}
+	if status, res := d.api("POST", "/v1/batch", `{"put":[`+strings.Join(puts, ",")+`]}`); status != 200 {
+		t.Fatalf("fill the board: %d %v", status, res)
+	}
+	if status, res := d.api("POST", "/v1/batch", `{"put":[{"id":500,"content":"new"}],"delete":[1]}`); status != 200 {
+		t.Fatalf("swap one in a full board: %d %v", status, res)
+	}
+	if status, _ := d.api("PUT", "/v1/announcements/501", `{"content":"one too many"}`); status != 409 {
+		t.Fatalf("one too many: %d", status)
 	}
 }

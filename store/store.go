@@ -45,6 +45,9 @@ var (
 	bucketAnnouncements = []byte("announcements")
 	bucketMeta          = []byte("meta")
 	keyVersionFloor     = []byte("version_floor")
+	// keyCount holds the number of announcements, kept exact by every transaction that adds or removes one (bbolt
+	// has no key count it keeps up to date inside a write transaction).
+	keyCount = []byte("count")
 )
 
 // Store is an open store. Its methods are safe for concurrent use.
@@ -73,7 +76,13 @@ func Open(path string, opts Options) (*Store, error) {
 				return fmt.Errorf("bucket %q: %w", name, err)
 			}
 		}
-		return nil
+		// Count once at open: a store from before the count, or a count a bug left wrong, is set right here.
+		n := 0
+		c := tx.Bucket(bucketAnnouncements).Cursor()
+		for k, _ := c.First(); k != nil; k, _ = c.Next() {
+			n++
+		}
+		return putCount(tx, n)
 	})
 	if err != nil {
 		db.Close()
@@ -96,8 +105,9 @@ func (s *Store) Path() string { return s.path }
 // Apply puts and deletes atomically, in one transaction, and returns once that transaction is on disk. Puts are
 // applied before deletes, so an id in both ends up deleted. Deleting an id that is not stored is not an error;
 // deleted lists the ids that were stored, in the order given. If an announcement is invalid, Apply returns its
-// *announcement.ValidationError unchanged and changes nothing.
-func (s *Store) Apply(puts []announcement.Announcement, deletes []uint64) (deleted []uint64, err error) {
+// *announcement.ValidationError unchanged and changes nothing. With limit > 0, a change whose result would hold more
+// than limit announcements is refused with a *FullError and changes nothing.
+func (s *Store) Apply(puts []announcement.Announcement, deletes []uint64, limit int) (deleted []uint64, err error) {
 	if len(puts) == 0 && len(deletes) == 0 {
 		return nil, nil
 	}
@@ -115,8 +125,13 @@ func (s *Store) Apply(puts []announcement.Announcement, deletes []uint64) (delet
 		// time in a fresh transaction: so it must start from scratch, and only the last run's result counts.
 		deleted = deleted[:0]
 		b := tx.Bucket(bucketAnnouncements)
+		n := count(tx)
 		for i := range puts {
-			if err := b.Put(idKey(puts[i].ID), vals[i]); err != nil {
+			k := idKey(puts[i].ID)
+			if b.Get(k) == nil {
+				n++
+			}
+			if err := b.Put(k, vals[i]); err != nil {
 				return fmt.Errorf("put %d: %w", puts[i].ID, err)
 			}
 		}
@@ -128,17 +143,69 @@ func (s *Store) Apply(puts []announcement.Announcement, deletes []uint64) (delet
 			if err := b.Delete(k); err != nil {
 				return fmt.Errorf("delete %d: %w", id, err)
 			}
+			n--
 			deleted = append(deleted, id)
 		}
-		return nil
+		// Checked on the result, inside the transaction: bbolt serialises writers, so concurrent changes cannot
+		// overfill together, and a change that replaces or deletes as much as it adds always fits.
+		if limit > 0 && n > limit {
+			return &FullError{Count: n, Limit: limit}
+		}
+		return putCount(tx, n)
 	})
+	var full *FullError
+	if errors.As(err, &full) {
+		return nil, full
+	}
 	if err != nil {
 		return nil, fmt.Errorf("store %s: apply: %w", s.path, err)
 	}
 	return deleted, nil
 }
 
-// Get returns the announcement with id, and whether it is stored.
+// FullError refuses a change whose result would hold more announcements than the caller's limit.
+type FullError struct{ Count, Limit int }
+
+func (e *FullError) Error() string {
+	return fmt.Sprintf("this change would make %d announcements, the limit is %d", e.Count, e.Limit)
+}
+
+// DeleteExpired deletes those of ids whose stored announcement has expired at now (unix ns), and returns them.
+// The check is made on the stored value inside the transaction, so an announcement republished since the caller
+// saw it expire is kept.
+func (s *Store) DeleteExpired(ids []uint64, now int64) (deleted []uint64, err error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	err = s.db.Batch(func(tx *bbolt.Tx) error {
+		deleted = deleted[:0] // see Apply: a rerun starts from scratch
+		b := tx.Bucket(bucketAnnouncements)
+		for _, id := range ids {
+			k := idKey(id)
+			v := b.Get(k)
+			if v == nil {
+				continue
+			}
+			a, err := decode(k, v)
+			if err != nil {
+				return err
+			}
+			if !a.ExpiredAt(now) {
+				continue
+			}
+			if err := b.Delete(k); err != nil {
+				return fmt.Errorf("delete %d: %w", id, err)
+			}
+			deleted = append(deleted, id)
+		}
+		return putCount(tx, count(tx)-len(deleted))
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store %s: delete expired: %w", s.path, err)
+	}
+	return deleted, nil
+}
+
 func (s *Store) Get(id uint64) (a announcement.Announcement, ok bool, err error) {
 	err = s.db.View(func(tx *bbolt.Tx) error {
 		v := tx.Bucket(bucketAnnouncements).Get(idKey(id))
@@ -153,6 +220,31 @@ func (s *Store) Get(id uint64) (a announcement.Announcement, ok bool, err error)
 		return announcement.Announcement{}, false, fmt.Errorf("store %s: get: %w", s.path, err)
 	}
 	return a, ok, nil
+}
+
+// GetMany returns the stored announcements among ids, read in one transaction; absent ids are left out.
+func (s *Store) GetMany(ids []uint64) (map[uint64]announcement.Announcement, error) {
+	out := make(map[uint64]announcement.Announcement, len(ids))
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		b := tx.Bucket(bucketAnnouncements)
+		for _, id := range ids {
+			k := idKey(id)
+			v := b.Get(k)
+			if v == nil {
+				continue
+			}
+			a, err := decode(k, v)
+			if err != nil {
+				return err
+			}
+			out[id] = a
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store %s: get: %w", s.path, err)
+	}
+	return out, nil
 }
 
 // List returns every announcement, sorted by id.
@@ -179,13 +271,26 @@ func (s *Store) List() ([]announcement.Announcement, error) {
 // Len returns how many announcements are stored.
 func (s *Store) Len() (n int, err error) {
 	err = s.db.View(func(tx *bbolt.Tx) error {
-		n = tx.Bucket(bucketAnnouncements).Stats().KeyN
+		n = count(tx)
 		return nil
 	})
 	if err != nil {
 		return 0, fmt.Errorf("store %s: len: %w", s.path, err)
 	}
 	return n, nil
+}
+
+// count is the number of announcements (see keyCount).
+func count(tx *bbolt.Tx) int {
+	v := tx.Bucket(bucketMeta).Get(keyCount)
+	if len(v) != 8 {
+		return 0 // Open always writes it
+	}
+	return int(binary.BigEndian.Uint64(v))
+}
+
+func putCount(tx *bbolt.Tx, n int) error {
+	return tx.Bucket(bucketMeta).Put(keyCount, binary.BigEndian.AppendUint64(nil, uint64(n)))
 }
 
 // VersionFloor returns the highest board version the daemon has acknowledged (0 if none): a board recreated from

@@ -57,7 +57,7 @@ func crashHelper(path string) {
 		go func() {
 			for {
 				id := next.Add(1)
-				if _, err := s.Apply([]announcement.Announcement{ann(id)}, nil); err != nil {
+				if _, err := s.Apply([]announcement.Announcement{ann(id)}, nil, 0); err != nil {
 					fmt.Fprintln(os.Stderr, err)
 					os.Exit(1)
 				}
@@ -128,7 +128,7 @@ func tempStore(t testing.TB) *Store {
 
 func mustApply(t *testing.T, s *Store, puts []announcement.Announcement, deletes ...uint64) []uint64 {
 	t.Helper()
-	deleted, err := s.Apply(puts, deletes)
+	deleted, err := s.Apply(puts, deletes, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -188,7 +188,7 @@ func TestRoundTrip(t *testing.T) {
 	if d := mustApply(t, s, nil, 30, 3); len(d) != 0 {
 		t.Errorf("deleting only missing ids: deleted = %v, want none", d)
 	}
-	if d, err := s.Apply(nil, nil); err != nil || d != nil {
+	if d, err := s.Apply(nil, nil, 0); err != nil || d != nil {
 		t.Errorf("empty Apply = %v, %v", d, err)
 	}
 
@@ -215,7 +215,7 @@ func TestApplyIsAtomic(t *testing.T) {
 		{ID: 9, EffectiveAt: 10, ExpiresAt: 10},
 		{ID: 9, Content: strings.Repeat("x", 1<<20)},
 	} {
-		_, err := s.Apply([]announcement.Announcement{ann(3), bad, ann(4)}, []uint64{1, 2})
+		_, err := s.Apply([]announcement.Announcement{ann(3), bad, ann(4)}, []uint64{1, 2}, 0)
 		var verr *announcement.ValidationError
 		if !announcement.IsValidation(err) || !errors.As(err, &verr) || err != error(verr) {
 			t.Errorf("Apply with %+.40v: err = %v, want the *ValidationError unwrapped", bad, err)
@@ -251,7 +251,7 @@ func TestConcurrentApply(t *testing.T) {
 		wg.Go(func() {
 			<-start
 			// Callers i and i+32 both delete 1000+i%32: exactly one of them finds it.
-			d, err := s.Apply([]announcement.Announcement{ann(i + 1)}, []uint64{1000 + i%(callers/2)})
+			d, err := s.Apply([]announcement.Announcement{ann(i + 1)}, []uint64{1000 + i%(callers/2)}, 0)
 			if err != nil {
 				t.Error(err)
 			}
@@ -312,7 +312,7 @@ func TestBatchRetry(t *testing.T) {
 		})
 		wg.Go(func() {
 			<-start
-			if d, err := s.Apply([]announcement.Announcement{ann(100 + i)}, []uint64{i + 1}); err != nil || len(d) != 1 || d[0] != i+1 {
+			if d, err := s.Apply([]announcement.Announcement{ann(100 + i)}, []uint64{i + 1}, 0); err != nil || len(d) != 1 || d[0] != i+1 {
 				t.Errorf("Apply deleting %d: deleted = %v, %v", i+1, d, err)
 			}
 		})
@@ -537,7 +537,7 @@ func BenchmarkApply(b *testing.B) {
 							if id > int64(b.N) {
 								return
 							}
-							if _, err := s.Apply([]announcement.Announcement{ann(uint64(id))}, nil); err != nil {
+							if _, err := s.Apply([]announcement.Announcement{ann(uint64(id))}, nil, 0); err != nil {
 								b.Error(err)
 								return
 							}
@@ -550,5 +550,46 @@ func BenchmarkApply(b *testing.B) {
 				b.ReportMetric(float64(b.N)/float64(max(commits(b, s)-before, 1)), "applies/commit")
 			})
 		}
+	}
+}
+
+// TestApplyLimit: the limit is checked on the result, inside the transaction: a change that replaces or deletes
+// as much as it adds fits a full store; one that grows past the limit changes nothing.
+func TestApplyLimit(t *testing.T) {
+	s := tempStore(t)
+	if _, err := s.Apply([]announcement.Announcement{ann(1), ann(2), ann(3)}, nil, 3); err != nil {
+		t.Fatal(err)
+	}
+	var full *FullError
+	if _, err := s.Apply([]announcement.Announcement{ann(4)}, nil, 3); !errors.As(err, &full) || full.Count != 4 || full.Limit != 3 {
+		t.Fatalf("growing past the limit: %v", err)
+	}
+	if _, err := s.Apply([]announcement.Announcement{ann(4), ann(1)}, []uint64{2}, 3); err != nil {
+		t.Fatalf("replace one and swap one in a full store: %v", err)
+	}
+	if n, _ := s.Len(); n != 3 {
+		t.Fatalf("%d stored, want 3", n)
+	}
+}
+
+// TestDeleteExpiredKeepsRepublished: an id whose stored value is no longer expired (republished meanwhile) is
+// kept; only what is still expired at now goes.
+func TestDeleteExpiredKeepsRepublished(t *testing.T) {
+	s := tempStore(t)
+	old := announcement.Announcement{ID: 1, Content: "old", EffectiveAt: 10, ExpiresAt: 20}
+	gone := announcement.Announcement{ID: 2, Content: "gone", EffectiveAt: 10, ExpiresAt: 20}
+	if _, err := s.Apply([]announcement.Announcement{old, gone}, nil, 0); err != nil {
+		t.Fatal(err)
+	}
+	// The caller saw 1 and 2 expire at 30; then 1 was republished without an expiry.
+	if _, err := s.Apply([]announcement.Announcement{{ID: 1, Content: "new", EffectiveAt: 25}}, nil, 0); err != nil {
+		t.Fatal(err)
+	}
+	deleted, err := s.DeleteExpired([]uint64{1, 2, 3}, 30)
+	if err != nil || len(deleted) != 1 || deleted[0] != 2 {
+		t.Fatalf("deleted %v, %v; want [2]", deleted, err)
+	}
+	if a, ok, _ := s.Get(1); !ok || a.Content != "new" {
+		t.Fatalf("the republished announcement: %+v %v", a, ok)
 	}
 }

@@ -62,9 +62,13 @@ func (w *Worker) toJSON(a announcement.Announcement) announcementJSON {
 
 // toAnnouncement validates a request into an announcement.
 func (w *Worker) toAnnouncement(id uint64, r putRequest) (announcement.Announcement, error) {
-	a := announcement.Announcement{ID: id, Content: r.Content, Priority: r.Priority, EffectiveAt: w.cfg.Now().UnixNano()}
+	now := w.cfg.Now().UnixNano()
+	a := announcement.Announcement{ID: id, Content: r.Content, Priority: r.Priority, EffectiveAt: now}
 	if r.EffectiveAt != nil {
-		a.EffectiveAt = r.EffectiveAt.UnixNano()
+		var err error
+		if a.EffectiveAt, err = announcement.UnixNano(*r.EffectiveAt); err != nil {
+			return a, err
+		}
 	}
 	if r.TTL != "" {
 		ttl, err := time.ParseDuration(r.TTL)
@@ -73,6 +77,10 @@ func (w *Worker) toAnnouncement(id uint64, r putRequest) (announcement.Announcem
 		}
 		if a.ExpiresAt, err = announcement.ExpiresAfter(a.EffectiveAt, ttl); err != nil {
 			return a, err
+		}
+		if a.ExpiredAt(now) {
+			return a, &announcement.ValidationError{Msg: fmt.Sprintf("it would already have expired (at %s)",
+				time.Unix(0, a.ExpiresAt).UTC().Format(time.RFC3339))}
 		}
 	}
 	return a, a.Validate()
@@ -89,6 +97,9 @@ func (w *Worker) Handler(token string) http.Handler {
 	mux.HandleFunc("GET /v1/status", w.handleStatus)
 	mux.HandleFunc("GET /healthz", w.handleHealth)
 	mux.HandleFunc("GET /readyz", w.handleHealth)
+	mux.HandleFunc("/", func(rw http.ResponseWriter, r *http.Request) {
+		writeError(rw, http.StatusNotFound, "not_found", fmt.Sprintf("no such endpoint: %s %s (see docs/API.md)", r.Method, r.URL.Path))
+	})
 	var h http.Handler = mux
 	if token != "" {
 		h = requireToken(token, h)
@@ -250,6 +261,11 @@ func (w *Worker) handleBatch(rw http.ResponseWriter, r *http.Request) {
 			w.refuse(rw, r, &announcement.ValidationError{Msg: fmt.Sprintf("delete[%d]: id must be a positive integer, not 0", i)})
 			return
 		}
+		if seen[id] {
+			w.refuse(rw, r, &announcement.ValidationError{Msg: fmt.Sprintf("delete[%d]: id %d appears twice in the batch", i, id)})
+			return
+		}
+		seen[id] = true
 	}
 	res, err := w.Apply(puts, req.Delete)
 	if err != nil {

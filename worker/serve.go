@@ -65,7 +65,8 @@ func (w *Worker) Serve(ctx context.Context, listeners []Listener) error {
 		go func() {
 			defer wg.Done()
 			if err := srv.Shutdown(sctx); err != nil {
-				w.log.Warn("api shutdown", zap.Error(err))
+				w.log.Warn("requests still running after the drain deadline; closing their connections", zap.Error(err))
+				srv.Close()
 			}
 		}()
 	}

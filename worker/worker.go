@@ -5,6 +5,8 @@
 // Invariants:
 //   - An announcement is acknowledged only when it is in the store (fsync'ed) and the board shows it (or, if it
 //     takes effect later, shows the state as of the acknowledgement).
+//   - The set never holds more than the board's capacity: the store checks the result of each change inside its
+//     transaction, where writers are serialised.
 //   - The in-memory set mirrors the store: after a change commits, the changed ids are re-read from the store
 //     under w.mu, so concurrent changes to one id end in the store's order, not in the order of the goroutines.
 //   - The board's version never decreases: the first publish continues above both the board's version and the
@@ -48,10 +50,10 @@ type Worker struct {
 	metrics *metrics
 	started time.Time
 
-	mu      sync.Mutex
-	set     map[uint64]announcement.Announcement
-	pending int // slots reserved by changes in flight, for the capacity check
+	mu  sync.Mutex
+	set map[uint64]announcement.Announcement
 
+	loadedAt   int64         // unix ns just before New's publish: everything due by then is on the board
 	reschedule chan struct{} // poked when the set changes
 	housework  chan struct{} // poked when expired announcements may need removal or the floor saving
 	lateness   lateness
@@ -79,6 +81,7 @@ func New(cfg Config) (*Worker, error) {
 		w.set[a.ID] = a
 	}
 	w.pub = writer.NewPublisher(cfg.Board, w.visibleNow)
+	w.loadedAt = cfg.Now().UnixNano()
 	v, err := w.pub.Sync()
 	if err != nil {
 		return nil, fmt.Errorf("publish the stored set: %w", err)
@@ -110,6 +113,10 @@ type Result struct {
 // ErrFull is returned (wrapped) when a change would hold more announcements than the board can show.
 var ErrFull = errors.New("the region is full")
 
+// SaveFloor stores the board's version as the floor a recreated board continues above. Run saves it as it goes;
+// the caller saves it once more after the last request is answered.
+func (w *Worker) SaveFloor() error { return w.saveFloor() }
+
 // Apply makes puts and deletes durable and visible, atomically: one store transaction, one board version. It
 // returns when the board shows the result.
 func (w *Worker) Apply(puts []announcement.Announcement, deletes []uint64) (Result, error) {
@@ -125,67 +132,41 @@ func (w *Worker) apply(puts []announcement.Announcement, deletes []uint64) (Resu
 			return Result{}, fmt.Errorf("announcement %d: %w", puts[i].ID, err)
 		}
 	}
-	reserved, err := w.reserve(puts, deletes)
+	deleted, err := w.cfg.Store.Apply(puts, deletes, w.cfg.Board.Capacity())
+	var full *store.FullError
+	if errors.As(err, &full) {
+		return Result{}, fmt.Errorf("%w: %v; its capacity is %d", ErrFull, full, w.cfg.Board.Capacity())
+	}
 	if err != nil {
 		return Result{}, err
 	}
-	deleted, err := w.cfg.Store.Apply(puts, deletes)
-	if err == nil {
-		err = w.refresh(puts, deletes)
-	}
-	w.mu.Lock()
-	w.pending -= reserved
-	w.mu.Unlock()
-	if err != nil {
+	if err := w.refresh(puts, deletes); err != nil {
 		return Result{}, err
 	}
 	w.poke(w.reschedule)
 	v, err := w.pub.Sync()
 	if err != nil {
-		return Result{}, fmt.Errorf("publish to the board: %w", err)
+		return Result{}, fmt.Errorf("the change is stored, but the board could not be updated (it will be at the next publish): %w", err)
 	}
 	w.poke(w.housework)
 	return Result{Version: v, Deleted: deleted}, nil
 }
 
-// reserve checks that the set can grow by the new ids in puts and reserves room for them until the change is
-// done, so that concurrent changes cannot overfill the board together.
-func (w *Worker) reserve(puts []announcement.Announcement, deletes []uint64) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	added := map[uint64]bool{}
-	for _, a := range puts {
-		if _, ok := w.set[a.ID]; !ok {
-			added[a.ID] = true
-		}
-	}
-	for _, id := range deletes {
-		delete(added, id)
-	}
-	capacity := w.cfg.Board.Capacity()
-	if n := len(w.set) + w.pending + len(added); n > capacity {
-		return 0, fmt.Errorf("%w: it holds %d announcements (its capacity is %d); this change adds %d",
-			ErrFull, len(w.set)+w.pending, capacity, len(added))
-	}
-	w.pending += len(added)
-	return len(added), nil
-}
-
 // refresh re-reads the changed ids from the store into the set (see the package invariants).
 func (w *Worker) refresh(puts []announcement.Announcement, deletes []uint64) error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
 	ids := make([]uint64, 0, len(puts)+len(deletes))
 	for _, a := range puts {
 		ids = append(ids, a.ID)
 	}
 	ids = append(ids, deletes...)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	got, err := w.cfg.Store.GetMany(ids)
+	if err != nil {
+		return fmt.Errorf("reload %d announcements: %w", len(ids), err)
+	}
 	for _, id := range ids {
-		a, ok, err := w.cfg.Store.Get(id)
-		if err != nil {
-			return fmt.Errorf("reload announcement %d: %w", id, err)
-		}
-		if ok {
+		if a, ok := got[id]; ok {
 			w.set[id] = a
 		} else {
 			delete(w.set, id)
@@ -247,10 +228,11 @@ func (w *Worker) Run(ctx context.Context) error {
 		case <-timer.C:
 			start := w.cfg.Now().UnixNano()
 			if err := w.onSchedule(due); err != nil {
-				w.log.Error("scheduled publish", zap.Error(err))
-			} else {
-				shown = start
+				w.log.Error("scheduled publish failed; retrying in a second", zap.Error(err))
+				timer.Reset(time.Second)
+				continue
 			}
+			shown = start
 		}
 		// A change that fell due while this loop was busy is still after shown: its timer fires at once.
 		due = w.nextChange(shown)
@@ -326,13 +308,17 @@ func (w *Worker) removeExpired() error {
 	if len(expired) == 0 {
 		return nil
 	}
-	if _, err := w.cfg.Store.Apply(nil, expired); err != nil {
+	// The store deletes only what is still expired: an id republished since the scan above is kept.
+	removed, err := w.cfg.Store.DeleteExpired(expired, now)
+	if err != nil {
 		return fmt.Errorf("remove %d expired announcements: %w", len(expired), err)
 	}
 	if err := w.refresh(nil, expired); err != nil {
 		return err
 	}
-	w.log.Info("announcements expired", zap.Uint64s("ids", expired))
+	if len(removed) > 0 {
+		w.log.Info("announcements expired", zap.Uint64s("ids", removed))
+	}
 	return nil
 }
 

@@ -229,7 +229,7 @@ func health(ctx context.Context, g globals, args []string, out io.Writer) error 
 	}
 	c, err := newClient(g)
 	if err != nil {
-		return err
+		return healthExit{2, "failed: " + err.Error()}
 	}
 	var h struct {
 		Health  string   `json:"health"`

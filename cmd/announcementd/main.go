@@ -148,13 +148,24 @@ func serve(ctx context.Context, log *zap.Logger, c config) error {
 	log.Info("announcementd ready", zap.String("region", c.shm), zap.Uint64("version", board.Version()),
 		zap.Uint64("region_size", h.RegionSize), zap.Uint32("capacity", h.Capacity), zap.String("state_dir", c.stateDir))
 
+	// Run (schedule, heartbeat, housekeeping) outlives Serve's drain: requests answered during the drain still get
+	// their floor saved and readers still see a heartbeat. It stops only after the last request is answered.
+	runCtx, stopRun := context.WithCancel(context.Background())
+	runDone := make(chan error, 1)
+	go func() { runDone <- w.Run(runCtx) }()
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return w.Serve(gctx, listeners) })
-	g.Go(func() error { return w.Run(gctx) })
 	if c.metrics != "" {
 		g.Go(func() error { return serveMetrics(gctx, log, c.metrics, c.pprof, w.Registry()) })
 	}
 	err = g.Wait()
+	stopRun()
+	if rerr := <-runDone; rerr != nil && err == nil {
+		err = rerr
+	}
+	if ferr := w.SaveFloor(); ferr != nil && err == nil {
+		err = ferr
+	}
 	log.Info("stopping", zap.Uint64("version", board.Version()))
 	return err
 }
@@ -219,8 +230,14 @@ func listenUnix(path string) (net.Listener, error) {
 		conn.Close()
 		return nil, fmt.Errorf("%s is served by a running daemon", path)
 	}
-	os.Remove(path)
-	old := unix.Umask(0o117) // the socket is created 0660
+	// Remove only a stale socket: a --listen typo must not delete a file that is something else.
+	if st, err := os.Lstat(path); err == nil {
+		if st.Mode().Type() != os.ModeSocket {
+			return nil, fmt.Errorf("listen unix:%s: the path exists and is not a socket", path)
+		}
+		os.Remove(path)
+	}
+	old := unix.Umask(0o117) // the socket is created 0660 (startup: no other goroutine creates files yet)
 	l, err := net.Listen("unix", path)
 	unix.Umask(old)
 	if err != nil {
