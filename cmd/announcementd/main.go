@@ -11,6 +11,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/http"
 	"net/http/pprof"
@@ -34,6 +35,10 @@ import (
 	"github.com/announcementd/announcementd/store"
 	"github.com/announcementd/announcementd/worker"
 )
+
+// recreateJump is how far above the stored floor a board created from nothing starts: far more publishes than
+// can happen between a publish and the floor's save.
+const recreateJump = 1 << 20
 
 // config is the command line.
 type config struct {
@@ -130,6 +135,14 @@ func serve(ctx context.Context, log *zap.Logger, c config) error {
 	floor, err := st.VersionFloor()
 	if err != nil {
 		return err
+	}
+	if _, err := os.Stat(c.shm); errors.Is(err, fs.ErrNotExist) && floor > 0 {
+		// The board is gone (a reboot, or it was removed) and is created from nothing. The store's floor trails
+		// the last publish by the few milliseconds it takes to save; after a crash, versions published in that
+		// window may still be in a reader's memory. Jumping well above the floor keeps the version from ever
+		// going back.
+		floor += recreateJump
+		log.Info("board created from nothing: continuing above the stored version", zap.Uint64("floor", floor))
 	}
 	board, err := writer.Open(c.shm, writer.Options{Size: c.shmSize, VersionFloor: floor})
 	if err != nil {
