@@ -206,20 +206,11 @@ func (s *Store) DeleteExpired(ids []uint64, now int64) (deleted []uint64, err er
 	return deleted, nil
 }
 
-func (s *Store) Get(id uint64) (a announcement.Announcement, ok bool, err error) {
-	err = s.db.View(func(tx *bbolt.Tx) error {
-		v := tx.Bucket(bucketAnnouncements).Get(idKey(id))
-		if v == nil {
-			return nil
-		}
-		ok = true
-		a, err = decode(idKey(id), v)
-		return err
-	})
-	if err != nil {
-		return announcement.Announcement{}, false, fmt.Errorf("store %s: get: %w", s.path, err)
-	}
-	return a, ok, nil
+// Get returns the announcement stored under id.
+func (s *Store) Get(id uint64) (announcement.Announcement, bool, error) {
+	got, err := s.GetMany([]uint64{id})
+	a, ok := got[id]
+	return a, ok, err
 }
 
 // GetMany returns the stored announcements among ids, read in one transaction; absent ids are left out.

@@ -130,21 +130,8 @@ func deleteCmd(ctx context.Context, g globals, args []string, out io.Writer) err
 }
 
 func list(ctx context.Context, g globals, args []string, out io.Writer) error {
-	fs := flag.NewFlagSet("list", flag.ContinueOnError)
-	asJSON := fs.Bool("json", false, "print JSON")
-	if err := parseArgs(fs, args, 0, ""); err != nil {
-		return err
-	}
-	c, err := newClient(g)
-	if err != nil {
-		return err
-	}
-	var raw json.RawMessage
-	if err := c.do(ctx, "GET", "/v1/announcements", nil, &raw); err != nil {
-		return fmt.Errorf("list: %w", err)
-	}
-	if *asJSON {
-		_, err := fmt.Fprintf(out, "%s", raw)
+	raw, err := getCommand(ctx, g, "list", "/v1/announcements", args, out)
+	if raw == nil || err != nil {
 		return err
 	}
 	var res struct {
@@ -171,21 +158,8 @@ func list(ctx context.Context, g globals, args []string, out io.Writer) error {
 }
 
 func status(ctx context.Context, g globals, args []string, out io.Writer) error {
-	fs := flag.NewFlagSet("status", flag.ContinueOnError)
-	asJSON := fs.Bool("json", false, "print JSON")
-	if err := parseArgs(fs, args, 0, ""); err != nil {
-		return err
-	}
-	c, err := newClient(g)
-	if err != nil {
-		return err
-	}
-	var raw json.RawMessage
-	if err := c.do(ctx, "GET", "/v1/status", nil, &raw); err != nil {
-		return fmt.Errorf("status: %w", err)
-	}
-	if *asJSON {
-		_, err := fmt.Fprintf(out, "%s", raw)
+	raw, err := getCommand(ctx, g, "status", "/v1/status", args, out)
+	if raw == nil || err != nil {
 		return err
 	}
 	var s struct {
@@ -212,6 +186,29 @@ func status(ctx context.Context, g globals, args []string, out io.Writer) error 
 		s.Health, s.Region.Path, s.Region.Version, s.Announcements, s.Region.Capacity,
 		s.Worker.PID, s.Worker.Generation, s.Worker.StartedAt.Format(time.RFC3339), s.Supervisor.PID)
 	return nil
+}
+
+// getCommand runs a read-only command: it parses its flags (--json), GETs path and, with --json, prints the
+// answer as it came and returns nil; otherwise it returns the answer for the command to print.
+func getCommand(ctx context.Context, g globals, name, path string, args []string, out io.Writer) (json.RawMessage, error) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := parseArgs(fs, args, 0, ""); err != nil {
+		return nil, err
+	}
+	c, err := newClient(g)
+	if err != nil {
+		return nil, err
+	}
+	var raw json.RawMessage
+	if err := c.do(ctx, "GET", path, nil, &raw); err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	if *asJSON {
+		_, err := fmt.Fprintf(out, "%s", raw)
+		return nil, err
+	}
+	return raw, nil
 }
 
 // healthExit carries health's exit code: 0 ok, 1 degraded, 2 failed or unreachable.
