@@ -181,19 +181,14 @@ func (s *Store) DeleteExpired(ids []uint64, now int64) (deleted []uint64, err er
 		deleted = deleted[:0] // see Apply: a rerun starts from scratch
 		b := tx.Bucket(bucketAnnouncements)
 		for _, id := range ids {
-			k := idKey(id)
-			v := b.Get(k)
-			if v == nil {
-				continue
-			}
-			a, err := decode(k, v)
+			a, ok, err := load(b, id)
 			if err != nil {
 				return err
 			}
-			if !a.ExpiredAt(now) {
+			if !ok || !a.ExpiredAt(now) {
 				continue
 			}
-			if err := b.Delete(k); err != nil {
+			if err := b.Delete(idKey(id)); err != nil {
 				return fmt.Errorf("delete %d: %w", id, err)
 			}
 			deleted = append(deleted, id)
@@ -219,16 +214,13 @@ func (s *Store) GetMany(ids []uint64) (map[uint64]announcement.Announcement, err
 	err := s.db.View(func(tx *bbolt.Tx) error {
 		b := tx.Bucket(bucketAnnouncements)
 		for _, id := range ids {
-			k := idKey(id)
-			v := b.Get(k)
-			if v == nil {
-				continue
-			}
-			a, err := decode(k, v)
+			a, ok, err := load(b, id)
 			if err != nil {
 				return err
 			}
-			out[id] = a
+			if ok {
+				out[id] = a
+			}
 		}
 		return nil
 	})
@@ -269,6 +261,17 @@ func (s *Store) Len() (n int, err error) {
 		return 0, fmt.Errorf("store %s: len: %w", s.path, err)
 	}
 	return n, nil
+}
+
+// load reads and decodes the announcement stored under id, if any.
+func load(b *bbolt.Bucket, id uint64) (announcement.Announcement, bool, error) {
+	k := idKey(id)
+	v := b.Get(k)
+	if v == nil {
+		return announcement.Announcement{}, false, nil
+	}
+	a, err := decode(k, v)
+	return a, err == nil, err
 }
 
 // count is the number of announcements (see keyCount).
