@@ -7,8 +7,10 @@
 package announcement
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
+	"iter"
 	"math"
 	"slices"
 	"time"
@@ -101,30 +103,30 @@ func (a *Announcement) Record() board.Record {
 	return board.Record{ID: a.ID, EffectiveAt: a.EffectiveAt, ExpiresAt: a.ExpiresAt, Priority: a.Priority, Content: a.Content}
 }
 
-// Visible returns the board records of the announcements visible at now, sorted by id, and the next time after
-// now at which the visible set changes (0 if it never does).
-func Visible(all []Announcement, now int64) (recs []board.Record, next int64) {
-	for i := range all {
-		a := &all[i]
+// Visible returns the board records of the announcements in all that are visible at now, sorted by id.
+func Visible(all iter.Seq[Announcement], now int64) []board.Record {
+	var recs []board.Record
+	for a := range all {
 		if a.VisibleAt(now) {
 			recs = append(recs, a.Record())
 		}
-		for _, t := range []int64{a.EffectiveAt, a.ExpiresAt} {
-			if t > now && (next == 0 || t < next) {
+	}
+	slices.SortFunc(recs, func(x, y board.Record) int { return cmp.Compare(x.ID, y.ID) })
+	return recs
+}
+
+// NextChange is the earliest time after since at which the announcements in all appear or expire, or 0 if none
+// does.
+func NextChange(all iter.Seq[Announcement], since int64) int64 {
+	var next int64
+	for a := range all {
+		for _, t := range [2]int64{a.EffectiveAt, a.ExpiresAt} {
+			if t > since && (next == 0 || t < next) {
 				next = t
 			}
 		}
 	}
-	slices.SortFunc(recs, func(x, y board.Record) int {
-		switch {
-		case x.ID < y.ID:
-			return -1
-		case x.ID > y.ID:
-			return 1
-		}
-		return 0
-	})
-	return recs, next
+	return next
 }
 
 func fmtNS(ns int64) string { return time.Unix(0, ns).UTC().Format(time.RFC3339Nano) }

@@ -56,7 +56,7 @@ func TestVisibleAndNextChange(t *testing.T) {
 		{100, []uint64{3}, 0},
 	}
 	for _, c := range cases {
-		recs, next := Visible(all, c.now)
+		recs, next := Visible(slices.Values(all), c.now), NextChange(slices.Values(all), c.now)
 		var ids []uint64
 		for _, r := range recs {
 			ids = append(ids, r.ID)

@@ -11,6 +11,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
+
+	"github.com/announcementd/announcementd/internal/stress"
 )
 
 // ctl is announcementctl, built for the tests.
@@ -22,9 +24,9 @@ const roleEnv = "ANNOUNCEMENTD_TEST_ROLE"
 func TestMain(m *testing.M) {
 	switch os.Getenv(roleEnv) {
 	case "stress-writer":
-		os.Exit(stressWriter(os.Args[len(os.Args)-1]))
+		os.Exit(stress.WriterMain(os.Args[len(os.Args)-1]))
 	case "stress-reader":
-		os.Exit(stressReader(os.Args[len(os.Args)-2], os.Args[len(os.Args)-1]))
+		os.Exit(stress.ReaderMain(os.Args[len(os.Args)-2], os.Args[len(os.Args)-1]))
 	case "waiter":
 		os.Exit(goWaiter(os.Args[len(os.Args)-1]))
 	}

@@ -1,7 +1,6 @@
 package clients_test
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -18,38 +16,6 @@ import (
 	"github.com/announcementd/announcementd/board/reader"
 	"github.com/announcementd/announcementd/internal/stress"
 )
-
-// stressWriter publishes self-checking snapshots as fast as it can until stdin closes.
-func stressWriter(path string) int {
-	stop := make(chan struct{})
-	go func() {
-		bufio.NewReader(os.Stdin).ReadByte() // EOF when the test closes the pipe
-		close(stop)
-	}()
-	n, err := stress.Write(path, stop)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	fmt.Printf("{\"publishes\":%d}\n", n)
-	return 0
-}
-
-// stressReader is the Go stress reader: snapshots in a loop for the given seconds.
-func stressReader(seconds, path string) int {
-	secs, err := strconv.ParseFloat(seconds, 64)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 2
-	}
-	res, err := stress.Read(path, time.Duration(secs*float64(time.Second)), os.Getpid())
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	json.NewEncoder(os.Stdout).Encode(res)
-	return 0
-}
 
 // TestTornReadStress runs one writer process publishing flat out and two reader processes each in Go, C and
 // Python for STRESS_SECONDS (default 10): no reader may accept a torn snapshot or see the version go back, and each

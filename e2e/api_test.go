@@ -227,11 +227,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 		}
 	}
 
-	api := []struct {
-		method, path, body string
-		status             int
-		want               string
-	}{
+	d.expectErrors([]apiCase{
 		{"PUT", "/v1/announcements/2", `{"content":"` + strings.Repeat("é", 129) + `"}`, 400, "258 bytes, the limit is 256"},
 		{"PUT", "/v1/announcements/2", `{"content":"\udcff"}`, 400, "not valid UTF-8"},
 		{"PUT", "/v1/announcements/0", `{"content":"x"}`, 400, "not a positive integer"},
@@ -242,14 +238,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 		{"PUT", "/v1/announcements/2", `{"content":"` + strings.Repeat("x", 20000) + `"}`, 413, "larger than"},
 		{"POST", "/v1/batch", `{"put":[{"id":5,"content":"ok"},{"id":0,"content":"bad"}]}`, 400, "id must be a positive integer"},
 		{"DELETE", "/v1/announcements/99", ``, 404, "no announcement with id 99"},
-	}
-	for _, c := range api {
-		status, res := d.api(c.method, c.path, c.body)
-		msg, _ := res["error"].(string)
-		if status != c.status || !strings.Contains(msg, c.want) {
-			t.Errorf("%s %s %.40s: %d %q; want %d with %q", c.method, c.path, c.body, status, msg, c.status, c.want)
-		}
-	}
+	})
 
 	// Full: the 64 KiB board holds 95; a batch of 95 new ones (plus the one held) is refused whole.
 	var puts []string
@@ -421,25 +410,14 @@ func TestGracefulShutdownUnderLoad(t *testing.T) {
 // a batch and unknown endpoints are refused with JSON; a batch that swaps announcements in a full board fits.
 func TestMoreBadInputAndFullReplace(t *testing.T) {
 	d := newDaemon(t)
-	cases := []struct {
-		method, path, body string
-		status             int
-		want               string
-	}{
+	d.expectErrors([]apiCase{
 		{"PUT", "/v1/announcements/1", `{"content":"x","effective_at":"2300-01-01T00:00:00Z"}`, 400, "outside the years 1678 to 2262"},
 		{"PUT", "/v1/announcements/1", `{"content":"x","effective_at":"1600-01-01T00:00:00Z"}`, 400, "outside the years 1678 to 2262"},
 		{"PUT", "/v1/announcements/1", `{"content":"x","effective_at":"2020-01-01T00:00:00Z","ttl":"1h"}`, 400, "already have expired"},
 		{"POST", "/v1/batch", `{"put":[{"id":3,"content":"x"}],"delete":[3]}`, 400, "appears twice"},
 		{"POST", "/v1/batch", `{"delete":[4,4]}`, 400, "appears twice"},
 		{"GET", "/v2/nothing", ``, 404, "no such endpoint"},
-	}
-	for _, c := range cases {
-		status, res := d.api(c.method, c.path, c.body)
-		msg, _ := res["error"].(string)
-		if status != c.status || !strings.Contains(msg, c.want) {
-			t.Errorf("%s %s %.50s: %d %q; want %d with %q", c.method, c.path, c.body, status, msg, c.status, c.want)
-		}
-	}
+	})
 	var puts []string
 	for i := 1; i <= 95; i++ {
 		puts = append(puts, fmt.Sprintf(`{"id":%d,"content":"x"}`, i))

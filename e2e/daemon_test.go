@@ -142,7 +142,26 @@ func (d *daemon) api(method, path, body string) (int, map[string]any) {
 	return resp.StatusCode, v
 }
 
-// boardRecords reads the board with the Go reader.
+// apiCase is a raw API request that must fail with status and an error message containing want.
+type apiCase struct {
+	method, path, body string
+	status             int
+	want               string
+}
+
+// expectErrors sends each case and checks its status and JSON error message.
+func (d *daemon) expectErrors(cases []apiCase) {
+	d.t.Helper()
+	for _, c := range cases {
+		status, res := d.api(c.method, c.path, c.body)
+		msg, _ := res["error"].(string)
+		if status != c.status || !strings.Contains(msg, c.want) {
+			d.t.Errorf("%s %s %.50s: %d %q; want %d with %q", c.method, c.path, c.body, status, msg, c.status, c.want)
+		}
+	}
+}
+
+// boardSnapshot reads the board with the Go reader.
 func (d *daemon) boardSnapshot() *board.Snapshot {
 	d.t.Helper()
 	b, err := reader.Open(d.shm)

@@ -12,7 +12,8 @@
 //   - Reads never panic on a damaged file: an undecodable value is reported as an error naming its id or key.
 //
 // Layout: bucket "announcements" maps an 8-byte big-endian id (so the cursor order is the id order) to the value
-// encoding below; bucket "meta" holds "version_floor", an 8-byte big-endian uint64.
+// encoding below; bucket "meta" holds "version_floor" and "count" (the number of announcements, kept exact by
+// every write transaction), each an 8-byte big-endian uint64.
 package store
 
 import (

@@ -20,6 +20,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -56,7 +57,7 @@ type Worker struct {
 	loadedAt   int64         // unix ns just before New's publish: everything due by then is on the board
 	reschedule chan struct{} // poked when the set changes
 	housework  chan struct{} // poked when expired announcements may need removal or the floor saving
-	lateness   lateness
+	floorSaved uint64        // the floor last saved; owned by the housekeeping goroutine
 }
 
 // New loads the store and publishes it, continuing the board's version.
@@ -96,12 +97,7 @@ func (w *Worker) visibleNow() []board.Record {
 	now := w.cfg.Now().UnixNano()
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	all := make([]announcement.Announcement, 0, len(w.set))
-	for _, a := range w.set {
-		all = append(all, a)
-	}
-	recs, _ := announcement.Visible(all, now)
-	return recs
+	return announcement.Visible(maps.Values(w.set), now)
 }
 
 // Result is the outcome of a change.
@@ -112,10 +108,6 @@ type Result struct {
 
 // ErrFull is returned (wrapped) when a change would hold more announcements than the board can show.
 var ErrFull = errors.New("the region is full")
-
-// SaveFloor stores the board's version as the floor a recreated board continues above. Run saves it as it goes;
-// the caller saves it once more after the last request is answered.
-func (w *Worker) SaveFloor() error { return w.saveFloor() }
 
 // Apply makes puts and deletes durable and visible, atomically: one store transaction, one board version. It
 // returns when the board shows the result.
@@ -148,6 +140,7 @@ func (w *Worker) apply(puts []announcement.Announcement, deletes []uint64) (Resu
 	if err != nil {
 		return Result{}, fmt.Errorf("the change is stored, but the board could not be updated (it will be at the next publish): %w", err)
 	}
+	w.metrics.observeBoard(v, w.held(), w.cfg.Board.Capacity())
 	w.poke(w.housework)
 	return Result{Version: v, Deleted: deleted}, nil
 }
@@ -207,7 +200,7 @@ func (w *Worker) List() []announcement.Announcement {
 func (w *Worker) Version() uint64 { return w.cfg.Board.Version() }
 
 // Run keeps the board on schedule, refreshes its heartbeat and remembers the version in the store, until ctx is
-// done. It returns after a last floor update. Removing expired announcements from the store and saving the floor
+// done. It returns after a last floor update, so the caller cancels ctx only after the last request is answered. Removing expired announcements from the store and saving the floor
 // happen in a housekeeping goroutine (an fsync must not delay a scheduled change); Run waits for it to end.
 func (w *Worker) Run(ctx context.Context) error {
 	saved := make(chan error, 1)
@@ -216,8 +209,8 @@ func (w *Worker) Run(ctx context.Context) error {
 	defer heartbeat.Stop()
 	timer := time.NewTimer(0)
 	defer timer.Stop()
-	var due int64                   // the change the timer is set for, unix ns; 0 = none
-	shown := w.cfg.Now().UnixNano() // every change due up to here is on the board (New published)
+	var due int64       // the change the timer is set for, unix ns; 0 = none
+	shown := w.loadedAt // every change due up to here is on the board (New published it)
 	for {
 		select {
 		case <-ctx.Done():
@@ -247,15 +240,7 @@ func (w *Worker) Run(ctx context.Context) error {
 func (w *Worker) nextChange(since int64) int64 {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	var next int64
-	for _, a := range w.set {
-		for _, t := range []int64{a.EffectiveAt, a.ExpiresAt} {
-			if t > since && (next == 0 || t < next) {
-				next = t
-			}
-		}
-	}
-	return next
+	return announcement.NextChange(maps.Values(w.set), since)
 }
 
 // onSchedule publishes what is visible now; the housekeeping goroutine then removes what expired from the
@@ -268,7 +253,6 @@ func (w *Worker) onSchedule(due int64) error {
 	}
 	if due != 0 {
 		late := w.cfg.Now().UnixNano() - due // from the due time to the board showing it
-		w.lateness.add(late)
 		w.metrics.lateness.Observe(float64(late) / 1e9)
 	}
 	w.metrics.observeBoard(v, w.held(), w.cfg.Board.Capacity())
@@ -328,32 +312,16 @@ func (w *Worker) held() int {
 	return len(w.set)
 }
 
-// saveFloor remembers the board's version in the store, so a board recreated from nothing continues above it.
+// saveFloor remembers the board's version in the store, so a board recreated from nothing continues above it. A
+// version already saved costs no commit. Called only by the housekeeping goroutine.
 func (w *Worker) saveFloor() error {
 	v := w.cfg.Board.Version()
-	w.metrics.observeBoard(v, w.held(), w.cfg.Board.Capacity())
-	return w.cfg.Store.SetVersionFloor(v)
-}
-
-// Lateness returns the scheduling lateness samples (ns past due) seen so far.
-func (w *Worker) Lateness() []int64 { return w.lateness.samples() }
-
-// lateness records how late scheduled publishes ran, for the benchmark and the metrics.
-type lateness struct {
-	mu sync.Mutex
-	ns []int64
-}
-
-func (l *lateness) add(ns int64) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if len(l.ns) < 100_000 {
-		l.ns = append(l.ns, ns)
+	if v == w.floorSaved {
+		return nil
 	}
-}
-
-func (l *lateness) samples() []int64 {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return append([]int64(nil), l.ns...)
+	if err := w.cfg.Store.SetVersionFloor(v); err != nil {
+		return err
+	}
+	w.floorSaved = v
+	return nil
 }

@@ -13,6 +13,7 @@ package writer
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -132,61 +133,71 @@ func (w *Writer) mapRegion() error {
 	if err != nil {
 		return err
 	}
-	size := w.opts.Size
-	if size == 0 {
-		size = board.DefaultSize
+	if st.Size() == 0 {
+		err = w.create()
+	} else {
+		err = w.adopt(st.Size())
 	}
-	fresh := st.Size() == 0
-	if fresh {
-		if _, err := board.Geometry(size, w.opts.ExtraFields...); err != nil {
-			return err
-		}
-		if err := w.f.Truncate(int64(size)); err != nil {
-			return fmt.Errorf("size to %d bytes: %w", size, err)
-		}
-	} else if st.Size() > board.MaxRegionSize || st.Size() < board.MinFileSize {
-		return fmt.Errorf("existing file is %d bytes, not a board: remove it", st.Size())
-	}
-	mapped := size
-	if !fresh {
-		mapped = uint64(st.Size())
-	}
-	mem, err := unix.Mmap(int(w.f.Fd()), 0, int(mapped), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
-	if err != nil {
-		return fmt.Errorf("mmap %d bytes: %w", mapped, err)
-	}
-	w.mem = mem
-	var got board.Header
-	if !fresh {
-		if got, err = board.ParseHeader(mem, st.Size()); err != nil {
-			w.unmap()
-			return fmt.Errorf("existing file is not a usable board (%w): remove it", err)
-		}
-		if w.opts.Size == 0 {
-			size = got.RegionSize
-		}
-		if got.RegionSize != size || uint64(st.Size()) != size {
-			w.unmap()
-			return fmt.Errorf("existing board is %d bytes, want %d: remove it or use its size", st.Size(), size)
-		}
-	}
-	want, err := board.Geometry(size, w.opts.ExtraFields...)
 	if err != nil {
 		w.unmap()
 		return err
 	}
-	w.hdr = want
-	w.image = make([]byte, want.SlotSize)
-	if !fresh {
-		if !sameGeometry(&got, &want) {
-			w.unmap()
-			return fmt.Errorf("existing board has a different layout (minor %d, %d records of %d bytes; want minor %d, %d of %d): remove it",
-				got.Minor, got.Capacity, got.Stride, want.Minor, want.Capacity, want.Stride)
-		}
-		w.version = w.mem.Load64(board.OffVersion)
-		w.shadowN = [2]uint32{want.Capacity, want.Capacity} // unknown contents: each slot is cleared on its first write
-	}
+	w.image = make([]byte, w.hdr.SlotSize)
 	w.initHeader()
+	return nil
+}
+
+// create lays a new board out in the empty file.
+func (w *Writer) create() error {
+	size := cmp.Or(w.opts.Size, board.DefaultSize)
+	h, err := board.Geometry(size, w.opts.ExtraFields...)
+	if err != nil {
+		return err
+	}
+	if err := w.f.Truncate(int64(size)); err != nil {
+		return fmt.Errorf("size to %d bytes: %w", size, err)
+	}
+	w.hdr = h
+	return w.mmap(size)
+}
+
+// adopt takes over the existing board in the file, which must have the geometry this writer would give it, and
+// keeps its version. Each slot is written whole on its first publish (its contents are not known).
+func (w *Writer) adopt(fileSize int64) error {
+	if fileSize > board.MaxRegionSize || fileSize < board.MinFileSize {
+		return fmt.Errorf("existing file is %d bytes, not a board: remove it", fileSize)
+	}
+	if err := w.mmap(uint64(fileSize)); err != nil {
+		return err
+	}
+	got, err := board.ParseHeader(w.mem, fileSize)
+	if err != nil {
+		return fmt.Errorf("existing file is not a usable board (%w): remove it", err)
+	}
+	size := cmp.Or(w.opts.Size, got.RegionSize)
+	if got.RegionSize != size || uint64(fileSize) != size {
+		return fmt.Errorf("existing board is %d bytes, want %d: remove it or use its size", fileSize, size)
+	}
+	want, err := board.Geometry(size, w.opts.ExtraFields...)
+	if err != nil {
+		return err
+	}
+	if !sameGeometry(&got, &want) {
+		return fmt.Errorf("existing board has a different layout (minor %d, %d records of %d bytes; want minor %d, %d of %d): remove it",
+			got.Minor, got.Capacity, got.Stride, want.Minor, want.Capacity, want.Stride)
+	}
+	w.hdr = want
+	w.version = w.mem.Load64(board.OffVersion)
+	w.shadowN = [2]uint32{want.Capacity, want.Capacity}
+	return nil
+}
+
+func (w *Writer) mmap(size uint64) error {
+	mem, err := unix.Mmap(int(w.f.Fd()), 0, int(size), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		return fmt.Errorf("mmap %d bytes: %w", size, err)
+	}
+	w.mem = mem
 	return nil
 }
 

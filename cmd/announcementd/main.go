@@ -173,11 +173,8 @@ func serve(ctx context.Context, log *zap.Logger, c config) error {
 	}
 	err = g.Wait()
 	stopRun()
-	if rerr := <-runDone; rerr != nil && err == nil {
+	if rerr := <-runDone; rerr != nil && err == nil { // Run's last act is saving the floor
 		err = rerr
-	}
-	if ferr := w.SaveFloor(); ferr != nil && err == nil {
-		err = ferr
 	}
 	log.Info("stopping", zap.Uint64("version", board.Version()))
 	return err

@@ -4,8 +4,12 @@
 package stress
 
 import (
+	"bufio"
+	"encoding/json"
 	"fmt"
+	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -105,4 +109,38 @@ func Read(path string, d time.Duration, pid int) (Result, error) {
 	}
 	res.TornAccepted = res.Snapshots - res.Validated
 	return res, nil
+}
+
+// WriterMain is the body of a stress writer helper process: it publishes into the board at path until its stdin
+// closes, then prints {"publishes": N} and returns the exit code.
+func WriterMain(path string) int {
+	stop := make(chan struct{})
+	go func() {
+		bufio.NewReader(os.Stdin).ReadByte() // EOF when the parent closes the pipe
+		close(stop)
+	}()
+	n, err := Write(path, stop)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	json.NewEncoder(os.Stdout).Encode(map[string]int{"publishes": n})
+	return 0
+}
+
+// ReaderMain is the body of a Go stress reader helper process, with the arguments the C and Python stress
+// readers take: it reads for the given seconds and prints its Result as one JSON line.
+func ReaderMain(seconds, path string) int {
+	secs, err := strconv.ParseFloat(seconds, 64)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "seconds %q: %v\n", seconds, err)
+		return 2
+	}
+	res, err := Read(path, time.Duration(secs*float64(time.Second)), os.Getpid())
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	json.NewEncoder(os.Stdout).Encode(res)
+	return 0
 }

@@ -50,24 +50,9 @@ func main() {
 	case "waiter", "poller":
 		os.Exit(observe(os.Getenv(roleEnv), os.Args[1]))
 	case "stress-writer":
-		stop := make(chan struct{})
-		go func() { bufio.NewReader(os.Stdin).ReadByte(); close(stop) }()
-		n, err := stress.Write(os.Args[1], stop)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		fmt.Println(n)
-		os.Exit(0)
+		os.Exit(stress.WriterMain(os.Args[1]))
 	case "stress-reader":
-		d, _ := time.ParseDuration(os.Args[1])
-		res, err := stress.Read(os.Args[2], d, os.Getpid())
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		json.NewEncoder(os.Stdout).Encode(res)
-		os.Exit(0)
+		os.Exit(stress.ReaderMain(os.Args[1], os.Args[2]))
 	}
 	flag.Parse()
 	if err := run(); err != nil {
@@ -364,7 +349,7 @@ func retries(path string) ([]row, error) {
 	}
 	s := strconv.FormatFloat(secs.Seconds(), 'f', -1, 64)
 	readers := map[string][]string{
-		"Go":     {self, secs.String(), path},
+		"Go":     {self, s, path},
 		"C":      {filepath.Join(*cDir, "notice_stress"), s, path},
 		"Python": {"python3", filepath.Join(*pyDir, "notice_stress.py"), s, path},
 	}
@@ -403,7 +388,11 @@ func retries(path string) ([]row, error) {
 	if err := wcmd.Wait(); err != nil {
 		return nil, err
 	}
-	pubs, _ := strconv.ParseFloat(strings.TrimSpace(wout.String()), 64)
+	var w struct{ Publishes float64 }
+	if err := json.Unmarshal(wout.Bytes(), &w); err != nil {
+		return nil, fmt.Errorf("stress writer output %q: %w", wout.String(), err)
+	}
+	pubs := w.Publishes
 	// The writer ran a little longer than the readers; its rate is an upper bound.
 	var rows []row
 	for _, lang := range []string{"Go", "C", "Python"} {
