@@ -61,7 +61,7 @@ func TestPublishListDeleteBatch(t *testing.T) {
 		Health string
 	}
 	if err := json.Unmarshal([]byte(status), &st); err != nil || st.Region.Path != d.shm || st.Region.Version != before+1 ||
-		st.Health != "ok" || st.Worker.PID != d.cmd.Process.Pid || st.Supervisor.PID == 0 {
+		st.Health != "ok" || st.Supervisor.PID != d.cmd.Process.Pid || st.Worker.PID == 0 || st.Worker.PID == st.Supervisor.PID {
 		t.Fatalf("status: %v %s", err, status)
 	}
 	if code, out, _ := d.ctl("health"); code != 0 || !strings.HasPrefix(out, "ok") {

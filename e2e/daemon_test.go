@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -76,12 +77,14 @@ func (d *daemon) start() {
 	d.cmd = exec.Command(filepath.Join(binDir, "announcementd"), args...)
 	d.logs = &bytes.Buffer{}
 	d.cmd.Stdout, d.cmd.Stderr = d.logs, d.logs
+	// Its own process group, which stop(SIGKILL) kills whole, as systemd kills a service's cgroup.
+	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := d.cmd.Start(); err != nil {
 		d.t.Fatal(err)
 	}
+	// The pid file appears once the first worker generation serves.
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		if c, err := net.Dial("unix", filepath.Join(d.runtime, "api.sock")); err == nil {
-			c.Close()
+		if pid, err := os.ReadFile(filepath.Join(d.runtime, "announcementd.pid")); err == nil && string(pid) == strconv.Itoa(d.cmd.Process.Pid) {
 			return
 		}
 		if time.Now().After(deadline) {
@@ -90,11 +93,17 @@ func (d *daemon) start() {
 	}
 }
 
+// stop signals the daemon: SIGKILL goes to the whole process group (the supervisor and its worker, as a crash of
+// the service), any other signal to the supervisor, which stops its worker itself.
 func (d *daemon) stop(sig syscall.Signal) {
 	if d.cmd == nil || d.cmd.Process == nil {
 		return
 	}
-	d.cmd.Process.Signal(sig)
+	if sig == syscall.SIGKILL {
+		syscall.Kill(-d.cmd.Process.Pid, sig)
+	} else {
+		d.cmd.Process.Signal(sig)
+	}
 	d.cmd.Wait()
 	d.cmd = nil
 }

@@ -13,7 +13,9 @@
 //	peer, err := conn.Handshake(ctx, handoff.Hello{Role: handoff.RoleSupervisor, Generation: g, Build: build})
 //	err = conn.CheckPeer(cmd.Process.Pid, workerUID)
 //	err = conn.SendFiles(ctx, handoff.NamedFile{Name: "region", File: region}, handoff.NamedFile{Name: "api", File: ln})
-//	msg, err := conn.Recv(ctx) // handoff.Ready
+//	msg, err := conn.Recv(ctx) // handoff.Standby: prepared, not yet writing
+//	err = conn.Send(ctx, handoff.Start{Reason: "first"})
+//	msg, err = conn.Recv(ctx) // handoff.Ready: serving
 //
 // Worker:
 //
@@ -22,6 +24,8 @@
 //	err = conn.CheckPeer(os.Getppid(), os.Getuid())
 //	files, err := conn.RecvFiles(ctx)
 //	ln, err := net.FileListener(files["api"]); files["api"].Close()
+//	err = conn.Send(ctx, handoff.Standby{Healthy: true})
+//	msg, err := conn.Recv(ctx) // handoff.Start: take the store and the region, and serve
 //	err = conn.Send(ctx, handoff.Ready{RegionVersion: v, Healthy: true})
 //
 // # Invariants

@@ -34,14 +34,17 @@ const (
 // Type is a message type, b[4] of the frame header.
 type Type uint8
 
-// Message types. 6–127 are reserved for later minors of this protocol and are a protocol error when received;
+// Message types. 8–127 are reserved for later minors of this protocol and are a protocol error when received;
 // 128–255 are free for the application and travel as Raw.
 const (
-	TypeHello   Type = 1   // both directions, first frame on the connection: Hello
-	TypeFiles   Type = 2   // named fds, attached with SCM_RIGHTS to this frame: Files
-	TypeReady   Type = 3   // worker → supervisor: serving (or not), with a report: Ready
-	TypeYield   Type = 4   // supervisor → worker: stop accepting, finish, then say Yielded: Yield
-	TypeYielded Type = 5   // worker → supervisor: done; the last region version it published: Yielded
+	TypeHello   Type = 1 // both directions, first frame on the connection: Hello
+	TypeFiles   Type = 2 // named fds, attached with SCM_RIGHTS to this frame: Files
+	TypeReady   Type = 3 // worker → supervisor: serving (or not), with a report: Ready
+	TypeYield   Type = 4 // supervisor → worker: stop accepting, finish, then say Yielded: Yield
+	TypeYielded Type = 5 // worker → supervisor: done; the last region version it published: Yielded
+	TypeStandby Type = 6 // worker → supervisor: prepared, waiting for Start (or not, with a reason): Standby
+	TypeStart   Type = 7 // supervisor → worker: take the region and the store, and serve: Start
+	typeLast         = TypeStart
 	TypeCustom  Type = 128 // the first application-defined type: Raw
 )
 
@@ -57,6 +60,10 @@ func (t Type) String() string {
 		return "yield"
 	case TypeYielded:
 		return "yielded"
+	case TypeStandby:
+		return "standby"
+	case TypeStart:
+		return "start"
 	}
 	return fmt.Sprintf("type %d", uint8(t))
 }
@@ -115,6 +122,22 @@ type Yielded struct {
 	Reason      string `json:"reason,omitempty"`
 }
 
+// Standby is a new worker's report that it has checked what it can without writing (its configuration, the
+// files it was handed) and waits for Start; not Healthy, with a Reason, when it cannot serve.
+type Standby struct {
+	Healthy bool            `json:"healthy"`
+	Reason  string          `json:"reason,omitempty"` // required when not Healthy
+	Report  json.RawMessage `json:"report,omitempty"` // optional, any JSON value, passed through for status output
+}
+
+// Start makes a worker in standby, or one that has yielded, the writer: it takes the region and the store and
+// serves, then answers Ready. VersionFloor is the last version the previous writer published (0 when unknown);
+// the worker publishes above it.
+type Start struct {
+	Reason       string `json:"reason,omitempty"` // e.g. "first", "reload", "rollback", "restart"
+	VersionFloor uint64 `json:"version_floor,omitempty"`
+}
+
 // Raw is an application-defined message: Kind ≥ TypeCustom, and a body this package does not interpret (JSON by
 // convention).
 type Raw struct {
@@ -129,6 +152,8 @@ func (Hello) Type() Type     { return TypeHello }
 func (Ready) Type() Type     { return TypeReady }
 func (Yield) Type() Type     { return TypeYield }
 func (Yielded) Type() Type   { return TypeYielded }
+func (Standby) Type() Type   { return TypeStandby }
+func (Start) Type() Type     { return TypeStart }
 func (r Raw) Type() Type     { return r.Kind }
 func (fileNames) Type() Type { return TypeFiles }
 
@@ -161,6 +186,15 @@ func (y Yield) validate() error {
 }
 
 func (Yielded) validate() error { return nil }
+
+func (s Standby) validate() error {
+	if !s.Healthy && s.Reason == "" {
+		return fmt.Errorf("%w: an unhealthy standby must say why (empty reason)", ErrProtocol)
+	}
+	return nil
+}
+
+func (Start) validate() error { return nil }
 
 func (r Raw) validate() error {
 	if r.Kind < TypeCustom {
@@ -246,7 +280,7 @@ func parseHeader(b []byte) (header, error) {
 		return h, fmt.Errorf("%w: the peer announces a %v body of %d bytes (at most %d)", ErrTooLarge, h.typ, h.bodyLen, MaxBodySize)
 	case b[offFlags] != 0:
 		return h, fmt.Errorf("%w: header flags %#02x (none are defined)", ErrProtocol, b[offFlags])
-	case h.typ == 0 || (h.typ > TypeYielded && h.typ < TypeCustom):
+	case h.typ == 0 || (h.typ > typeLast && h.typ < TypeCustom):
 		return h, fmt.Errorf("%w: unknown message %v", ErrProtocol, h.typ)
 	case h.fileCount > MaxFiles:
 		return h, fmt.Errorf("%w: the peer announces %d fds (at most %d)", ErrTooLarge, h.fileCount, MaxFiles)
@@ -280,6 +314,10 @@ func decodeFrame(frame []byte, nfds int) (Message, error) {
 		m, err = decodeJSON[Yield](body)
 	case TypeYielded:
 		m, err = decodeJSON[Yielded](body)
+	case TypeStandby:
+		m, err = decodeJSON[Standby](body)
+	case TypeStart:
+		m, err = decodeJSON[Start](body)
 	case TypeFiles:
 		var fb filesBody
 		fb, err = decodeJSON[filesBody](body)

@@ -28,6 +28,10 @@ func sampleMessages() []Message {
 		Yield{Reason: "reload", Grace: 30 * time.Second},
 		Yield{},
 		Yielded{LastVersion: 99, Reason: "store: close: i/o error"},
+		Standby{Healthy: true, Report: json.RawMessage(`{"build":"x"}`)},
+		Standby{Reason: "--token-file: permission denied"},
+		Start{Reason: "reload", VersionFloor: 1 << 40},
+		Start{},
 		Raw{Kind: TypeCustom, Body: []byte(`{"ping":1}`)},
 		Raw{Kind: 255, Body: []byte{0, 1, 2}},
 	}
@@ -147,8 +151,8 @@ func TestSpecMatchesCode(t *testing.T) {
 		t.Fatal(err)
 	}
 	rows := regexp.MustCompile("(?m)^\\| (\\d+) \\| `(\\w+)` \\|").FindAllSubmatch(spec, -1)
-	if len(rows) != int(TypeYielded) {
-		t.Fatalf("HANDOFF.md lists %d message types, want %d", len(rows), TypeYielded)
+	if len(rows) != int(typeLast) {
+		t.Fatalf("HANDOFF.md lists %d message types, want %d", len(rows), typeLast)
 	}
 	for _, r := range rows {
 		n, _ := strconv.Atoi(string(r[1]))

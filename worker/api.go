@@ -282,12 +282,13 @@ func (w *Worker) handleBatch(rw http.ResponseWriter, r *http.Request) {
 // Status is the worker's part of `status`.
 type Status struct {
 	Supervisor struct {
-		PID  int    `json:"pid"`
-		Mode string `json:"mode"`
+		PID   int    `json:"pid"`
+		Build string `json:"build"`
 	} `json:"supervisor"`
 	Worker struct {
 		PID        int       `json:"pid"`
 		Generation uint64    `json:"generation"`
+		Build      string    `json:"build"`
 		StartedAt  time.Time `json:"started_at"`
 	} `json:"worker"`
 	Region struct {
@@ -303,8 +304,8 @@ type Status struct {
 // Status reports the worker's state.
 func (w *Worker) Status() Status {
 	var s Status
-	s.Supervisor.PID, s.Supervisor.Mode = os.Getpid(), "single-process" // the supervisor arrives with its issue
-	s.Worker.PID, s.Worker.Generation, s.Worker.StartedAt = os.Getpid(), w.cfg.Generation, w.started.UTC()
+	s.Supervisor.PID, s.Supervisor.Build = w.cfg.Supervisor.PID, w.cfg.Supervisor.Build
+	s.Worker.PID, s.Worker.Generation, s.Worker.Build, s.Worker.StartedAt = os.Getpid(), w.cfg.Generation, w.cfg.Build, w.started.UTC()
 	h := w.cfg.Board.Header()
 	s.Region.Path, s.Region.Version, s.Region.Capacity, s.Region.Size = w.cfg.Board.Path(), w.Version(), int(h.Capacity), h.RegionSize
 	s.Announcements = w.held()

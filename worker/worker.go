@@ -39,6 +39,12 @@ type Config struct {
 	Store      *store.Store
 	Log        *zap.Logger
 	Generation uint64
+	Build      string // this binary's build, for status
+	// Supervisor is the process that handed this worker its fds, for status.
+	Supervisor struct {
+		PID   int
+		Build string
+	}
 	// Now is the clock (tests may fake it); default time.Now.
 	Now func() time.Time
 }

@@ -68,13 +68,23 @@ func newClient(g globals) (*client, error) {
 		c.token, c.base, c.where = strings.TrimSpace(string(b)), "http://"+hostport, g.addr
 		return c, nil
 	}
-	sock := filepath.Join(g.runtimeDir, "api.sock")
+	return unixClient(filepath.Join(g.runtimeDir, "api.sock")), nil
+}
+
+// newControlClient talks to the supervisor's control socket, which is only ever local.
+func newControlClient(g globals) *client {
+	c := unixClient(filepath.Join(g.runtimeDir, "control.sock"))
+	c.http.Timeout = 0 // reload --wait takes as long as the reload; the caller's ctx bounds it
+	return c
+}
+
+func unixClient(sock string) *client {
+	c := &client{http: &http.Client{Timeout: 60 * time.Second}, base: "http://announcementd", where: sock}
 	c.http.Transport = &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 		var d net.Dialer
 		return d.DialContext(ctx, "unix", sock)
 	}}
-	c.base, c.where = "http://announcementd", sock
-	return c, nil
+	return c
 }
 
 // do sends a request with an optional JSON body and decodes a JSON answer into out.

@@ -157,37 +157,6 @@ func list(ctx context.Context, g globals, args []string, out io.Writer) error {
 	return tw.Flush()
 }
 
-func status(ctx context.Context, g globals, args []string, out io.Writer) error {
-	raw, err := getCommand(ctx, g, "status", "/v1/status", args, out)
-	if raw == nil || err != nil {
-		return err
-	}
-	var s struct {
-		Supervisor struct {
-			PID int `json:"pid"`
-		} `json:"supervisor"`
-		Worker struct {
-			PID        int       `json:"pid"`
-			Generation uint64    `json:"generation"`
-			StartedAt  time.Time `json:"started_at"`
-		} `json:"worker"`
-		Region struct {
-			Path     string `json:"path"`
-			Version  uint64 `json:"version"`
-			Capacity int    `json:"capacity"`
-		} `json:"region"`
-		Announcements int    `json:"announcements"`
-		Health        string `json:"health"`
-	}
-	if err := json.Unmarshal(raw, &s); err != nil {
-		return err
-	}
-	fmt.Fprintf(out, "health:        %s\nregion:        %s, version %d, %d of %d announcements\nworker:        pid %d, generation %d, started %s\nsupervisor:    pid %d\n",
-		s.Health, s.Region.Path, s.Region.Version, s.Announcements, s.Region.Capacity,
-		s.Worker.PID, s.Worker.Generation, s.Worker.StartedAt.Format(time.RFC3339), s.Supervisor.PID)
-	return nil
-}
-
 // getCommand runs a read-only command: it parses its flags (--json), GETs path and, with --json, prints the
 // answer as it came and returns nil; otherwise it returns the answer for the command to print.
 func getCommand(ctx context.Context, g globals, name, path string, args []string, out io.Writer) (json.RawMessage, error) {

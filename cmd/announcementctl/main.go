@@ -1,5 +1,5 @@
 // Command announcementctl talks to announcementd through its API socket (publish, delete, list, status,
-// health) and reads the board directly (dump and watch need no daemon).
+// health) and its control socket (status, reload) and reads the board directly (dump and watch need no daemon).
 package main
 
 import (
@@ -20,7 +20,9 @@ commands:
                                         create or replace an announcement; prints the board version
   delete ID                             remove an announcement
   list [--json]                         the announcements the daemon holds
-  status [--json]                       the daemon's state
+  status [--json]                       the daemon's state: supervisor, worker, region, health
+  reload [--wait] [--timeout D]         roll to a new worker generation (and supervisor, if the binary changed);
+                                        --wait exits 0 only once the new generation serves
   health                                exit 0 ok, 1 degraded, 2 failed or unreachable, with one line of reason
   dump --shm PATH [--json]              print the board's current snapshot (no daemon needed)
   watch --shm PATH [--json] [--stale D] print each new version and what changed, until interrupted
@@ -80,6 +82,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = list(ctx, g, rest, stdout)
 	case "status":
 		err = status(ctx, g, rest, stdout)
+	case "reload":
+		err = reload(ctx, g, rest, stdout)
 	case "health":
 		err = health(ctx, g, rest, stdout)
 	case "dump":

@@ -1,9 +1,11 @@
 // Command announcementd publishes announcements into a shared-memory board (docs/FORMAT.md) and serves the
 // publishing API (docs/API.md).
 //
-// This version runs as one process: it opens the durable store and the board, serves the API on the --listen
-// addresses until SIGINT or SIGTERM, then finishes in-flight requests and exits. The supervisor/worker split with
-// SCM_RIGHTS hand-off arrives with its issue; the worker package already takes everything from its caller.
+// Without a subcommand it is the supervisor (supervise.go): it opens the region file and the listeners, keeps them
+// for the life of the service, and hands them with SCM_RIGHTS to successive worker generations, which it starts as
+// `announcementd worker` from the binary on disk. SIGHUP (or `announcementctl reload`) rolls to a new generation;
+// SIGINT and SIGTERM stop the service after in-flight requests finish. The worker (work.go) opens the durable store
+// and the board and serves the API when the supervisor says so.
 package main
 
 import (
@@ -11,7 +13,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io/fs"
 	"net"
 	"net/http"
 	"net/http/pprof"
@@ -28,12 +29,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
-	"golang.org/x/sync/errgroup"
 	"golang.org/x/sys/unix"
 
-	"github.com/announcementd/announcementd/board/writer"
-	"github.com/announcementd/announcementd/store"
-	"github.com/announcementd/announcementd/worker"
+	"github.com/announcementd/announcementd/supervisor"
 )
 
 // recreateJump is how far above the stored floor a board created from nothing starts: far more publishes than
@@ -50,6 +48,11 @@ type config struct {
 	metrics    string
 	pprof      bool
 	tokenFile  string
+
+	readyTimeout   time.Duration
+	drainTimeout   time.Duration
+	restartLimit   int
+	restartBackoff time.Duration
 }
 
 // listFlag is a repeatable string flag.
@@ -71,11 +74,18 @@ func parseFlags(args []string) (config, error) {
 	fs.StringVar(&c.metrics, "metrics", "", "serve Prometheus /metrics on HOST:PORT (off by default)")
 	fs.BoolVar(&c.pprof, "pprof", false, "also serve net/http/pprof under /debug/pprof/ on the --metrics address")
 	fs.StringVar(&c.tokenFile, "token-file", "", "file holding the bearer token TCP listeners require")
+	fs.DurationVar(&c.readyTimeout, "ready-timeout", supervisor.DefaultReadyTimeout, "how long a new worker may take to get ready, and again to serve once started")
+	fs.DurationVar(&c.drainTimeout, "drain-timeout", supervisor.DefaultDrainTimeout, "how long a worker may take to finish in-flight requests before it is killed")
+	fs.IntVar(&c.restartLimit, "restart-limit", supervisor.DefaultRestartLimit, "exit after this many worker crashes in a row (-1: never)")
+	fs.DurationVar(&c.restartBackoff, "restart-backoff", supervisor.DefaultRestartBackoff, "the longest wait before restarting a crashed worker (the wait starts at 50ms and doubles)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if c.readyTimeout <= 0 || c.drainTimeout <= 0 || c.restartBackoff <= 0 || c.restartLimit == 0 {
+		return c, errors.New("--ready-timeout, --drain-timeout and --restart-backoff must be positive, --restart-limit non-zero")
 	}
 	if c.pprof && c.metrics == "" {
 		return c, errors.New("--pprof needs --metrics HOST:PORT to serve on")
@@ -101,7 +111,12 @@ func envOr(key, def string) string {
 }
 
 func main() {
-	c, err := parseFlags(os.Args[1:])
+	args := os.Args[1:]
+	role := "supervisor"
+	if len(args) > 0 && args[0] == "worker" {
+		role, args = "worker", args[1:]
+	}
+	c, err := parseFlags(args)
 	if errors.Is(err, flag.ErrHelp) {
 		os.Exit(0)
 	}
@@ -109,75 +124,20 @@ func main() {
 		fmt.Fprintf(os.Stderr, "announcementd: %v\n", err)
 		os.Exit(2)
 	}
-	log := newLogger()
+	log := newLogger().With(zap.String("role", role))
 	defer log.Sync()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := serve(ctx, log, c); err != nil {
+	if role == "worker" {
+		err = work(ctx, log, c)
+	} else {
+		err = supervise(ctx, log, c, args)
+	}
+	if err != nil {
 		log.Error("announcementd stopped", zap.Error(err))
+		log.Sync()
 		os.Exit(1)
 	}
-}
-
-func serve(ctx context.Context, log *zap.Logger, c config) error {
-	token, err := readToken(c.tokenFile)
-	if err != nil {
-		return err
-	}
-	if err := os.MkdirAll(c.stateDir, 0o700); err != nil {
-		return fmt.Errorf("state dir: %w", err)
-	}
-	st, err := store.Open(filepath.Join(c.stateDir, "announcements.db"), store.Options{})
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	floor, err := st.VersionFloor()
-	if err != nil {
-		return err
-	}
-	if _, err := os.Stat(c.shm); errors.Is(err, fs.ErrNotExist) && floor > 0 {
-		// The board is gone (a reboot, or it was removed) and is created from nothing. The store's floor trails
-		// the last publish by the few milliseconds it takes to save; after a crash, versions published in that
-		// window may still be in a reader's memory. Jumping well above the floor keeps the version from ever
-		// going back.
-		floor += recreateJump
-		log.Info("board created from nothing: continuing above the stored version", zap.Uint64("floor", floor))
-	}
-	board, err := writer.Open(c.shm, writer.Options{Size: c.shmSize, VersionFloor: floor})
-	if err != nil {
-		return err
-	}
-	defer board.Close()
-	w, err := worker.New(worker.Config{Board: board, Store: st, Log: log})
-	if err != nil {
-		return err
-	}
-	listeners, err := openListeners(c, token)
-	if err != nil {
-		return err
-	}
-	h := board.Header()
-	log.Info("announcementd ready", zap.String("region", c.shm), zap.Uint64("version", board.Version()),
-		zap.Uint64("region_size", h.RegionSize), zap.Uint32("capacity", h.Capacity), zap.String("state_dir", c.stateDir))
-
-	// Run (schedule, heartbeat, housekeeping) outlives Serve's drain: requests answered during the drain still get
-	// their floor saved and readers still see a heartbeat. It stops only after the last request is answered.
-	runCtx, stopRun := context.WithCancel(context.Background())
-	runDone := make(chan error, 1)
-	go func() { runDone <- w.Run(runCtx) }()
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return w.Serve(gctx, listeners) })
-	if c.metrics != "" {
-		g.Go(func() error { return serveMetrics(gctx, log, c.metrics, c.pprof, w.Registry()) })
-	}
-	err = g.Wait()
-	stopRun()
-	if rerr := <-runDone; rerr != nil && err == nil { // Run's last act is saving the floor
-		err = rerr
-	}
-	log.Info("stopping", zap.Uint64("version", board.Version()))
-	return err
 }
 
 // readToken reads the bearer token for TCP listeners; surrounding white space is dropped.
@@ -194,41 +154,6 @@ func readToken(path string) (string, error) {
 		return "", fmt.Errorf("--token-file %s is empty", path)
 	}
 	return t, nil
-}
-
-// openListeners opens the --listen addresses. A Unix socket is created mode 0660 (owner and group may write; see
-// docs/API.md to grant a group); a TCP listener requires a token and refuses to start without one.
-func openListeners(c config, token string) ([]worker.Listener, error) {
-	var ls []worker.Listener
-	fail := func(err error) ([]worker.Listener, error) {
-		for _, l := range ls {
-			l.Close()
-		}
-		return nil, err
-	}
-	for _, addr := range c.listen {
-		network, rest, _ := strings.Cut(addr, ":")
-		switch network {
-		case "unix":
-			l, err := listenUnix(rest)
-			if err != nil {
-				return fail(err)
-			}
-			ls = append(ls, worker.Listener{Listener: l})
-		case "tcp":
-			if token == "" {
-				return fail(fmt.Errorf("--listen %s: a TCP listener needs --token-file (anyone who can reach it could publish)", addr))
-			}
-			l, err := net.Listen("tcp", rest)
-			if err != nil {
-				return fail(fmt.Errorf("--listen %s: %w", addr, err))
-			}
-			ls = append(ls, worker.Listener{Listener: l, Token: token})
-		default:
-			return fail(fmt.Errorf("--listen %q: want unix:PATH or tcp:HOST:PORT", addr))
-		}
-	}
-	return ls, nil
 }
 
 func listenUnix(path string) (net.Listener, error) {
@@ -256,9 +181,9 @@ func listenUnix(path string) (net.Listener, error) {
 	return l, nil
 }
 
-// serveMetrics serves /metrics (and, opted in, /debug/pprof/) on addr until ctx is done. Profiling stays off the
+// serveMetrics serves /metrics (and, opted in, /debug/pprof/) on l until ctx is done, then closes l. Profiling stays off the
 // API listeners: it is for whoever can reach the metrics address.
-func serveMetrics(ctx context.Context, log *zap.Logger, addr string, withPprof bool, reg *prometheus.Registry) error {
+func serveMetrics(ctx context.Context, l net.Listener, withPprof bool, reg *prometheus.Registry) error {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
@@ -269,12 +194,7 @@ func serveMetrics(ctx context.Context, log *zap.Logger, addr string, withPprof b
 		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	}
-	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	l, err := net.Listen("tcp", addr)
-	if err != nil {
-		return fmt.Errorf("--metrics %s: %w", addr, err)
-	}
-	log.Info("metrics listening", zap.String("addr", l.Addr().String()))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		<-ctx.Done()
 		srv.Close()

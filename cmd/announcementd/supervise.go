@@ -1,0 +1,229 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/cloudflare/tableflip"
+	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
+
+	"github.com/announcementd/announcementd/handoff"
+	"github.com/announcementd/announcementd/supervisor"
+)
+
+// The files the supervisor hands each worker generation.
+const (
+	fileRegion  = "region"
+	fileMetrics = "metrics"
+	fileAPI     = "api:" // + the --listen address
+)
+
+// supervise runs the supervisor until ctx is done or a self-upgrade hands the service to a new process. args are
+// its own flags, passed on to every worker.
+func supervise(ctx context.Context, log *zap.Logger, c config, args []string) error {
+	binary, err := exec.LookPath(os.Args[0])
+	if err == nil {
+		binary, err = filepath.Abs(binary)
+	}
+	if err != nil {
+		return fmt.Errorf("find my own binary: %w", err)
+	}
+	self, err := supervisor.FileID("/proc/self/exe")
+	if err != nil {
+		return fmt.Errorf("identify my own binary: %w", err)
+	}
+	if err := os.MkdirAll(c.runtimeDir, 0o755); err != nil {
+		return fmt.Errorf("runtime dir: %w", err)
+	}
+	// tableflip carries every fd the supervisor owns to a new supervisor on self-upgrade, and writes the pid file.
+	pidFile := filepath.Join(c.runtimeDir, "announcementd.pid")
+	upg, err := tableflip.New(tableflip.Options{UpgradeTimeout: 2 * c.readyTimeout, PIDFile: pidFile})
+	if err != nil {
+		return err
+	}
+	defer upg.Stop() // closes the fds, and removes the sockets unless a new supervisor took them
+
+	files, err := openFiles(upg, c)
+	if err != nil {
+		return err
+	}
+	control, err := upg.ListenWithCallback("unix", filepath.Join(c.runtimeDir, "control.sock"), listenUnixAt)
+	if err != nil {
+		return fmt.Errorf("control socket: %w", err)
+	}
+	first := uint64(1)
+	if upg.HasParent() {
+		if first, err = strconv.ParseUint(os.Getenv(supervisor.EnvGeneration), 10, 64); err != nil {
+			return fmt.Errorf("started by a supervisor upgrade without a valid $%s: %w", supervisor.EnvGeneration, err)
+		}
+	}
+	sup, err := supervisor.New(supervisor.Config{
+		Binary: binary, WorkerArgs: args, Files: files,
+		Build: buildString(self), Self: self, Log: log,
+		ReadyTimeout: c.readyTimeout, DrainTimeout: c.drainTimeout,
+		RestartLimit: c.restartLimit, RestartBackoff: c.restartBackoff,
+		Upgrader: upg, FirstGeneration: first,
+	})
+	if err != nil {
+		return err
+	}
+	log.Info("supervisor starting", zap.String("build", buildString(self)), zap.String("binary", binary),
+		zap.String("region", c.shm), zap.Bool("upgraded", upg.HasParent()))
+
+	srv := &http.Server{Handler: supervisor.ControlHandler(sup), ReadHeaderTimeout: 5 * time.Second}
+	go srv.Serve(control)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for range hup {
+			go func() {
+				res, err := sup.Reload(ctx)
+				if err != nil || !res.OK {
+					log.Warn("SIGHUP reload did not succeed", zap.Error(err), zap.String("outcome", res.Outcome), zap.String("reason", res.Reason))
+				}
+			}()
+		}
+	}()
+
+	err = sup.Run(ctx)
+	// Answer a reload --wait that is still being written, then stop serving control requests.
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	srv.Shutdown(sctx)
+	if last := sup.Status().LastReload; last != nil && last.Outcome == supervisor.OutcomeUpgraded {
+		log.Info("handed over to the new supervisor")
+		return err
+	}
+	if pid, _ := os.ReadFile(pidFile); strings.TrimSpace(string(pid)) == strconv.Itoa(os.Getpid()) {
+		os.Remove(pidFile)
+	}
+	log.Info("supervisor stopped")
+	return err
+}
+
+// openFiles returns the files every worker gets: the region, the API listeners and the metrics listener. Each comes
+// from the previous supervisor when there was one (self-upgrade), else it is opened here.
+func openFiles(upg *tableflip.Upgrader, c config) ([]handoff.NamedFile, error) {
+	if c.tokenFile != "" {
+		if _, err := readToken(c.tokenFile); err != nil { // fail at start, not in every worker
+			return nil, err
+		}
+	}
+	region, err := openRegion(upg, c.shm)
+	if err != nil {
+		return nil, err
+	}
+	files := []handoff.NamedFile{{Name: fileRegion, File: region}}
+	for _, addr := range c.listen {
+		network, rest, _ := strings.Cut(addr, ":")
+		var l net.Listener
+		switch network {
+		case "unix":
+			l, err = upg.ListenWithCallback("unix", rest, listenUnixAt)
+		case "tcp":
+			if c.tokenFile == "" {
+				return nil, fmt.Errorf("--listen %s: a TCP listener needs --token-file (anyone who can reach it could publish)", addr)
+			}
+			l, err = upg.Listen("tcp", rest)
+		default:
+			return nil, fmt.Errorf("--listen %q: want unix:PATH or tcp:HOST:PORT", addr)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("--listen %s: %w", addr, err)
+		}
+		files = append(files, handoff.NamedFile{Name: fileAPI + addr, File: l.(syscall.Conn)})
+	}
+	if c.metrics != "" {
+		l, err := upg.Listen("tcp", c.metrics)
+		if err != nil {
+			return nil, fmt.Errorf("--metrics %s: %w", c.metrics, err)
+		}
+		files = append(files, handoff.NamedFile{Name: fileMetrics, File: l.(syscall.Conn)})
+	}
+	return files, nil
+}
+
+// openRegion opens (creating it empty if need be; the worker lays the board out) the region file, mode 0644:
+// readers need read access only. The supervisor's lock on it keeps a second daemon away for the life of the
+// service; the workers get the same open file description, so the lock is theirs too.
+func openRegion(upg *tableflip.Upgrader, path string) (*os.File, error) {
+	f, err := upg.File(fileRegion)
+	if err != nil || f != nil {
+		return f, err
+	}
+	f, err = os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644) // Go opens with O_CLOEXEC
+	if err != nil {
+		return nil, fmt.Errorf("open region: %w", err)
+	}
+	st, err := f.Stat()
+	if err == nil && !st.Mode().IsRegular() {
+		err = fmt.Errorf("%s is not a regular file", path)
+	}
+	if err == nil {
+		err = lockRegion(f)
+	}
+	if err == nil {
+		err = upg.AddFile(fileRegion, f)
+	}
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("region: %w", err)
+	}
+	return f, nil
+}
+
+// regionLockWait is how long a starting supervisor waits for the region's lock: a worker whose supervisor died
+// finishes its requests and lets go within moments, a daemon that runs does not.
+const regionLockWait = 3 * time.Second
+
+func lockRegion(f *os.File) error {
+	deadline := time.Now().Add(regionLockWait)
+	for {
+		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		if !errors.Is(err, unix.EWOULDBLOCK) {
+			return err
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s is in use by another announcementd (waited %v for its lock)", f.Name(), regionLockWait)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// listenUnixAt is listenUnix in the shape tableflip's ListenWithCallback takes.
+func listenUnixAt(_, path string) (net.Listener, error) { return listenUnix(path) }
+
+// buildString names this build for status and logs: VCS revision, Go version, and the binary's content ID.
+func buildString(id string) string {
+	rev := "devel"
+	if info, ok := debug.ReadBuildInfo(); ok {
+		var dirty string
+		for _, s := range info.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				rev = s.Value[:min(12, len(s.Value))]
+			case "vcs.modified":
+				if s.Value == "true" {
+					dirty = "+dirty"
+				}
+			}
+		}
+		rev += dirty
+	}
+	return fmt.Sprintf("%s %s sha256:%s", rev, runtime.Version(), id)
+}

@@ -1,0 +1,201 @@
+package supervisor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strconv"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/announcementd/announcementd/handoff"
+)
+
+// generation is one worker process and the supervisor's end of its handoff connection. The supervisor's loop
+// goroutine owns it; only the exit watcher touches it besides (through exited and exitErr).
+type generation struct {
+	n       uint64
+	cmd     *exec.Cmd
+	conn    *handoff.Conn
+	build   string // from the worker's Hello
+	started time.Time
+	serving time.Time // when it last answered a healthy Ready; zero while not serving
+	log     *zap.Logger
+
+	exited  chan struct{} // closed once the process has been reaped
+	exitErr error         // the process's end; read only after exited is closed
+}
+
+// spawn starts generation n from the binary on disk and takes it to standby: the handshake, the peer check, the
+// fds, and a healthy Standby, all within timeout. On any failure the process is killed and reaped before spawn
+// returns, so nothing lingers.
+func (s *Supervisor) spawn(ctx context.Context, n uint64) (*generation, error) {
+	conn, workerEnd, err := handoff.Pair()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(s.cfg.Binary, append([]string{"worker"}, s.cfg.WorkerArgs...)...)
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr // the worker logs where the supervisor does (the journal)
+	cmd.ExtraFiles = []*os.File{workerEnd}        // fd 3
+	cmd.Env = append(os.Environ(), EnvGeneration+"="+strconv.FormatUint(n, 10))
+	// If the supervisor dies, the worker is told at once (it also sees end-of-file on fd 3 and stops).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+	err = cmd.Start()
+	workerEnd.Close() // the child has its copy; ours would hide the child's exit
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("start %s: %w", s.cfg.Binary, err)
+	}
+	g := &generation{n: n, cmd: cmd, conn: conn, started: time.Now(), exited: make(chan struct{}),
+		log: s.log.With(zap.Uint64("generation", n), zap.Int("worker_pid", cmd.Process.Pid))}
+	go func() {
+		g.exitErr = cmd.Wait()
+		close(g.exited)
+	}()
+	g.log.Info("worker started", zap.String("binary", s.cfg.Binary))
+
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.ReadyTimeout)
+	defer cancel()
+	if err := s.prepare(ctx, g); err != nil {
+		g.kill()
+		return nil, g.failure("standby", err)
+	}
+	return g, nil
+}
+
+// prepare runs the handshake and hands over the fds, then waits for the worker's Standby.
+func (s *Supervisor) prepare(ctx context.Context, g *generation) error {
+	peer, err := g.conn.Handshake(ctx, handoff.Hello{Role: handoff.RoleSupervisor, Generation: g.n, Build: s.cfg.Build})
+	if err != nil {
+		return err
+	}
+	if err := g.conn.CheckPeer(g.cmd.Process.Pid, os.Getuid()); err != nil {
+		return err
+	}
+	if peer.Generation != g.n {
+		return fmt.Errorf("worker says it is generation %d, want %d", peer.Generation, g.n)
+	}
+	g.build = peer.Build
+	if err := g.conn.SendFiles(ctx, s.cfg.Files...); err != nil {
+		return err
+	}
+	m, err := g.recv(ctx)
+	if err != nil {
+		return err
+	}
+	sb, ok := m.(handoff.Standby)
+	if !ok {
+		return fmt.Errorf("worker sent %v, want standby", m.Type())
+	}
+	if !sb.Healthy {
+		return fmt.Errorf("worker reports unhealthy: %s", sb.Reason)
+	}
+	return nil
+}
+
+// start makes g the writer and waits for its healthy Ready.
+func (g *generation) start(ctx context.Context, timeout time.Duration, reason string, floor uint64) (handoff.Ready, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if err := g.conn.Send(ctx, handoff.Start{Reason: reason, VersionFloor: floor}); err != nil {
+		return handoff.Ready{}, g.failure("start", err)
+	}
+	m, err := g.recv(ctx)
+	if err != nil {
+		return handoff.Ready{}, g.failure("start", err)
+	}
+	r, ok := m.(handoff.Ready)
+	switch {
+	case !ok:
+		return r, g.failure("start", fmt.Errorf("worker sent %v, want ready", m.Type()))
+	case !r.Healthy:
+		return r, g.failure("start", fmt.Errorf("worker reports unhealthy: %s", r.Reason))
+	}
+	g.serving = time.Now()
+	g.log.Info("worker serving", zap.String("reason", reason), zap.Uint64("region_version", r.RegionVersion))
+	return r, nil
+}
+
+// yield asks g to stop serving and waits, at most grace, for its Yielded.
+func (g *generation) yield(ctx context.Context, reason string, grace time.Duration) (handoff.Yielded, error) {
+	ctx, cancel := context.WithTimeout(ctx, grace)
+	defer cancel()
+	g.serving = time.Time{}
+	if err := g.conn.Send(ctx, handoff.Yield{Reason: reason, Grace: grace}); err != nil {
+		return handoff.Yielded{}, g.failure("yield", err)
+	}
+	m, err := g.recv(ctx)
+	if err != nil {
+		return handoff.Yielded{}, g.failure("yield", err)
+	}
+	y, ok := m.(handoff.Yielded)
+	if !ok {
+		return y, g.failure("yield", fmt.Errorf("worker sent %v, want yielded", m.Type()))
+	}
+	if y.Reason != "" {
+		g.log.Warn("worker yielded with a problem", zap.String("reason", y.Reason))
+	}
+	return y, nil
+}
+
+// recv reads the next message; when the worker has exited instead, the error says how it ended.
+func (g *generation) recv(ctx context.Context) (handoff.Message, error) {
+	m, err := g.conn.Recv(ctx)
+	if errors.Is(err, io.EOF) {
+		select {
+		case <-g.exited:
+			return nil, fmt.Errorf("worker exited (%v)", exitString(g.exitErr))
+		case <-time.After(time.Second):
+			return nil, errors.New("worker closed the handoff connection")
+		}
+	}
+	return m, err
+}
+
+// failure names the generation and the step in err.
+func (g *generation) failure(step string, err error) error {
+	return fmt.Errorf("generation %d (pid %d) %s: %w", g.n, g.cmd.Process.Pid, step, err)
+}
+
+// stop closes the connection (a worker that yielded exits on end-of-file) and waits at most grace for the exit,
+// then kills.
+func (g *generation) stop(grace time.Duration) {
+	g.conn.Close()
+	select {
+	case <-g.exited:
+	case <-time.After(grace):
+		g.log.Warn("worker did not exit in time; killing it", zap.Duration("grace", grace))
+		g.kill()
+		return
+	}
+	g.log.Info("worker exited", zap.String("status", exitString(g.exitErr)))
+}
+
+// kill ends the process with SIGKILL and waits until it is reaped.
+func (g *generation) kill() {
+	g.conn.Close()
+	_ = g.cmd.Process.Kill()
+	<-g.exited
+}
+
+// alive reports whether the process has not exited yet.
+func (g *generation) alive() bool {
+	select {
+	case <-g.exited:
+		return false
+	default:
+		return true
+	}
+}
+
+func exitString(err error) string {
+	if err == nil {
+		return "exit status 0"
+	}
+	return err.Error()
+}

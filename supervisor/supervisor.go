@@ -1,0 +1,375 @@
+package supervisor
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/announcementd/announcementd/handoff"
+)
+
+// EnvGeneration tells a worker its generation number, and a supervisor started by a self-upgrade the number of its
+// first generation.
+const EnvGeneration = "ANNOUNCEMENTD_GENERATION"
+
+// Defaults of Config.
+const (
+	DefaultReadyTimeout   = 30 * time.Second
+	DefaultDrainTimeout   = 15 * time.Second
+	DefaultRestartLimit   = 10
+	DefaultRestartBackoff = 5 * time.Second
+
+	firstBackoff = 50 * time.Millisecond
+	// A generation that served this long before it died resets the crash count: it was not a crash loop.
+	crashForgiveness = 30 * time.Second
+)
+
+// Upgrader replaces the running supervisor with the binary on disk, carrying the fds along; *tableflip.Upgrader
+// is one. Upgrade starts the new supervisor and returns once it has called Ready.
+type Upgrader interface {
+	Upgrade() error
+	Ready() error
+	HasParent() bool
+	WaitForParent(ctx context.Context) error
+}
+
+// Config is what the supervisor supervises.
+type Config struct {
+	// Binary is started as `Binary worker WorkerArgs...` for each generation. It is looked up at each start, so
+	// a new file at this path is what the next generation runs.
+	Binary     string
+	WorkerArgs []string
+	// Files are handed to every generation, in this order. The supervisor never interprets them.
+	Files []handoff.NamedFile
+	// Build names the running supervisor (shown in status and sent in Hello); Self identifies its executable's
+	// contents (FileID), to tell when Binary has changed.
+	Build, Self string
+	Log         *zap.Logger
+
+	ReadyTimeout time.Duration // for a new worker to reach standby, and again to serve once started
+	DrainTimeout time.Duration // for a worker to yield (finish in-flight requests) and to exit after it
+	// RestartLimit: after this many crashes in a row the supervisor gives up and Run fails, so that the service
+	// manager's restart policy acts. Negative: never give up. RestartBackoff caps the delay between restarts,
+	// which starts at 50 ms and doubles with each crash in a row.
+	RestartLimit   int
+	RestartBackoff time.Duration
+
+	// Upgrader, when set, lets a reload replace the supervisor itself when Binary's contents differ from Self.
+	Upgrader Upgrader
+	// FirstGeneration is the number of the first worker generation; default 1.
+	FirstGeneration uint64
+}
+
+// Supervisor runs one worker generation at a time and replaces it on reload or crash.
+type Supervisor struct {
+	cfg     Config
+	log     *zap.Logger
+	started time.Time
+	reloads chan chan ReloadResult // the loop takes one request per reload and answers every one it took
+	done    chan struct{}          // closed when Run returns
+
+	// Owned by the loop goroutine.
+	next    uint64 // the next generation number
+	current *generation
+	crashes int // in a row
+	binary  fileIDCache
+
+	mu   sync.Mutex
+	view Status // what Status returns; the loop updates it at each transition
+}
+
+// New checks cfg and returns a supervisor; Run starts it.
+func New(cfg Config) (*Supervisor, error) {
+	if cfg.Binary == "" {
+		return nil, errors.New("supervisor: no worker binary")
+	}
+	if cfg.Log == nil {
+		cfg.Log = zap.NewNop()
+	}
+	cfg.ReadyTimeout = cmp.Or(cfg.ReadyTimeout, DefaultReadyTimeout)
+	cfg.DrainTimeout = cmp.Or(cfg.DrainTimeout, DefaultDrainTimeout)
+	cfg.RestartLimit = cmp.Or(cfg.RestartLimit, DefaultRestartLimit)
+	cfg.RestartBackoff = cmp.Or(cfg.RestartBackoff, DefaultRestartBackoff)
+	cfg.FirstGeneration = cmp.Or(cfg.FirstGeneration, 1)
+	s := &Supervisor{
+		cfg: cfg, log: cfg.Log, started: time.Now(),
+		reloads: make(chan chan ReloadResult),
+		done:    make(chan struct{}),
+		next:    cfg.FirstGeneration,
+	}
+	s.view = Status{PID: os.Getpid(), Build: cfg.Build, Binary: cfg.Binary, StartedAt: s.started.UTC()}
+	return s, nil
+}
+
+// ErrGaveUp is matched by Run's error when workers kept crashing past Config.RestartLimit.
+var ErrGaveUp = errors.New("worker keeps crashing")
+
+// Run starts the first generation and supervises until ctx is done, when the serving generation yields (finishing
+// its requests) and exits. It returns early with an error when the first generation cannot start, or when
+// workers crash more than RestartLimit times in a row, and with nil after handing over to a new supervisor
+// (self-upgrade). No worker outlives Run.
+func (s *Supervisor) Run(ctx context.Context) error {
+	defer close(s.done)
+	if err := s.first(ctx); err != nil {
+		return err
+	}
+	for {
+		if s.current == nil {
+			if err := s.restart(ctx); err != nil {
+				return err
+			}
+			if s.current == nil { // ctx ended during the backoff
+				return nil
+			}
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			s.shutdown()
+			return nil
+		case <-s.current.exited:
+			s.crashed()
+		case req := <-s.reloads:
+			waiters := append([]chan ReloadResult{req}, s.takeWaiting()...)
+			res := s.reload(ctx)
+			for _, w := range waiters {
+				w <- res
+			}
+			if res.Outcome == OutcomeUpgraded {
+				return nil
+			}
+		}
+	}
+}
+
+// first starts generation one of this supervisor. After a self-upgrade the old supervisor's worker serves until
+// this process is ready and the old supervisor has exited; only then may the new worker take the store.
+func (s *Supervisor) first(ctx context.Context) error {
+	g, err := s.spawn(ctx, s.take())
+	if err != nil {
+		return err
+	}
+	upg := s.cfg.Upgrader
+	if upg != nil && upg.HasParent() {
+		if err := upg.Ready(); err != nil {
+			g.kill()
+			return fmt.Errorf("tell the old supervisor we are ready: %w", err)
+		}
+		s.log.Info("new supervisor ready; waiting for the old one to hand over")
+		if err := upg.WaitForParent(ctx); err != nil {
+			g.kill()
+			return err
+		}
+		res := ReloadResult{Kind: "upgrade", StartedAt: time.Now().UTC(), From: g.n - 1, To: g.n}
+		if _, err := g.start(ctx, s.cfg.ReadyTimeout, "upgrade", 0); err != nil {
+			// The old generation is gone with the old supervisor: there is nothing to roll back to.
+			g.kill()
+			s.log.Error("the first worker of the upgraded supervisor failed; restarting", zap.Error(err))
+			s.record(res.finish(OutcomeFailed, err.Error()))
+			s.crashes = 1
+			return nil // the loop restarts from the binary on disk
+		}
+		s.current = g
+		s.record(res.finish(OutcomeServing, ""))
+		return nil
+	}
+	if _, err := g.start(ctx, s.cfg.ReadyTimeout, "first", 0); err != nil {
+		g.kill()
+		return err
+	}
+	s.current = g
+	s.publish()
+	if upg != nil {
+		return upg.Ready() // writes the pid file
+	}
+	return nil
+}
+
+// take returns the next generation number and consumes it.
+func (s *Supervisor) take() uint64 {
+	n := s.next
+	s.next++
+	return n
+}
+
+// takeWaiting collects reload requests already queued: one reload answers all of them.
+func (s *Supervisor) takeWaiting() []chan ReloadResult {
+	var ws []chan ReloadResult
+	for {
+		select {
+		case w := <-s.reloads:
+			ws = append(ws, w)
+		default:
+			return ws
+		}
+	}
+}
+
+// crashed handles the exit of the serving generation, which was not asked to go.
+func (s *Supervisor) crashed() {
+	g := s.current
+	s.current = nil
+	if time.Since(g.serving) >= crashForgiveness {
+		s.crashes = 0
+	}
+	s.crashes++
+	g.conn.Close()
+	g.log.Error("worker exited unexpectedly", zap.String("status", exitString(g.exitErr)), zap.Int("crashes_in_a_row", s.crashes))
+	s.mu.Lock()
+	s.view.Restarts++
+	s.mu.Unlock()
+	s.publish()
+}
+
+// restart starts a new generation after a crash, after the backoff. A generation that fails to start counts as
+// another crash.
+func (s *Supervisor) restart(ctx context.Context) error {
+	for {
+		if s.cfg.RestartLimit > 0 && s.crashes > s.cfg.RestartLimit {
+			return fmt.Errorf("%w: %d times in a row (limit %d)", ErrGaveUp, s.crashes, s.cfg.RestartLimit)
+		}
+		delay := min(firstBackoff<<min(max(s.crashes-1, 0), 20), s.cfg.RestartBackoff)
+		s.log.Info("restarting the worker", zap.Duration("after", delay))
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(delay):
+		}
+		g, err := s.spawn(ctx, s.take())
+		if err == nil {
+			if _, err = g.start(ctx, s.cfg.ReadyTimeout, "restart", 0); err != nil {
+				g.kill()
+			}
+		}
+		if err == nil {
+			s.current = g
+			s.publish()
+			return nil
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		s.crashes++
+		s.log.Error("restart failed", zap.Error(err), zap.Int("crashes_in_a_row", s.crashes))
+	}
+}
+
+// reload replaces the serving generation with one from the binary on disk, or rolls back to it.
+func (s *Supervisor) reload(ctx context.Context) ReloadResult {
+	old := s.current
+	res := ReloadResult{Kind: "reload", StartedAt: time.Now().UTC(), From: old.n}
+	if s.cfg.Upgrader != nil {
+		changed, err := s.binary.differs(s.cfg.Binary, s.cfg.Self)
+		if err != nil {
+			return res.finish(OutcomeFailed, err.Error())
+		}
+		if changed {
+			return s.upgrade(ctx, res)
+		}
+	}
+	s.log.Info("reload: starting a new generation", zap.Uint64("from", old.n))
+	next, err := s.spawn(ctx, s.take())
+	res.To = s.next - 1
+	if err != nil {
+		// The old generation never stopped serving.
+		s.log.Warn("reload failed; the serving generation continues", zap.Error(err))
+		return s.record(res.finish(OutcomeFailed, err.Error()))
+	}
+	res.Build = next.build
+	s.publishCandidate(next)
+
+	// One writer at a time: the old generation finishes its requests and lets go of the store and the region
+	// before the new one takes them. Connections that arrive meanwhile wait in the listen backlog.
+	y, err := old.yield(ctx, "reload", s.cfg.DrainTimeout)
+	if err != nil {
+		s.log.Error("the serving generation did not yield; killing it", zap.Error(err))
+		old.kill()
+	}
+	if _, err := next.start(ctx, s.cfg.ReadyTimeout, "reload", y.LastVersion); err != nil {
+		next.kill()
+		return s.record(s.rollback(ctx, old, res, err))
+	}
+	s.current = next
+	res = res.finish(OutcomeServing, "")
+	s.record(res)
+	old.stop(s.cfg.DrainTimeout)
+	s.publish()
+	return res
+}
+
+// rollback resumes old after the new generation failed once started.
+func (s *Supervisor) rollback(ctx context.Context, old *generation, res ReloadResult, cause error) ReloadResult {
+	s.log.Error("reload failed; rolling back", zap.Error(cause))
+	if !old.alive() {
+		s.current = nil // the crash path restarts from the binary on disk
+		return res.finish(OutcomeFailed, cause.Error()+"; the old generation is gone too, restarting")
+	}
+	if _, err := old.start(ctx, s.cfg.ReadyTimeout, "rollback", 0); err != nil {
+		old.kill()
+		s.current = nil
+		return res.finish(OutcomeFailed, fmt.Sprintf("%v; rollback failed: %v", cause, err))
+	}
+	s.current = old
+	return res.finish(OutcomeRolledBack, cause.Error())
+}
+
+// upgrade replaces this supervisor with the binary on disk. The new supervisor inherits the fds and starts its
+// first generation to standby; then this one's worker yields and this process leaves, and the new supervisor's
+// worker takes over.
+func (s *Supervisor) upgrade(ctx context.Context, res ReloadResult) ReloadResult {
+	res.Kind = "upgrade"
+	res.To = s.next
+	s.log.Info("reload: the binary changed; upgrading the supervisor", zap.String("binary", s.cfg.Binary))
+	// The new supervisor inherits the environment: it continues the generation count.
+	if err := os.Setenv(EnvGeneration, strconv.FormatUint(s.next, 10)); err != nil {
+		return s.record(res.finish(OutcomeFailed, err.Error()))
+	}
+	if err := s.cfg.Upgrader.Upgrade(); err != nil {
+		s.log.Warn("supervisor upgrade failed; this one continues", zap.Error(err))
+		return s.record(res.finish(OutcomeFailed, "new supervisor: "+err.Error()))
+	}
+	if _, err := s.current.yield(ctx, "upgrade", s.cfg.DrainTimeout); err != nil {
+		s.log.Error("the serving generation did not yield; killing it", zap.Error(err))
+	}
+	s.current.stop(s.cfg.DrainTimeout)
+	s.current = nil
+	return s.record(res.finish(OutcomeUpgraded, ""))
+}
+
+// shutdown lets the serving generation finish its requests and exit.
+func (s *Supervisor) shutdown() {
+	g := s.current
+	s.current = nil
+	if _, err := g.yield(context.Background(), "shutdown", s.cfg.DrainTimeout); err != nil {
+		g.log.Warn("worker did not yield cleanly", zap.Error(err))
+	}
+	g.stop(s.cfg.DrainTimeout)
+	s.publish()
+}
+
+// Reload asks for a reload and waits for its outcome. A reload asked for while another runs waits for it to end
+// and then starts a fresh one, so it always runs the binary on disk at the time it was asked; requests queued
+// together share one reload.
+func (s *Supervisor) Reload(ctx context.Context) (ReloadResult, error) {
+	w := make(chan ReloadResult, 1)
+	select {
+	case s.reloads <- w:
+	case <-s.done:
+		return ReloadResult{}, errors.New("the supervisor is stopping")
+	case <-ctx.Done():
+		return ReloadResult{}, ctx.Err()
+	}
+	select {
+	case r := <-w:
+		return r, nil
+	case <-ctx.Done():
+		return ReloadResult{}, fmt.Errorf("waiting for the reload: %w", ctx.Err())
+	}
+}
