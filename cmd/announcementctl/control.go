@@ -171,4 +171,3 @@ func followUpgrade(ctx context.Context, c *client, oldPID int, gen uint64, out i
 		}
 	}
 }
-
