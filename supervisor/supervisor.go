@@ -138,7 +138,8 @@ func (s *Supervisor) Run(ctx context.Context) error {
 			s.crashed()
 		case req := <-s.reloads:
 			waiters := append([]chan ReloadResult{req}, s.takeWaiting()...)
-			res := s.reload(ctx)
+			// A stop asked for during a reload waits for it: cutting it short would kill workers mid-handover.
+			res := s.reload(context.WithoutCancel(ctx))
 			for _, w := range waiters {
 				w <- res
 			}
