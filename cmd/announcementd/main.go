@@ -126,12 +126,12 @@ func main() {
 	}
 	log := newLogger().With(zap.String("role", role))
 	defer log.Sync()
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	if role == "worker" {
-		err = work(ctx, log, c)
+		err = work(log, c)
 	} else {
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		err = supervise(ctx, log, c, args)
+		stop()
 	}
 	if err != nil {
 		log.Error("announcementd stopped", zap.Error(err))

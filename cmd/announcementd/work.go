@@ -28,10 +28,18 @@ import (
 const handoffTimeout = 30 * time.Second
 
 // work is `announcementd worker`: one worker generation. It takes its fds from the supervisor on fd 3, reports
-// standby, and serves during each turn the supervisor starts, until the supervisor closes the connection (or goes
-// away) or ctx is done.
-func work(ctx context.Context, log *zap.Logger, c config) error {
+// standby, and serves during each turn the supervisor starts, until the supervisor closes the connection or goes
+// away.
+//
+// Signals: the supervisor decides when a worker stops, so SIGINT and SIGTERM (a terminal's ^C, or systemd signalling
+// the whole control group) are ignored while it lives; it will send Yield. When the supervisor dies the worker gets
+// SIGTERM (parent-death signal) and stops on its own.
+func work(log *zap.Logger, c config) error {
 	signal.Ignore(syscall.SIGHUP) // reloads are the supervisor's business
+	ctx := context.Background()
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
 	gen, err := strconv.ParseUint(os.Getenv(supervisor.EnvGeneration), 10, 64)
 	if err != nil {
 		return fmt.Errorf("announcementd worker is started by the supervisor, not by hand ($%s: %v)", supervisor.EnvGeneration, err)
@@ -52,7 +60,8 @@ func work(ctx context.Context, log *zap.Logger, c config) error {
 	if err != nil {
 		return err
 	}
-	if err := conn.CheckPeer(os.Getppid(), os.Getuid()); err != nil {
+	parent := os.Getppid()
+	if err := conn.CheckPeer(parent, os.Getuid()); err != nil {
 		return err
 	}
 	files, err := conn.RecvFiles(hctx)
@@ -62,7 +71,7 @@ func work(ctx context.Context, log *zap.Logger, c config) error {
 	defer files.Close()
 
 	env := turnEnv{c: c, log: log, files: files, gen: gen, build: buildString(self)}
-	env.supervisor.PID, env.supervisor.Build = peer.PID, peer.Build
+	env.supervisor.PID, env.supervisor.Build = parent, peer.Build
 	if err := env.check(); err != nil {
 		conn.Send(hctx, handoff.Standby{Reason: err.Error()})
 		return err
@@ -93,8 +102,12 @@ func work(ctx context.Context, log *zap.Logger, c config) error {
 	var failed <-chan error
 	for {
 		select {
-		case <-ctx.Done():
-			log.Info("signalled; stopping")
+		case sig := <-sigs:
+			if os.Getppid() == parent {
+				log.Info("signal ignored: the supervisor stops its workers; signal it instead", zap.Stringer("signal", sig), zap.Int("supervisor_pid", parent))
+				continue
+			}
+			log.Info("the supervisor is gone; stopping", zap.Stringer("signal", sig))
 			return nil
 		case err := <-recvErr:
 			if errors.Is(err, io.EOF) {
