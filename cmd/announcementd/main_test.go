@@ -2,7 +2,11 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"encoding/json"
 	"fmt"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -123,4 +127,106 @@ func waitReady(t *testing.T, runtimeDir string, pid int) {
 		}
 	}
 	t.Fatalf("daemon %d did not get ready", pid)
+}
+
+// Passing listeners around must never leave them in blocking mode: a blocking listener hangs its worker's accept
+// and its Close. After many reloads every socket the supervisor and its worker hold is still O_NONBLOCK, and the
+// daemon stops promptly.
+func TestListenersStayNonBlockingAcrossReloads(t *testing.T) {
+	path := filepath.Join("/dev/shm", fmt.Sprintf("notice_nb_%d", os.Getpid()))
+	t.Cleanup(func() { os.Remove(path) })
+	dir := t.TempDir()
+	d, logs := startDaemon(t, "--shm", path, "--shm-size", "64KiB", "--state-dir", dir+"/state", "--runtime-dir", dir+"/run",
+		"--metrics", "127.0.0.1:0")
+	waitReady(t, dir+"/run", d.Process.Pid)
+	control := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "unix", dir+"/run/control.sock")
+	}}}
+	const reloads = 10
+	for i := range reloads {
+		resp, err := control.Post("http://supervisor/v1/reload?wait=1", "", nil)
+		if err != nil {
+			t.Fatalf("reload %d: %v\n%s", i, err, logs)
+		}
+		var res struct{ OK bool }
+		err = json.NewDecoder(resp.Body).Decode(&res)
+		resp.Body.Close()
+		if err != nil || !res.OK {
+			t.Fatalf("reload %d: %v %+v\n%s", i, err, res, logs)
+		}
+	}
+	worker := childrenOf(t, d.Process.Pid)
+	if len(worker) != 1 {
+		t.Fatalf("supervisor has %d children after %d reloads, want 1 worker", len(worker), reloads)
+	}
+	for _, pid := range []int{d.Process.Pid, worker[0]} {
+		if n := checkSocketsNonBlocking(t, pid); n < 3 { // api, metrics, control (the supervisor), handoff
+			t.Fatalf("pid %d holds %d sockets; the check saw too few to mean anything", pid, n)
+		}
+	}
+	d.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- d.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("exit: %v\n%s", err, logs)
+		}
+	case <-time.After(30 * time.Second):
+		syscall.Kill(-d.Process.Pid, syscall.SIGKILL)
+		d.Process.Kill()
+		<-done // before Cleanup's Wait
+		t.Fatalf("the daemon did not stop after SIGTERM (a listener in blocking mode?)\n%s", logs)
+	}
+}
+
+// checkSocketsNonBlocking fails the test for any socket pid holds without O_NONBLOCK, and returns how many it saw.
+func checkSocketsNonBlocking(t *testing.T, pid int) int {
+	t.Helper()
+	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, fd := range fds {
+		target, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, fd.Name()))
+		if err != nil || !strings.HasPrefix(target, "socket:") {
+			continue
+		}
+		info, err := os.ReadFile(fmt.Sprintf("/proc/%d/fdinfo/%s", pid, fd.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var flags int64
+		for _, line := range strings.Split(string(info), "\n") {
+			if v, ok := strings.CutPrefix(line, "flags:"); ok {
+				flags, _ = strconv.ParseInt(strings.TrimSpace(v), 8, 64)
+			}
+		}
+		if flags&syscall.O_NONBLOCK == 0 {
+			t.Errorf("pid %d fd %s (%s) is in blocking mode (flags %o)", pid, fd.Name(), target, flags)
+		}
+		n++
+	}
+	return n
+}
+
+// childrenOf lists pid's child processes.
+func childrenOf(t *testing.T, pid int) []int {
+	t.Helper()
+	entries, _ := os.ReadDir("/proc")
+	var kids []int
+	for _, e := range entries {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p)); err == nil {
+			f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+			if ppid, _ := strconv.Atoi(f[1]); ppid == pid && f[0] != "Z" {
+				kids = append(kids, p)
+			}
+		}
+	}
+	return kids
 }
