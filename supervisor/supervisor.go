@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"time"
@@ -18,6 +19,10 @@ import (
 // EnvGeneration tells a worker its generation number, and a supervisor started by a self-upgrade the number of its
 // first generation.
 const EnvGeneration = "ANNOUNCEMENTD_GENERATION"
+
+// EnvUpgradeReport names the file where a supervisor started by a self-upgrade writes why it failed, if it fails
+// before it is ready, so that the old supervisor can report the reason (see ReportUpgradeFailure).
+const EnvUpgradeReport = "ANNOUNCEMENTD_UPGRADE_REPORT"
 
 // Defaults of Config.
 const (
@@ -332,9 +337,26 @@ func (s *Supervisor) upgrade(ctx context.Context, res ReloadResult) ReloadResult
 	if err := os.Setenv(EnvGeneration, strconv.FormatUint(s.next, 10)); err != nil {
 		return s.record(res.finish(OutcomeFailed, err.Error()))
 	}
-	if err := s.cfg.Upgrader.Upgrade(); err != nil {
-		s.log.Warn("supervisor upgrade failed; this one continues", zap.Error(err))
-		return s.record(res.finish(OutcomeFailed, "new supervisor: "+err.Error()))
+	// The new supervisor writes into this file only while it exists: once this one has read it, it is gone.
+	report := filepath.Join(os.TempDir(), fmt.Sprintf("announcementd-upgrade-%d-%d", os.Getpid(), s.next))
+	f, err := os.OpenFile(report, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err == nil {
+		f.Close()
+		err = os.Setenv(EnvUpgradeReport, report)
+	}
+	if err != nil {
+		return s.record(res.finish(OutcomeFailed, "upgrade report: "+err.Error()))
+	}
+	err = s.cfg.Upgrader.Upgrade()
+	why, _ := os.ReadFile(report)
+	os.Remove(report)
+	if err != nil {
+		reason := "new supervisor: " + err.Error()
+		if len(why) > 0 {
+			reason += ": " + string(why)
+		}
+		s.log.Warn("supervisor upgrade failed; this one continues", zap.String("reason", reason))
+		return s.record(res.finish(OutcomeFailed, reason))
 	}
 	if _, err := s.current.yield(ctx, "upgrade", s.cfg.DrainTimeout); err != nil {
 		s.log.Error("the serving generation did not yield; killing it", zap.Error(err))
@@ -353,6 +375,19 @@ func (s *Supervisor) shutdown() {
 	}
 	g.stop(s.cfg.DrainTimeout)
 	s.publish()
+}
+
+// ReportUpgradeFailure is for a supervisor started by a self-upgrade that fails before it is ready: it leaves err
+// where the old supervisor looks for it, so that the failed reload says why.
+func ReportUpgradeFailure(err error) {
+	path := os.Getenv(EnvUpgradeReport)
+	if path == "" || err == nil {
+		return
+	}
+	if f, ferr := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC, 0); ferr == nil { // never creates it
+		f.WriteString(err.Error())
+		f.Close()
+	}
 }
 
 // Reload asks for a reload and waits for its outcome. A reload asked for while another runs waits for it to end

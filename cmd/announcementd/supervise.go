@@ -34,7 +34,7 @@ const (
 
 // supervise runs the supervisor until ctx is done or a self-upgrade hands the service to a new process. args are
 // its own flags, passed on to every worker.
-func supervise(ctx context.Context, log *zap.Logger, c config, args []string) error {
+func supervise(ctx context.Context, log *zap.Logger, c config, args []string) (err error) {
 	binary, err := exec.LookPath(os.Args[0])
 	if err == nil {
 		binary, err = filepath.Abs(binary)
@@ -56,6 +56,11 @@ func supervise(ctx context.Context, log *zap.Logger, c config, args []string) er
 		return err
 	}
 	defer upg.Stop() // closes the fds, and removes the sockets unless a new supervisor took them
+	if upg.HasParent() {
+		// Started by a self-upgrade: if this process fails before it is ready, the old supervisor, which carries
+		// on, reports why.
+		defer func() { supervisor.ReportUpgradeFailure(err) }()
+	}
 
 	files, err := openFiles(upg, c)
 	if err != nil {
