@@ -14,6 +14,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -55,7 +56,15 @@ func supervise(ctx context.Context, log *zap.Logger, c config, args []string) (e
 	if err != nil {
 		return err
 	}
-	defer upg.Stop() // closes the fds, and removes the sockets unless a new supervisor took them
+	ready := &readyUpgrader{Upgrader: upg}
+	defer func() {
+		// Stop closes the fds, and removes the sockets unless a new supervisor took them. But a supervisor started
+		// by a self-upgrade that fails before it has told the old one it is ready must leave the sockets where they
+		// are: the old supervisor carries on serving on them. (Its copies of the fds close when it exits.)
+		if !upg.HasParent() || ready.done.Load() {
+			upg.Stop()
+		}
+	}()
 	if upg.HasParent() {
 		// Started by a self-upgrade: if this process fails before it is ready, the old supervisor, which carries
 		// on, reports why.
@@ -81,7 +90,7 @@ func supervise(ctx context.Context, log *zap.Logger, c config, args []string) (e
 		Build: buildString(self), Self: self, Log: log,
 		ReadyTimeout: c.readyTimeout, DrainTimeout: c.drainTimeout,
 		RestartLimit: c.restartLimit, RestartBackoff: c.restartBackoff,
-		Upgrader: upg, FirstGeneration: first,
+		Upgrader: ready, FirstGeneration: first,
 	})
 	if err != nil {
 		return err
@@ -118,6 +127,21 @@ func supervise(ctx context.Context, log *zap.Logger, c config, args []string) (e
 		os.Remove(pidFile)
 	}
 	log.Info("supervisor stopped")
+	return err
+}
+
+// readyUpgrader is tableflip's Upgrader, remembering whether Ready succeeded: from then on a new supervisor owns
+// the fds it inherited, the old one having handed them over.
+type readyUpgrader struct {
+	*tableflip.Upgrader
+	done atomic.Bool
+}
+
+func (u *readyUpgrader) Ready() error {
+	err := u.Upgrader.Ready()
+	if err == nil {
+		u.done.Store(true)
+	}
 	return err
 }
 
