@@ -24,9 +24,10 @@ test: build ## vet, then every test with the race detector (Go, C, Python, cross
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 15m ./...
 
-bench: build ## measure the board against its physical limits and print the table
+bench: build ## measure the board, the worker's API, and reload vs cold restart (runs bin/announcementd); print the tables
 	$(GO) run ./internal/cmd/boardbench
 	$(GO) run ./internal/cmd/workerbench
+	$(GO) run ./internal/cmd/reloadbench -daemon $(BIN)/announcementd
 
 lint: ## gofmt and go vet must be clean
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo 'gofmt: files above need formatting'; exit 1; }
