@@ -62,6 +62,12 @@ func (s *Supervisor) spawn(ctx context.Context, n uint64) (*generation, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.ReadyTimeout)
 	defer cancel()
 	if err := s.prepare(ctx, g); err != nil {
+		// A worker that died says more than the broken connection it left: give its end, if it came.
+		select {
+		case <-g.exited:
+			err = fmt.Errorf("%w (the worker ended: %s)", err, exitString(g.exitErr))
+		case <-time.After(100 * time.Millisecond):
+		}
 		g.kill()
 		return nil, g.failure("standby", err)
 	}
