@@ -7,6 +7,8 @@
 //     Options.VersionFloor.
 //   - A publish writes the slot readers of the current version are not reading, and stores the version last.
 //   - The version changes exactly when the content does: publishing the same set again is a no-op.
+//   - Unless Options.NoLock, the mapping is locked in memory (mlock) before anything is written into it; when
+//     the lock is refused, every page is brought in anyway, Locked says why, and the writer works the same.
 //
 // A Writer is safe for concurrent use; Publisher coalesces concurrent publishes into one.
 package writer
@@ -47,6 +49,9 @@ type Options struct {
 	// Now and Monotonic are the clocks for published_at and heartbeat_ns.
 	Now       func() time.Time
 	Monotonic func() int64
+	// NoLock leaves the mapping as mmap made it: not locked in memory, its pages not brought in (guard.go). For
+	// tools and tests; the daemon locks.
+	NoLock bool
 }
 
 // ErrLocked is matched by the error New returns when another writer holds the file.
@@ -74,6 +79,12 @@ type Writer struct {
 	// repairs a slot a crashed writer left mid-publish.
 	published bool
 	closed    bool
+
+	// The guard (guard.go): whether the mapping is locked in memory, why the last attempt to lock it failed, and
+	// the mincore vector of the last residency check.
+	locked  bool
+	lockErr error
+	vec     []byte
 }
 
 // Open creates or opens the board at path (mode 0644: readers need read access only) and returns its writer.
@@ -143,6 +154,7 @@ func (w *Writer) mapRegion() error {
 		return err
 	}
 	w.image = make([]byte, w.hdr.SlotSize)
+	w.guardMapping()
 	w.initHeader()
 	return nil
 }
@@ -397,7 +409,7 @@ func (w *Writer) Close() error {
 
 func (w *Writer) unmap() {
 	if w.mem != nil {
-		_ = unix.Munmap(w.mem)
-		w.mem = nil
+		_ = unix.Munmap(w.mem) // also unlocks it
+		w.mem, w.locked = nil, false
 	}
 }

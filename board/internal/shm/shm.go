@@ -94,3 +94,16 @@ func Monotonic() int64 {
 	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
 	return ts.Nano()
 }
+
+// Mincore fills vec, one byte per page of m (len(vec) ≥ pages), with mincore(2)'s answer: bit 0 set when the page
+// is in memory. For a shared file mapping that is the file's page cache, whoever maps it. m must start on a page.
+func (m Mem) Mincore(vec []byte) error {
+	if len(m) == 0 {
+		return nil
+	}
+	_, _, errno := unix.Syscall(unix.SYS_MINCORE, uintptr(unsafe.Pointer(&m[0])), uintptr(len(m)), uintptr(unsafe.Pointer(&vec[0])))
+	if errno != 0 {
+		return errno
+	}
+	return nil
+}

@@ -1,0 +1,63 @@
+// Package sandbox runs part of a test in a child process — the test binary itself, re-executed — inside new user
+// and mount namespaces. There the child is root of its own namespace but holds no capability in the host's: mlock
+// is bound by RLIMIT_MEMLOCK even when the test runs as root (CAP_IPC_LOCK is checked against the host's
+// namespace), and the child can mount a tmpfs of its own, e.g. a small one to fill. Nothing it mounts is seen
+// outside it.
+//
+// A package using it calls Main from TestMain:
+//
+//	func TestMain(m *testing.M) { sandbox.Main(m, helpers) }
+package sandbox
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"syscall"
+	"testing"
+)
+
+const envRole = "ANNOUNCEMENTD_SANDBOX_ROLE"
+
+// Main runs the helper named by the environment when this process is a sandboxed child (its exit code is the
+// helper's), and the tests otherwise.
+func Main(m *testing.M, helpers map[string]func() int) {
+	if role := os.Getenv(envRole); role != "" {
+		h, ok := helpers[role]
+		if !ok {
+			os.Stderr.WriteString("sandbox: no helper " + role + "\n")
+			os.Exit(3)
+		}
+		os.Exit(h())
+	}
+	os.Exit(m.Run())
+}
+
+// Run starts the helper role in a sandboxed child with env added to its environment, waits for it, and returns
+// its standard output. It fails the test when the helper fails, and skips it when the kernel refuses the
+// namespaces (user namespaces disabled, or a seccomp policy).
+func Run(t testing.TB, role string, env ...string) []byte {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(exe, "-test.run=^$")
+	cmd.Env = append(append(os.Environ(), envRole+"="+role), env...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Cloneflags:                 syscall.CLONE_NEWUSER | syscall.CLONE_NEWNS,
+		UidMappings:                []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getuid(), Size: 1}},
+		GidMappings:                []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getgid(), Size: 1}},
+		GidMappingsEnableSetgroups: false,
+		Pdeathsig:                  syscall.SIGKILL,
+	}
+	if err := cmd.Start(); err != nil {
+		t.Skipf("cannot start a helper in new user and mount namespaces (%v): this test needs them to take CAP_IPC_LOCK away even from root", err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("helper %s: %v\nstdout:\n%s\nstderr:\n%s", role, err, stdout.Bytes(), stderr.Bytes())
+	}
+	return stdout.Bytes()
+}
