@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -25,30 +26,48 @@ const (
 	writeTimeout      = 30 * time.Second
 	idleTimeout       = 2 * time.Minute
 	shutdownTimeout   = 10 * time.Second
+	// idleLinger is how long, during a drain, a kept-alive connection may sit idle before it is closed. A busy
+	// client sends its next request within it, gets its answer with "Connection: close", and moves to a new
+	// connection (which the next generation accepts) without ever seeing an error.
+	idleLinger = 50 * time.Millisecond
+	drainPoll  = 2 * time.Millisecond
 )
 
-// Serve serves the API on every listener until ctx is done, then stops accepting, lets in-flight requests finish
-// (for at most 10 s) and returns. The listeners are closed when it returns.
+// Serve serves the API on every listener until ctx is done, then drains, and returns once every connection it
+// accepted has been answered and closed (or after 10 s). The listeners are closed when it returns.
+//
+// The drain never drops a request the worker has accepted. http.Server.Shutdown would: a request read after
+// Shutdown began is closed without an answer, on a fresh connection as on a kept-alive one. So the drain stops
+// accepting (connections not yet accepted stay in the kernel's backlog for the next generation), turns keep-alive
+// off (every request still to come on an open connection is answered with "Connection: close"), closes
+// connections that stay idle for idleLinger, and waits for the rest. A client that writes a request on a
+// kept-alive connection at the very moment it is closed idle gets a reset, the race every HTTP/1.1 server has
+// (RFC 9112 §9.3.1: such a request may be retried).
 func (w *Worker) Serve(ctx context.Context, listeners []Listener) error {
+	conns := newConnTracker()
+	var drainingFlag atomic.Bool
 	servers := make([]*http.Server, len(listeners))
+	var draining sync.WaitGroup // Serve goroutines still running
 	errc := make(chan error, len(listeners))
 	for i, l := range listeners {
 		srv := &http.Server{
-			Handler:           w.Handler(l.Token),
+			Handler:           closeWhen(&drainingFlag, w.Handler(l.Token)),
 			ReadHeaderTimeout: readHeaderTimeout,
 			ReadTimeout:       readTimeout,
 			WriteTimeout:      writeTimeout,
 			IdleTimeout:       idleTimeout,
 			MaxHeaderBytes:    16 << 10,
 			ErrorLog:          zap.NewStdLog(w.log.Named("http")),
+			ConnState:         conns.track,
 		}
 		servers[i] = srv
+		draining.Add(1)
 		go func() {
-			if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			defer draining.Done()
+			err := srv.Serve(l)
+			if ctx.Err() == nil && !errors.Is(err, http.ErrServerClosed) {
 				errc <- fmt.Errorf("serve %s: %w", l.Addr(), err)
-				return
 			}
-			errc <- nil
 		}()
 		w.log.Info("api listening", zap.String("addr", l.Addr().Network()+":"+l.Addr().String()), zap.Bool("token", l.Token != ""))
 	}
@@ -57,19 +76,78 @@ func (w *Worker) Serve(ctx context.Context, listeners []Listener) error {
 	case <-ctx.Done():
 	case first = <-errc:
 	}
-	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
-	defer cancel()
-	var wg sync.WaitGroup
-	for _, srv := range servers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := srv.Shutdown(sctx); err != nil {
-				w.log.Warn("requests still running after the drain deadline; closing their connections", zap.Error(err))
-				srv.Close()
-			}
-		}()
+
+	// Stop accepting. Serve returns once its listener is closed; after that no connection can appear. (Not
+	// SetKeepAlivesEnabled(false): it closes idle connections at once, under the feet of busy clients.)
+	drainingFlag.Store(true)
+	for _, l := range listeners {
+		l.Close()
 	}
-	wg.Wait()
+	draining.Wait()
+	start := time.Now()
+	if !conns.drain(start.Add(shutdownTimeout)) {
+		w.log.Warn("requests still running after the drain deadline; closing their connections", zap.Duration("waited", shutdownTimeout))
+	}
+	for _, srv := range servers {
+		srv.Close() // nothing is left but what overran the deadline
+	}
+	w.log.Info("api drained", zap.Duration("took", time.Since(start)))
 	return first
+}
+
+// closeWhen answers with "Connection: close" once draining is set, so that the server closes each connection after
+// the answer in flight.
+func closeWhen(draining *atomic.Bool, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		if draining.Load() {
+			rw.Header().Set("Connection", "close")
+		}
+		next.ServeHTTP(rw, r)
+	})
+}
+
+// connTracker follows the API's connections through http.Server.ConnState.
+type connTracker struct {
+	mu    sync.Mutex
+	conns map[net.Conn]connInfo
+}
+
+type connInfo struct {
+	state http.ConnState
+	since time.Time
+}
+
+func newConnTracker() *connTracker { return &connTracker{conns: map[net.Conn]connInfo{}} }
+
+func (t *connTracker) track(c net.Conn, s http.ConnState) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	switch s {
+	case http.StateClosed, http.StateHijacked:
+		delete(t.conns, c)
+	default:
+		t.conns[c] = connInfo{s, time.Now()}
+	}
+}
+
+// drain waits until every connection is closed, closing those idle for idleLinger, and reports whether that
+// happened before the deadline.
+func (t *connTracker) drain(deadline time.Time) bool {
+	for {
+		t.mu.Lock()
+		n := len(t.conns)
+		for c, info := range t.conns {
+			if info.state == http.StateIdle && time.Since(info.since) >= idleLinger {
+				c.Close() // the server's conn goroutine sees it and reports StateClosed
+			}
+		}
+		t.mu.Unlock()
+		if n == 0 {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(drainPoll)
+	}
 }

@@ -1,0 +1,121 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// A hand-over between two Serves of one listening socket fails no request. Clients hammer the API, half on
+// kept-alive connections and half on a new connection per request, while the first Serve drains; the socket's
+// other descriptor (the supervisor's, here the test's) keeps the backlog, and a second Serve on it takes over,
+// as the next generation does. http.Server.Shutdown fails this test: it drops requests it reads after it began.
+func TestServeHandOverFailsNoRequest(t *testing.T) {
+	w, _ := newWorker(t)
+	sock := filepath.Join(t.TempDir(), "api.sock")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.(*net.UnixListener).SetUnlinkOnClose(false)
+	next := dupListener(t, l)
+	defer next.Close()
+	ctx, stop := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- w.Serve(ctx, []Listener{{Listener: l}}) }()
+
+	var answered, refused, failed atomic.Int64
+	var firstFailure atomic.Value
+	var wg sync.WaitGroup
+	done := make(chan struct{})
+	for i := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			tr := &http.Transport{DisableKeepAlives: i%2 == 1, DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+				return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+			}}
+			defer tr.CloseIdleConnections()
+			c := &http.Client{Transport: tr, Timeout: 20 * time.Second}
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				resp, err := c.Get("http://announcementd/v1/status")
+				switch {
+				case err == nil:
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode == http.StatusOK {
+						answered.Add(1)
+					} else {
+						failed.Add(1)
+					}
+				case errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ENOENT):
+					refused.Add(1)
+				default:
+					failed.Add(1)
+					firstFailure.CompareAndSwap(nil, err.Error())
+				}
+			}
+		}()
+	}
+	waitAnswered := func(n int64) {
+		for answered.Load() < n {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	waitAnswered(500)
+	stop()
+	if err := <-served; err != nil {
+		t.Errorf("Serve: %v", err)
+	}
+	atDrain := answered.Load()
+	ctx2, stop2 := context.WithCancel(context.Background())
+	go func() { served <- w.Serve(ctx2, []Listener{{Listener: next}}) }()
+	waitAnswered(atDrain + 500)
+	close(done)
+	wg.Wait()
+	stop2()
+	<-served
+	if failed.Load() != 0 || refused.Load() != 0 {
+		t.Fatalf("%d requests failed (first: %v), %d refused; %d answered", failed.Load(), firstFailure.Load(), refused.Load(), answered.Load())
+	}
+	t.Logf("%d answered (%d before the hand-over), none failed", answered.Load(), atDrain)
+}
+
+// dupListener returns a second listener on l's socket, made without (*os.File).Fd, which would put the shared
+// socket in blocking mode.
+func dupListener(t *testing.T, l net.Listener) net.Listener {
+	t.Helper()
+	rc, err := l.(syscall.Conn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fd int
+	var dupErr error
+	rc.Control(func(s uintptr) { fd, dupErr = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0) })
+	if dupErr != nil {
+		t.Fatal(dupErr)
+	}
+	f := os.NewFile(uintptr(fd), "next")
+	defer f.Close()
+	next, err := net.FileListener(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return next
+}
