@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/announcementd/announcementd/announcement"
+	"github.com/announcementd/announcementd/healthcheck"
 )
 
 // Body limits: one announcement is well under 2 KiB of JSON; a batch may replace a full 4 MiB board.
@@ -95,8 +96,8 @@ func (w *Worker) Handler(token string) http.Handler {
 	mux.HandleFunc("GET /v1/announcements", w.handleList)
 	mux.HandleFunc("POST /v1/batch", w.handleBatch)
 	mux.HandleFunc("GET /v1/status", w.handleStatus)
-	mux.HandleFunc("GET /healthz", w.handleHealth)
-	mux.HandleFunc("GET /readyz", w.handleHealth)
+	mux.HandleFunc("GET /healthz", w.handleLive)
+	mux.HandleFunc("GET /readyz", w.handleReady)
 	mux.HandleFunc("/", func(rw http.ResponseWriter, r *http.Request) {
 		writeError(rw, http.StatusNotFound, "not_found", fmt.Sprintf("no such endpoint: %s %s (see docs/API.md)", r.Method, r.URL.Path))
 	})
@@ -297,8 +298,12 @@ type Status struct {
 		Capacity int    `json:"capacity"`
 		Size     uint64 `json:"size"`
 	} `json:"region"`
-	Announcements int    `json:"announcements"`
-	Health        string `json:"health"`
+	Announcements int `json:"announcements"`
+	// Health is the state's name (a string, as before checks); HealthReasons and Checks say why.
+	Health        string              `json:"health"`
+	HealthReasons []string            `json:"health_reasons"`
+	Checks        []healthcheck.Check `json:"checks"`
+	Guard         guardStatus         `json:"guard"`
 }
 
 // Status reports the worker's state.
@@ -309,16 +314,14 @@ func (w *Worker) Status() Status {
 	h := w.cfg.Board.Header()
 	s.Region.Path, s.Region.Version, s.Region.Capacity, s.Region.Size = w.cfg.Board.Path(), w.Version(), int(h.Capacity), h.RegionSize
 	s.Announcements = w.held()
-	s.Health = "ok"
+	rep := w.Health(false)
+	s.Health, s.HealthReasons, s.Checks = rep.Health.String(), rep.Reasons, rep.Checks
+	s.Guard = w.guardStatus()
 	return s
 }
 
 func (w *Worker) handleStatus(rw http.ResponseWriter, r *http.Request) {
 	writeJSON(rw, http.StatusOK, w.Status())
-}
-
-func (w *Worker) handleHealth(rw http.ResponseWriter, r *http.Request) {
-	writeJSON(rw, http.StatusOK, map[string]any{"health": "ok", "version": w.Version()})
 }
 
 // httpError is an error with its HTTP status and code.

@@ -8,13 +8,21 @@ import (
 
 // metrics are the worker's Prometheus series. Registry exposes them for --metrics.
 type metrics struct {
-	publishes  *prometheus.CounterVec
-	latency    prometheus.Histogram
-	held       prometheus.Gauge
-	version    prometheus.Gauge
-	capacity   prometheus.Gauge
-	used       prometheus.Gauge
-	lateness   prometheus.Histogram
+	publishes *prometheus.CounterVec
+	latency   prometheus.Histogram
+	held      prometheus.Gauge
+	version   prometheus.Gauge
+	capacity  prometheus.Gauge
+	used      prometheus.Gauge
+	lateness  prometheus.Histogram
+
+	// The region guard (health.go); health_state and heartbeat_age are read at each scrape (observeHealth).
+	resident        prometheus.Gauge
+	locked          prometheus.Gauge
+	mlockFailures   prometheus.Counter
+	repairs         *prometheus.CounterVec
+	faultsRecovered prometheus.Counter
+
 	registered *prometheus.Registry
 }
 
@@ -37,13 +45,47 @@ func newMetrics() *metrics {
 			Name: "announcementd_schedule_lateness_seconds", Help: "How long after its due time a scheduled change reached the board.",
 			Buckets: prometheus.ExponentialBuckets(0.00001, 2, 18),
 		}),
+		resident: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "announcementd_region_resident_ratio", Help: "Pages of the region in memory / its pages, at the last check (mincore).",
+		}),
+		locked: prometheus.NewGauge(prometheus.GaugeOpts{Name: "announcementd_region_locked", Help: "1 when the region is locked in memory (mlock)."}),
+		mlockFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "announcementd_mlock_failures_total", Help: "Attempts to lock the region in memory that failed (at map time, then at most one per 10 s while it does not hold).",
+		}),
+		repairs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "announcementd_region_repairs_total", Help: "Problems of the region found and repaired, by kind (residency: missing pages brought back).",
+		}, []string{"kind"}),
+		faultsRecovered: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "announcementd_region_faults_recovered_total", Help: "Faults on the region's mapping the worker recovered from (none are handled yet).",
+		}),
 		registered: prometheus.NewRegistry(),
 	}
-	m.registered.MustRegister(m.publishes, m.latency, m.held, m.version, m.capacity, m.used, m.lateness)
+	m.registered.MustRegister(m.publishes, m.latency, m.held, m.version, m.capacity, m.used, m.lateness,
+		m.resident, m.locked, m.mlockFailures, m.repairs, m.faultsRecovered)
 	for _, r := range []string{"ok", "invalid", "full", "error"} {
 		m.publishes.WithLabelValues(r)
 	}
+	for _, k := range repairKinds {
+		m.repairs.WithLabelValues(k)
+	}
 	return m
+}
+
+// observeHealth registers the series read from the worker at each scrape.
+func (m *metrics) observeHealth(w *Worker) {
+	m.registered.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "announcementd_health_state", Help: "Health: 0 ok, 1 degraded, 2 failed (docs/HEALTH.md).",
+		}, func() float64 { return float64(w.Health(false).Health) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "announcementd_heartbeat_age_seconds", Help: "Age of the heartbeat readers see in the region (refreshed every second).",
+		}, func() float64 {
+			age, err := w.cfg.Board.HeartbeatAge()
+			if err != nil {
+				return -1
+			}
+			return age.Seconds()
+		}))
 }
 
 func (m *metrics) observePublish(d time.Duration, err error) {

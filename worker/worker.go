@@ -13,6 +13,8 @@
 //     floor the store remembers.
 //   - The board shows exactly the announcements visible now; one timer, set to the next effective or expiry time,
 //     publishes each change when it is due and removes expired announcements from the store.
+//   - Health (health.go, docs/HEALTH.md) is the worst of its checks; the region is checked every 10 s and on
+//     demand, and a problem found is repaired where it can be before it is reported.
 package worker
 
 import (
@@ -30,6 +32,7 @@ import (
 	"github.com/announcementd/announcementd/announcement"
 	"github.com/announcementd/announcementd/board"
 	"github.com/announcementd/announcementd/board/writer"
+	"github.com/announcementd/announcementd/healthcheck"
 	"github.com/announcementd/announcementd/store"
 )
 
@@ -64,6 +67,9 @@ type Worker struct {
 	reschedule chan struct{} // poked when the set changes
 	housework  chan struct{} // poked when expired announcements may need removal or the floor saving
 	floorSaved uint64        // the floor last saved; owned by the housekeeping goroutine
+
+	health *healthcheck.Monitor
+	guard  guard
 }
 
 // New loads the store and publishes it, continuing the board's version.
@@ -94,6 +100,8 @@ func New(cfg Config) (*Worker, error) {
 		return nil, fmt.Errorf("publish the stored set: %w", err)
 	}
 	w.metrics.observeBoard(v, len(all), cfg.Board.Capacity())
+	w.initHealth()
+	w.metrics.observeHealth(w)
 	w.log.Info("worker loaded", zap.Int("announcements", len(all)), zap.Uint64("version", v))
 	return w, nil
 }
@@ -143,6 +151,7 @@ func (w *Worker) apply(puts []announcement.Announcement, deletes []uint64) (Resu
 	}
 	w.poke(w.reschedule)
 	v, err := w.pub.Sync()
+	w.checkPublish(err)
 	if err != nil {
 		return Result{}, fmt.Errorf("the change is stored, but the board could not be updated (it will be at the next publish): %w", err)
 	}
@@ -254,6 +263,7 @@ func (w *Worker) nextChange(since int64) int64 {
 // announcement still in the store (removal pending, or a crash in between) stays off the board.
 func (w *Worker) onSchedule(due int64) error {
 	v, err := w.pub.Sync()
+	w.checkPublish(err)
 	if err != nil {
 		return err
 	}
@@ -266,13 +276,18 @@ func (w *Worker) onSchedule(due int64) error {
 	return nil
 }
 
-// housekeep removes expired announcements from the store and saves the version floor whenever it is poked, until
-// ctx is done, then saves the floor once more.
+// housekeep removes expired announcements from the store and saves the version floor whenever it is poked, and
+// checks the region every guardInterval, until ctx is done, then saves the floor once more.
 func (w *Worker) housekeep(ctx context.Context) error {
+	guardTick := time.NewTicker(guardInterval)
+	defer guardTick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return w.saveFloor()
+		case <-guardTick.C:
+			w.checkRegion()
+			w.checkHeartbeat()
 		case <-w.housework:
 			if err := w.removeExpired(); err != nil {
 				w.log.Error("remove expired announcements", zap.Error(err))

@@ -1,0 +1,223 @@
+package worker
+
+import (
+	"fmt"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/announcementd/announcementd/board/writer"
+	"github.com/announcementd/announcementd/healthcheck"
+)
+
+// The worker's health checks (docs/HEALTH.md). Later guards (a remapped or recreated region, repaired content)
+// add their checks beside these and count their repairs by kind.
+const (
+	CheckLock      = "region.lock"      // the mapping is locked in memory
+	CheckResidency = "region.residency" // every page of the region is in memory
+	CheckHeartbeat = "heartbeat"        // readers see a fresh heartbeat
+	CheckPublish   = "publish"          // the last publish reached the board (critical: the board lags otherwise)
+)
+
+// Repair kinds: the kind label of announcementd_region_repairs_total and the keys of status' guard.repairs.
+const (
+	RepairResidency = "residency" // pages found missing were brought back into memory
+)
+
+var repairKinds = []string{RepairResidency}
+
+const (
+	// guardInterval is how often Run checks the region (residency, and the lock while it does not hold); it is
+	// also the shortest time between two attempts to lock.
+	guardInterval = 10 * time.Second
+	// A heartbeat older than this is degraded (the writer refreshes it every second) ...
+	heartbeatDegraded = 5 * time.Second
+	// ... and older than this failed: readers may take the writer for dead.
+	heartbeatFailed = 30 * time.Second
+)
+
+// guard is the state of the region checks. mu makes one check at a time and guards the fields.
+type guard struct {
+	mu         sync.Mutex
+	lockTried  time.Time // the last attempt to lock the mapping
+	lockWarned bool      // a refused lock was logged (once)
+	residency  writer.Residency
+	repairs    map[string]uint64
+	faults     uint64 // faults recovered: none yet (the remap guard will count them)
+}
+
+// initHealth records the state New left: published, and the board's lock and residency.
+func (w *Worker) initHealth() {
+	w.health = healthcheck.NewMonitor(w.cfg.Now)
+	w.guard.repairs = map[string]uint64{}
+	w.health.Set(healthcheck.Check{Name: CheckPublish, Critical: true})
+	w.guard.lockTried = w.cfg.Now()
+	locked, err := w.cfg.Board.Locked()
+	if err != nil { // the writer's attempt at map time
+		w.metrics.mlockFailures.Inc()
+	}
+	w.setLock(locked, err)
+	w.checkRegion()
+	w.checkHeartbeat()
+}
+
+// setLock records the lock's state; a refusal is logged once.
+func (w *Worker) setLock(locked bool, err error) {
+	w.metrics.locked.Set(boolFloat(locked))
+	c := healthcheck.Check{Name: CheckLock}
+	switch {
+	case err != nil:
+		c.State, c.Reason = healthcheck.Degraded, err.Error()+"; pages may be swapped out or dropped, and readers wait for them"
+		if !w.guard.lockWarned {
+			w.guard.lockWarned = true
+			w.log.Warn("the region is not locked in memory; serving anyway, health degraded", zap.Error(err))
+		}
+	case !locked:
+		c.Reason = "not locked: the writer was opened without it"
+	}
+	if prev, changed := w.health.Set(c); changed && prev.State != healthcheck.OK {
+		w.log.Info("the region is locked in memory now")
+	}
+}
+
+// checkRegion retries the lock (at most once per guardInterval) while it does not hold, counts the pages in
+// memory, brings missing ones back, and records the outcome.
+func (w *Worker) checkRegion() {
+	g := &w.guard
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	b := w.cfg.Board
+	if locked, err := b.Locked(); !locked && err != nil {
+		if now := w.cfg.Now(); now.Sub(g.lockTried) >= guardInterval {
+			g.lockTried = now
+			err = b.Lock()
+			if err != nil {
+				w.metrics.mlockFailures.Inc()
+			}
+			w.setLock(err == nil, err)
+		}
+	}
+	c := healthcheck.Check{Name: CheckResidency}
+	r, err := b.Residency()
+	if missing := r.Missing(); err == nil && missing > 0 {
+		r, err = b.Repair()
+		if err == nil && r.Missing() == 0 {
+			w.repaired(RepairResidency)
+			w.log.Info("brought region pages back into memory", zap.Int("pages", missing), zap.Int("of", r.Pages))
+		}
+	}
+	g.residency = r
+	w.metrics.resident.Set(r.Ratio())
+	switch {
+	case r.Pages == 0: // the region is not mapped (closed)
+		c.State, c.Reason = healthcheck.Failed, fmt.Sprintf("the region is not mapped: %v", err)
+	case err != nil:
+		c.State, c.Reason = healthcheck.Degraded, fmt.Sprintf("%d of %d pages are not in memory and could not be brought back: %v", r.Missing(), r.Pages, err)
+	case r.Missing() > 0:
+		c.State, c.Reason = healthcheck.Degraded, fmt.Sprintf("%d of %d pages are not in memory", r.Missing(), r.Pages)
+	}
+	w.setCheck(c)
+}
+
+// repaired counts a repair of kind. Called with guard.mu held.
+func (w *Worker) repaired(kind string) {
+	w.guard.repairs[kind]++
+	w.metrics.repairs.WithLabelValues(kind).Inc()
+}
+
+// checkHeartbeat records the age of the heartbeat readers see.
+func (w *Worker) checkHeartbeat() {
+	c := healthcheck.Check{Name: CheckHeartbeat}
+	age, err := w.cfg.Board.HeartbeatAge()
+	switch {
+	case err != nil:
+		c.State, c.Reason = healthcheck.Failed, fmt.Sprintf("the region is not mapped: %v", err)
+	case age >= heartbeatFailed:
+		c.State, c.Reason = healthcheck.Failed, fmt.Sprintf("the heartbeat readers see is %s old (refreshed every second): readers may take the writer for dead", age.Round(time.Second))
+	case age >= heartbeatDegraded:
+		c.State, c.Reason = healthcheck.Degraded, fmt.Sprintf("the heartbeat readers see is %s old (refreshed every second)", age.Round(time.Second))
+	}
+	w.setCheck(c)
+}
+
+// checkPublish records the outcome of a publish.
+func (w *Worker) checkPublish(err error) {
+	c := healthcheck.Check{Name: CheckPublish, Critical: true}
+	if err != nil {
+		c.State, c.Reason = healthcheck.Degraded, fmt.Sprintf("the last publish failed, the board lags the store until one succeeds: %v", err)
+	}
+	w.setCheck(c)
+}
+
+// setCheck records c and logs a change of state.
+func (w *Worker) setCheck(c healthcheck.Check) {
+	prev, changed := w.health.Set(c)
+	switch {
+	case !changed:
+	case c.State > prev.State:
+		w.log.Warn("health check worse", zap.String("check", c.Name), zap.Stringer("state", c.State), zap.String("reason", c.Reason))
+	default:
+		w.log.Info("health check better", zap.String("check", c.Name), zap.Stringer("state", c.State), zap.Stringer("was", prev.State))
+	}
+}
+
+// Health reports the worker's health. fresh checks the region now (a mincore of the region, and a repair when
+// pages are missing); otherwise its state is from the last periodic check. The heartbeat is read every time.
+func (w *Worker) Health(fresh bool) healthcheck.Report {
+	if fresh {
+		w.checkRegion()
+	}
+	w.checkHeartbeat()
+	return w.health.Report(w.Version())
+}
+
+// guardStatus is the guard's part of status.
+type guardStatus struct {
+	Locked          bool              `json:"locked"`
+	LockError       string            `json:"lock_error,omitempty"`
+	Pages           int               `json:"pages"`
+	ResidentPages   int               `json:"resident_pages"`
+	Repairs         map[string]uint64 `json:"repairs"`
+	FaultsRecovered uint64            `json:"faults_recovered"`
+}
+
+func (w *Worker) guardStatus() guardStatus {
+	var s guardStatus
+	locked, err := w.cfg.Board.Locked()
+	s.Locked = locked
+	if err != nil {
+		s.LockError = err.Error()
+	}
+	g := &w.guard
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	s.Pages, s.ResidentPages, s.FaultsRecovered = g.residency.Pages, g.residency.Resident, g.faults
+	s.Repairs = map[string]uint64{}
+	for _, k := range repairKinds {
+		s.Repairs[k] = g.repairs[k]
+	}
+	return s
+}
+
+// handleLive is /healthz: liveness, 200 unless failed. ?check=1 checks the region first.
+func (w *Worker) handleLive(rw http.ResponseWriter, r *http.Request) {
+	fresh, _ := strconv.ParseBool(r.URL.Query().Get("check"))
+	rep := w.Health(fresh)
+	writeJSON(rw, rep.LiveStatus(), rep)
+}
+
+// handleReady is /readyz: readiness, 200 when ready (healthcheck.Report.Ready). It always checks the region first.
+func (w *Worker) handleReady(rw http.ResponseWriter, r *http.Request) {
+	rep := w.Health(true)
+	writeJSON(rw, rep.ReadyStatus(), rep)
+}
+
+func boolFloat(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
