@@ -11,6 +11,8 @@ import (
 	"text/tabwriter"
 	"time"
 	"unicode/utf8"
+
+	"github.com/announcementd/announcementd/healthcheck"
 )
 
 // announcementJSON mirrors the API's announcement.
@@ -180,7 +182,7 @@ func getCommand(ctx context.Context, g globals, name, path string, args []string
 	return raw, nil
 }
 
-// healthExit carries health's exit code: 0 ok, 1 degraded, 2 failed or unreachable.
+// healthExit carries health's exit code: 0 ok, 1 degraded, 2 failed or unreachable (healthcheck.State.ExitCode).
 type healthExit struct {
 	code int
 	line string
@@ -188,37 +190,37 @@ type healthExit struct {
 
 func (h healthExit) Error() string { return h.line }
 
+// health asks the daemon for a fresh check (/healthz?check=1) and prints the report in one line. A failed daemon
+// answers 503 with its report; anything that is not a report is a failure too.
 func health(ctx context.Context, g globals, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("health", flag.ContinueOnError)
 	if err := parseArgs(fs, args, 0, ""); err != nil {
 		return err
 	}
+	failed := healthcheck.Failed.ExitCode()
 	c, err := newClient(g)
 	if err != nil {
-		return healthExit{2, "failed: " + err.Error()}
-	}
-	var h struct {
-		Health  string   `json:"health"`
-		Reasons []string `json:"reasons"`
-		Version uint64   `json:"version"`
+		return healthExit{failed, "failed: " + err.Error()}
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	if err := c.do(ctx, "GET", "/healthz", nil, &h); err != nil {
-		return healthExit{2, "failed: " + err.Error()}
+	status, body, err := c.send(ctx, "GET", "/healthz?check=1", nil)
+	if err != nil {
+		return healthExit{failed, "failed: " + err.Error()}
 	}
-	line := fmt.Sprintf("%s: version %d", h.Health, h.Version)
-	if len(h.Reasons) > 0 {
-		line = h.Health + ": " + strings.Join(h.Reasons, "; ")
+	r, err := healthcheck.Parse(body)
+	if err != nil {
+		var e apiError
+		if json.Unmarshal(body, &e) == nil && e.Msg != "" {
+			return healthExit{failed, fmt.Sprintf("failed: %d %s", status, e.Msg)}
+		}
+		return healthExit{failed, fmt.Sprintf("failed: GET /healthz answered %d: %v", status, err)}
 	}
-	switch h.Health {
-	case "ok":
-		fmt.Fprintln(out, line)
+	if r.Health == healthcheck.OK {
+		fmt.Fprintln(out, r.Line())
 		return nil
-	case "degraded":
-		return healthExit{1, line}
 	}
-	return healthExit{2, line}
+	return healthExit{r.Health.ExitCode(), r.Line()}
 }
 
 // parseArgs parses flags and wants exactly n positional arguments (described by what).

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 )
 
@@ -79,12 +80,16 @@ func status(ctx context.Context, g globals, args []string, out io.Writer) error 
 			Version  uint64 `json:"version"`
 			Capacity int    `json:"capacity"`
 		} `json:"region"`
-		Announcements int    `json:"announcements"`
-		Health        string `json:"health"`
+		Announcements int      `json:"announcements"`
+		Health        string   `json:"health"`
+		HealthReasons []string `json:"health_reasons"`
 	}
 	b, _ := json.Marshal(merged)
 	if err := json.Unmarshal(b, &s); err != nil {
 		return err
+	}
+	if len(s.HealthReasons) > 0 {
+		s.Health += " (" + strings.Join(s.HealthReasons, "; ") + ")"
 	}
 	fmt.Fprintf(out, "health:        %s\nregion:        %s, version %d, %d of %d announcements\nworker:        pid %d, generation %d, started %s, build %s\nsupervisor:    pid %d, build %s\n",
 		s.Health, s.Region.Path, s.Region.Version, s.Announcements, s.Region.Capacity,
