@@ -27,6 +27,7 @@ test: build ## vet, then every test with the race detector (Go, C, Python, cross
 bench: build ## measure the board, the worker's API, and reload vs cold restart (runs bin/announcementd); print the tables
 	$(GO) run ./internal/cmd/boardbench
 	$(GO) run ./internal/cmd/workerbench
+	$(GO) run ./internal/cmd/guardbench
 	$(GO) run ./internal/cmd/reloadbench -daemon $(BIN)/announcementd
 
 lint: ## gofmt and go vet must be clean
