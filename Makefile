@@ -24,7 +24,7 @@ test: build ## vet, then every test with the race detector (Go, C, Python, cross
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 15m ./...
 
-bench: build ## measure the board, the worker's API, and reload vs cold restart (runs bin/announcementd); print the tables
+bench: build ## measure the board, the worker's API, the region guard, and reload vs cold restart (runs bin/announcementd); print the tables
 	$(GO) run ./internal/cmd/boardbench
 	$(GO) run ./internal/cmd/workerbench
 	$(GO) run ./internal/cmd/guardbench
