@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -51,14 +52,39 @@ type daemon struct {
 	shm, state string
 	runtime    string
 	cmd        *exec.Cmd
-	logs       *bytes.Buffer
+	logs       *syncBuffer
 	extra      []string
+	bin        string // the announcementd it runs
+}
+
+// syncBuffer is a bytes.Buffer that the daemon's output and the test may use at the same time.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 func newDaemon(t *testing.T, extra ...string) *daemon {
 	t.Helper()
+	return newDaemonFrom(t, filepath.Join(binDir, "announcementd"), extra...)
+}
+
+// newDaemonFrom starts the announcementd at bin (the supervisor starts its workers from the same path).
+func newDaemonFrom(t *testing.T, bin string, extra ...string) *daemon {
+	t.Helper()
 	dir := t.TempDir()
-	d := &daemon{t: t, state: filepath.Join(dir, "state"), runtime: filepath.Join(dir, "run"), extra: extra,
+	d := &daemon{t: t, bin: bin, state: filepath.Join(dir, "state"), runtime: filepath.Join(dir, "run"), extra: extra,
 		shm: filepath.Join("/dev/shm", fmt.Sprintf("notice_e2e_%d_%d", os.Getpid(), time.Now().UnixNano()))}
 	t.Cleanup(func() {
 		d.stop(syscall.SIGKILL)
@@ -74,8 +100,8 @@ func (d *daemon) start() {
 	if strings.Contains(strings.Join(d.extra, " "), "--listen") { // explicit listeners replace the default socket
 		args = append(args, "--listen", "unix:"+filepath.Join(d.runtime, "api.sock"))
 	}
-	d.cmd = exec.Command(filepath.Join(binDir, "announcementd"), args...)
-	d.logs = &bytes.Buffer{}
+	d.cmd = exec.Command(d.bin, args...)
+	d.logs = &syncBuffer{}
 	d.cmd.Stdout, d.cmd.Stderr = d.logs, d.logs
 	// Its own process group, which stop(SIGKILL) kills whole, as systemd kills a service's cgroup.
 	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
