@@ -26,6 +26,9 @@ import (
 var binDir string
 
 func TestMain(m *testing.M) {
+	if name := os.Getenv(helperEnv); name != "" { // this binary re-executed as a helper process (reload_test.go)
+		os.Exit(runHelper(name))
+	}
 	dir, err := os.MkdirTemp("", "e2e-bin")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
