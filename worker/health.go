@@ -102,22 +102,27 @@ func (w *Worker) checkRegion() {
 	}
 	c := healthcheck.Check{Name: CheckResidency}
 	r, err := b.Residency()
-	if missing := r.Missing(); err == nil && missing > 0 {
-		r, err = b.Repair()
-		if err == nil && r.Missing() == 0 {
-			w.repaired(RepairResidency)
-			w.log.Info("brought region pages back into memory", zap.Int("pages", missing), zap.Int("of", r.Pages))
-		}
-	}
-	g.residency = r
-	w.metrics.resident.Set(r.Ratio())
+	missing := r.Missing()
 	switch {
-	case r.Pages == 0: // the region is not mapped (closed)
+	case r.Pages == 0: // the writer is closed
 		c.State, c.Reason = healthcheck.Failed, fmt.Sprintf("the region is not mapped: %v", err)
 	case err != nil:
-		c.State, c.Reason = healthcheck.Degraded, fmt.Sprintf("%d of %d pages are not in memory and could not be brought back: %v", r.Missing(), r.Pages, err)
-	case r.Missing() > 0:
-		c.State, c.Reason = healthcheck.Degraded, fmt.Sprintf("%d of %d pages are not in memory", r.Missing(), r.Pages)
+		c.State, c.Reason = healthcheck.Degraded, fmt.Sprintf("cannot tell which pages are in memory: %v", err)
+	case missing > 0:
+		r, err = b.Repair()
+		switch {
+		case err == nil && r.Missing() == 0:
+			w.repaired(RepairResidency)
+			w.log.Info("brought region pages back into memory", zap.Int("pages", missing), zap.Int("of", r.Pages))
+		case err != nil:
+			c.State, c.Reason = healthcheck.Degraded, fmt.Sprintf("%d of %d pages are not in memory and could not be brought back: %v", r.Missing(), r.Pages, err)
+		default:
+			c.State, c.Reason = healthcheck.Degraded, fmt.Sprintf("%d of %d pages are not in memory after a repair", r.Missing(), r.Pages)
+		}
+	}
+	if c.State == healthcheck.OK || missing > 0 { // r counts the pages (after the repair, if any)
+		g.residency = r
+		w.metrics.resident.Set(r.Ratio())
 	}
 	w.setCheck(c)
 }
