@@ -1,7 +1,8 @@
-// Package healthcheck is the one definition of announcementd's health, shared by the worker (which computes it),
-// the supervisor and announcementctl (which read it): the three states with their names and exit codes, the
-// checks a state comes from, how checks combine into a report, how a report maps to HTTP status codes, and how
-// a report is parsed back. docs/HEALTH.md says what each of the worker's checks means.
+// Package healthcheck is the one definition of announcementd's health: the worker computes it, announcementctl
+// reads it, and the supervisor is to use it for its own checks and to read its workers'. It holds the three
+// states with their names and exit codes, the checks a state comes from, how checks combine into a report, how a
+// report maps to HTTP status codes, and how a report is parsed back. docs/HEALTH.md says what each of the
+// worker's checks means.
 //
 // Invariants:
 //   - States are ordered ok < degraded < failed; a report's state is its worst check's (ok without checks).
