@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
-	"strconv"
 	"sync"
 	"time"
 
@@ -19,10 +17,6 @@ import (
 // EnvGeneration tells a worker its generation number, and a supervisor started by a self-upgrade the number of its
 // first generation.
 const EnvGeneration = "ANNOUNCEMENTD_GENERATION"
-
-// EnvUpgradeReport names the file where a supervisor started by a self-upgrade writes why it failed, if it fails
-// before it is ready, so that the old supervisor can report the reason (see ReportUpgradeFailure).
-const EnvUpgradeReport = "ANNOUNCEMENTD_UPGRADE_REPORT"
 
 // Defaults of Config.
 const (
@@ -37,12 +31,11 @@ const (
 )
 
 // Upgrader replaces the running supervisor with the binary on disk, carrying the fds along; *tableflip.Upgrader
-// is one. Upgrade starts the new supervisor and returns once it has called Ready.
+// is one. Upgrade starts the new supervisor and returns once it has called Ready; Ready tells the process that
+// started this one (if any) that it may hand over, and writes the pid file.
 type Upgrader interface {
 	Upgrade() error
 	Ready() error
-	HasParent() bool
-	WaitForParent(ctx context.Context) error
 }
 
 // Config is what the supervisor supervises.
@@ -66,8 +59,13 @@ type Config struct {
 	RestartLimit   int
 	RestartBackoff time.Duration
 
-	// Upgrader, when set, lets a reload replace the supervisor itself when Binary's contents differ from Self.
+	// Upgrader, when set, lets a reload replace the supervisor itself when Binary's contents differ from Self
+	// (upgrade.go). Parent is set in a supervisor started that way (DialParent).
 	Upgrader Upgrader
+	Parent   *Parent
+	// PIDFile, when set, is rewritten with this process's pid after a self-upgrade was rolled back (the new
+	// supervisor had written its own).
+	PIDFile string
 	// FirstGeneration is the number of the first worker generation; default 1.
 	FirstGeneration uint64
 }
@@ -85,6 +83,9 @@ type Supervisor struct {
 	current *generation
 	crashes int // in a row
 	binary  fileIDCache
+	// upgradeSpent: a self-upgrade got as far as tableflip's hand-over and was then rolled back; tableflip cannot
+	// upgrade this process again, so reloads roll the worker only.
+	upgradeSpent bool
 
 	mu   sync.Mutex
 	view Status // what Status returns; the loop updates it at each transition
@@ -156,34 +157,19 @@ func (s *Supervisor) Run(ctx context.Context) error {
 }
 
 // first starts generation one of this supervisor. After a self-upgrade the old supervisor's worker serves until
-// this process is ready and the old supervisor has exited; only then may the new worker take the store.
+// this one's is in standby; then the old one yields, and only then may this one's take the store (takeOver).
 func (s *Supervisor) first(ctx context.Context) error {
 	g, err := s.spawn(ctx, s.take())
 	if err != nil {
+		s.cfg.Parent.Fail(err)
 		return err
 	}
-	upg := s.cfg.Upgrader
-	if upg != nil && upg.HasParent() {
-		if err := upg.Ready(); err != nil {
-			g.kill()
-			return fmt.Errorf("tell the old supervisor we are ready: %w", err)
-		}
-		s.log.Info("new supervisor ready; waiting for the old one to hand over")
-		if err := upg.WaitForParent(ctx); err != nil {
+	if s.cfg.Parent != nil {
+		if err := s.takeOver(ctx, g); err != nil {
 			g.kill()
 			return err
 		}
-		res := ReloadResult{Kind: "upgrade", StartedAt: time.Now().UTC(), From: g.n - 1, To: g.n}
-		if _, err := g.start(ctx, s.cfg.ReadyTimeout, "upgrade", 0); err != nil {
-			// The old generation is gone with the old supervisor: there is nothing to roll back to.
-			g.kill()
-			s.log.Error("the first worker of the upgraded supervisor failed; restarting", zap.Error(err))
-			s.record(res.finish(OutcomeFailed, err.Error()))
-			s.crashes = 1
-			return nil // the loop restarts from the binary on disk
-		}
-		s.current = g
-		s.record(res.finish(OutcomeServing, ""))
+		s.publish()
 		return nil
 	}
 	if _, err := g.start(ctx, s.cfg.ReadyTimeout, "first", 0); err != nil {
@@ -192,8 +178,8 @@ func (s *Supervisor) first(ctx context.Context) error {
 	}
 	s.current = g
 	s.publish()
-	if upg != nil {
-		return upg.Ready() // writes the pid file
+	if s.cfg.Upgrader != nil {
+		return s.cfg.Upgrader.Ready() // writes the pid file
 	}
 	return nil
 }
@@ -273,10 +259,12 @@ func (s *Supervisor) reload(ctx context.Context) ReloadResult {
 	res := ReloadResult{Kind: "reload", StartedAt: time.Now().UTC(), From: old.n}
 	if s.cfg.Upgrader != nil {
 		changed, err := s.binary.differs(s.cfg.Binary, s.cfg.Self)
-		if err != nil {
-			return res.finish(OutcomeFailed, err.Error())
-		}
-		if changed {
+		switch {
+		case err != nil:
+			return s.record(res.finish(OutcomeFailed, err.Error()))
+		case changed && s.upgradeSpent:
+			s.log.Warn("the binary changed, but this supervisor cannot replace itself any more (a self-upgrade was rolled back); rolling the worker only. Restart the service to upgrade the supervisor.")
+		case changed:
 			return s.upgrade(ctx, res)
 		}
 	}
@@ -326,46 +314,6 @@ func (s *Supervisor) rollback(ctx context.Context, old *generation, res ReloadRe
 	return res.finish(OutcomeRolledBack, cause.Error())
 }
 
-// upgrade replaces this supervisor with the binary on disk. The new supervisor inherits the fds and starts its
-// first generation to standby; then this one's worker yields and this process leaves, and the new supervisor's
-// worker takes over.
-func (s *Supervisor) upgrade(ctx context.Context, res ReloadResult) ReloadResult {
-	res.Kind = "upgrade"
-	res.To = s.next
-	s.log.Info("reload: the binary changed; upgrading the supervisor", zap.String("binary", s.cfg.Binary))
-	// The new supervisor inherits the environment: it continues the generation count.
-	if err := os.Setenv(EnvGeneration, strconv.FormatUint(s.next, 10)); err != nil {
-		return s.record(res.finish(OutcomeFailed, err.Error()))
-	}
-	// The new supervisor writes into this file only while it exists: once this one has read it, it is gone.
-	report := filepath.Join(os.TempDir(), fmt.Sprintf("announcementd-upgrade-%d-%d", os.Getpid(), s.next))
-	f, err := os.OpenFile(report, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
-	if err == nil {
-		f.Close()
-		err = os.Setenv(EnvUpgradeReport, report)
-	}
-	if err != nil {
-		return s.record(res.finish(OutcomeFailed, "upgrade report: "+err.Error()))
-	}
-	err = s.cfg.Upgrader.Upgrade()
-	why, _ := os.ReadFile(report)
-	os.Remove(report)
-	if err != nil {
-		reason := "new supervisor: " + err.Error()
-		if len(why) > 0 {
-			reason += ": " + string(why)
-		}
-		s.log.Warn("supervisor upgrade failed; this one continues", zap.String("reason", reason))
-		return s.record(res.finish(OutcomeFailed, reason))
-	}
-	if _, err := s.current.yield(ctx, "upgrade", s.cfg.DrainTimeout); err != nil {
-		s.log.Error("the serving generation did not yield; killing it", zap.Error(err))
-	}
-	s.current.stop(s.cfg.DrainTimeout)
-	s.current = nil
-	return s.record(res.finish(OutcomeUpgraded, ""))
-}
-
 // shutdown lets the serving generation finish its requests and exit.
 func (s *Supervisor) shutdown() {
 	g := s.current
@@ -375,19 +323,6 @@ func (s *Supervisor) shutdown() {
 	}
 	g.stop(s.cfg.DrainTimeout)
 	s.publish()
-}
-
-// ReportUpgradeFailure is for a supervisor started by a self-upgrade that fails before it is ready: it leaves err
-// where the old supervisor looks for it, so that the failed reload says why.
-func ReportUpgradeFailure(err error) {
-	path := os.Getenv(EnvUpgradeReport)
-	if path == "" || err == nil {
-		return
-	}
-	if f, ferr := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC, 0); ferr == nil { // never creates it
-		f.WriteString(err.Error())
-		f.Close()
-	}
 }
 
 // Reload asks for a reload and waits for its outcome. A reload asked for while another runs waits for it to end

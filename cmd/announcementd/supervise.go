@@ -57,32 +57,35 @@ func supervise(ctx context.Context, log *zap.Logger, c config, args []string) (e
 		return err
 	}
 	ready := &readyUpgrader{Upgrader: upg}
+	// Started by a self-upgrade: reach the old supervisor first, so that it hears why if this one cannot take over.
+	parent, err := supervisor.DialParent(ctx)
+	if err != nil {
+		return err
+	}
 	defer func() {
-		// Stop closes the fds, and removes the sockets unless a new supervisor took them. But a supervisor started
-		// by a self-upgrade that fails before it has told the old one it is ready must leave the sockets where they
-		// are: the old supervisor carries on serving on them. (Its copies of the fds close when it exits.)
-		if !upg.HasParent() || ready.done.Load() {
+		// Stop closes the fds, and removes the sockets unless a new supervisor took them. A supervisor started by
+		// a self-upgrade that did not take over must leave them alone: the old supervisor carries on with them.
+		if parent == nil || (ready.done.Load() && !errors.Is(err, supervisor.ErrHandedBack)) {
 			upg.Stop()
 		}
 	}()
-	if upg.HasParent() {
-		// Started by a self-upgrade: if this process fails before it is ready, the old supervisor, which carries
-		// on, reports why.
-		defer func() { supervisor.ReportUpgradeFailure(err) }()
+	fail := func(err error) error {
+		parent.Fail(err)
+		return err
 	}
 
 	files, err := openFiles(upg, c)
 	if err != nil {
-		return err
+		return fail(err)
 	}
 	control, err := upg.ListenWithCallback("unix", filepath.Join(c.runtimeDir, "control.sock"), listenUnixAt)
 	if err != nil {
-		return fmt.Errorf("control socket: %w", err)
+		return fail(fmt.Errorf("control socket: %w", err))
 	}
 	first := uint64(1)
-	if upg.HasParent() {
+	if parent != nil {
 		if first, err = strconv.ParseUint(os.Getenv(supervisor.EnvGeneration), 10, 64); err != nil {
-			return fmt.Errorf("started by a supervisor upgrade without a valid $%s: %w", supervisor.EnvGeneration, err)
+			return fail(fmt.Errorf("started by a supervisor upgrade without a valid $%s: %w", supervisor.EnvGeneration, err))
 		}
 	}
 	sup, err := supervisor.New(supervisor.Config{
@@ -90,13 +93,13 @@ func supervise(ctx context.Context, log *zap.Logger, c config, args []string) (e
 		Build: buildString(self), Self: self, Log: log,
 		ReadyTimeout: c.readyTimeout, DrainTimeout: c.drainTimeout,
 		RestartLimit: c.restartLimit, RestartBackoff: c.restartBackoff,
-		Upgrader: ready, FirstGeneration: first,
+		Upgrader: ready, Parent: parent, PIDFile: pidFile, FirstGeneration: first,
 	})
 	if err != nil {
-		return err
+		return fail(err)
 	}
 	log.Info("supervisor starting", zap.String("build", buildString(self)), zap.String("binary", binary),
-		zap.String("region", c.shm), zap.Bool("upgraded", upg.HasParent()))
+		zap.String("region", c.shm), zap.Bool("upgraded", parent != nil))
 
 	srv := &http.Server{Handler: supervisor.ControlHandler(sup), ReadHeaderTimeout: 5 * time.Second}
 	go srv.Serve(control)
@@ -122,6 +125,9 @@ func supervise(ctx context.Context, log *zap.Logger, c config, args []string) (e
 	if last := sup.Status().LastReload; last != nil && last.Outcome == supervisor.OutcomeUpgraded {
 		log.Info("handed over to the new supervisor")
 		return err
+	}
+	if errors.Is(err, supervisor.ErrHandedBack) {
+		return err // the pid file and the sockets are the old supervisor's again
 	}
 	if pid, _ := os.ReadFile(pidFile); strings.TrimSpace(string(pid)) == strconv.Itoa(os.Getpid()) {
 		os.Remove(pidFile)
