@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -24,7 +25,8 @@ type generation struct {
 	conn    *handoff.Conn
 	build   string // from the worker's Hello
 	started time.Time
-	serving time.Time // when it last answered a healthy Ready; zero while not serving
+	serving time.Time       // when it last answered a healthy Ready; zero while not serving
+	report  json.RawMessage // the worker's report with that Ready (its health), for status
 	log     *zap.Logger
 
 	exited  chan struct{} // closed once the process has been reaped
@@ -122,7 +124,7 @@ func (g *generation) start(ctx context.Context, timeout time.Duration, reason st
 	case !r.Healthy:
 		return r, g.failure("start", fmt.Errorf("worker reports unhealthy: %s", r.Reason))
 	}
-	g.serving = time.Now()
+	g.serving, g.report = time.Now(), r.Report
 	g.log.Info("worker serving", zap.String("reason", reason), zap.Uint64("region_version", r.RegionVersion))
 	return r, nil
 }

@@ -1,6 +1,9 @@
 package supervisor
 
-import "time"
+import (
+	"encoding/json"
+	"time"
+)
 
 // Status is the supervisor's part of `announcementctl status`.
 type Status struct {
@@ -21,6 +24,8 @@ type GenerationStatus struct {
 	Build      string    `json:"build"`
 	State      string    `json:"state"` // "serving" or "standby"
 	StartedAt  time.Time `json:"started_at"`
+	// Report is what the worker said when it started serving (its health then); absent in standby.
+	Report json.RawMessage `json:"report,omitempty"`
 }
 
 // Outcomes of a reload.
@@ -89,5 +94,5 @@ func (s *Supervisor) publishCandidate(g *generation) {
 }
 
 func (g *generation) status(state string) GenerationStatus {
-	return GenerationStatus{Generation: g.n, PID: g.cmd.Process.Pid, Build: g.build, State: state, StartedAt: g.started.UTC()}
+	return GenerationStatus{Generation: g.n, PID: g.cmd.Process.Pid, Build: g.build, State: state, StartedAt: g.started.UTC(), Report: g.report}
 }

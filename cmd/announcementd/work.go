@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -130,10 +131,11 @@ func work(log *zap.Logger, c config) error {
 				if err != nil {
 					log.Error("could not start serving", zap.Error(err))
 					r = handoff.Ready{Reason: err.Error()}
-				} else {
-					r = handoff.Ready{Healthy: true, RegionVersion: t.board.Version()}
+				} else if r = readyReport(t); r.Healthy {
 					failed = t.failed
 					log.Info("serving", zap.String("reason", m.Reason), zap.Uint64("version", t.board.Version()))
+				} else {
+					log.Error("not ready after starting", zap.String("reason", r.Reason))
 				}
 				err = conn.Send(sctx, r)
 			case handoff.Yield:
@@ -156,6 +158,17 @@ func work(log *zap.Logger, c config) error {
 			}
 		}
 	}
+}
+
+// readyReport is the worker's answer to Start: its health, checked afresh, which the supervisor shows in its
+// status. A worker that is not ready by its own health rules reports unhealthy, and the supervisor rolls back.
+func readyReport(t *turn) handoff.Ready {
+	h := t.w.Health(true)
+	report, _ := json.Marshal(h)
+	if !h.Ready {
+		return handoff.Ready{RegionVersion: h.Version, Reason: "not ready: " + strings.Join(h.Reasons, "; "), Report: report}
+	}
+	return handoff.Ready{Healthy: true, RegionVersion: h.Version, Report: report}
 }
 
 // turnEnv is what a worker keeps between turns: its configuration and the files the supervisor handed it.
