@@ -85,6 +85,9 @@ type Writer struct {
 	locked  bool
 	lockErr error
 	vec     []byte
+	// Healing (heal.go): faults caught and repaired, and repairs by damage kind.
+	faults uint64
+	healed map[string]uint64
 }
 
 // Open creates or opens the board at path (mode 0644: readers need read access only) and returns its writer.
@@ -113,7 +116,7 @@ func New(f *os.File, opts Options) (*Writer, error) {
 	if opts.Monotonic == nil {
 		opts.Monotonic = shm.Monotonic
 	}
-	w := &Writer{opts: opts, path: f.Name(), f: f}
+	w := &Writer{opts: opts, path: f.Name(), f: f, healed: map[string]uint64{}}
 	if err := w.lock(); err != nil {
 		return nil, err
 	}
@@ -297,9 +300,13 @@ func (w *Writer) Publish(recs []board.Record) (uint64, error) {
 	if w.published && bytes.Equal(records, w.last) {
 		return w.version, nil
 	}
-	if w.mem.Load32(board.OffState) == uint32(board.StateSuperseded) {
-		return 0, errors.New("the region is superseded: readers have moved to a new file")
-	}
+	return w.commitCatching(img, n)
+}
+
+// commitLocked publishes the slot image img (n records, already encoded) as the next version. w.mu is held.
+func (w *Writer) commitLocked(img []byte, n uint32) (uint64, error) {
+	stride := w.hdr.Stride
+	records := img[board.SlotHeaderSize : board.SlotHeaderSize+n*stride]
 	if w.version == math.MaxUint64 || w.opts.VersionFloor >= math.MaxUint64-1 {
 		return 0, errors.New("the version would overflow 64 bits")
 	}
@@ -377,8 +384,18 @@ func cmpUint64(a, b uint64) int {
 func (w *Writer) Heartbeat() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if !w.closed {
+	if w.closed {
+		return
+	}
+	err := catching(func() error {
 		w.mem.Store64(board.OffHeartbeat, uint64(w.opts.Monotonic()))
+		return nil
+	})
+	if err != nil && w.published { // the file shrank: restore it now rather than at the next check
+		w.faults++
+		if w.restoreLocked() == nil && catching(func() error { _, err := w.commitLocked(w.image, w.imageN); return err }) == nil {
+			w.healed[DamageFault]++
+		}
 	}
 }
 
@@ -389,9 +406,11 @@ func (w *Writer) Supersede() error {
 	if w.closed {
 		return errors.New("writer is closed")
 	}
-	w.mem.Store32(board.OffState, uint32(board.StateSuperseded))
-	w.mem.Add32(board.OffFutex, 1)
-	return w.mem.FutexWake(board.OffFutex)
+	return catching(func() error {
+		w.mem.Store32(board.OffState, uint32(board.StateSuperseded))
+		w.mem.Add32(board.OffFutex, 1)
+		return w.mem.FutexWake(board.OffFutex)
+	})
 }
 
 // Close unmaps the region and closes the file (releasing the lock unless another descriptor shares it). The

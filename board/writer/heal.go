@@ -1,0 +1,383 @@
+package writer
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/announcementd/announcementd/board"
+)
+
+// Healing: what happens to files in /dev/shm in real life, and how the writer puts it right (docs/HEALTH.md).
+//
+//   - A write faults (SIGBUS: the file shrank under the mapping). Every store into the mapping runs with
+//     runtime/debug.SetPanicOnFault, so the fault is a panic the writer recovers from; it restores the file's
+//     size, maps it again and republishes: the publish that faulted succeeds, with a higher version.
+//   - Check finds, without changing anything, a file whose size changed (truncated or grown), a path that names
+//     another file or none (unlinked, replaced), and bytes that differ from what this writer wrote (the header,
+//     either slot). Heal repairs each, and always republishes the set with a higher version.
+//   - A replaced or unlinked file is recreated at the path atomically: a new file is laid out and published next to
+//     it, renamed over the path, and only then is the old mapping marked superseded and its futex waiters woken (a
+//     futex is keyed by its file: waiters on the old one would sleep on). Readers reopen the path. Heal returns the
+//     new file, for whoever keeps the region's fd for the next writer.
+//
+// The version never goes back: every repair publishes above the last version this writer published.
+
+// Damage kinds, as Check reports them and repair counters are labelled.
+const (
+	DamageFault       = "fault"       // a write faulted: the file was truncated under the mapping
+	DamageSize        = "size"        // the file is not the region's size (truncated or grown)
+	DamageReplaced    = "replaced"    // the path names another file, or none
+	DamageOverwritten = "overwritten" // bytes differ from what this writer wrote
+)
+
+// Damage is what Check found: the kinds, and a line for each.
+type Damage struct {
+	Kinds   []string
+	Details []string
+}
+
+// None reports an intact region.
+func (d Damage) None() bool { return len(d.Kinds) == 0 }
+
+func (d *Damage) add(kind, format string, args ...any) {
+	d.Kinds = append(d.Kinds, kind)
+	d.Details = append(d.Details, kind+": "+fmt.Sprintf(format, args...))
+}
+
+func (d Damage) String() string { return strings.Join(d.Details, "; ") }
+
+// Has reports whether d includes kind.
+func (d Damage) Has(kind string) bool {
+	for _, k := range d.Kinds {
+		if k == kind {
+			return true
+		}
+	}
+	return false
+}
+
+// FaultError is a memory fault (SIGBUS, SIGSEGV) caught while the writer touched the mapping.
+type FaultError struct {
+	Addr uintptr
+	Err  error
+}
+
+func (e *FaultError) Error() string {
+	return fmt.Sprintf("fault at %#x in the region: %v", e.Addr, e.Err)
+}
+
+// catching runs fn, turning a memory fault inside it into a *FaultError. Other panics go on.
+func catching(fn func() error) (err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		r := recover()
+		if r == nil {
+			return
+		}
+		if f, ok := r.(interface{ Addr() uintptr }); ok {
+			rerr, _ := r.(error)
+			err = &FaultError{Addr: f.Addr(), Err: rerr}
+			return
+		}
+		panic(r)
+	}()
+	return fn()
+}
+
+// commitCatching commits img; a fault is repaired (size, mapping, header) and the commit retried once.
+func (w *Writer) commitCatching(img []byte, n uint32) (v uint64, err error) {
+	err = catching(func() error {
+		if w.mem.Load32(board.OffState) == uint32(board.StateSuperseded) {
+			return errors.New("the region is superseded: readers have moved to a new file")
+		}
+		v, err = w.commitLocked(img, n)
+		return err
+	})
+	var fe *FaultError
+	if !errors.As(err, &fe) {
+		return v, err
+	}
+	w.faults++
+	if rerr := w.restoreLocked(); rerr != nil {
+		return 0, fmt.Errorf("%w; repairing the region: %v", err, rerr)
+	}
+	err = catching(func() error {
+		v, err = w.commitLocked(img, n)
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("publish after repairing a fault: %w", err)
+	}
+	w.healed[DamageFault]++
+	return v, nil
+}
+
+// restoreLocked gives the file its size back, maps it again and rewrites the header. Both slots are then written
+// whole on their next publish. w.mu is held.
+func (w *Writer) restoreLocked() error {
+	size := w.hdr.RegionSize
+	if err := w.f.Truncate(int64(size)); err != nil {
+		return fmt.Errorf("size to %d bytes: %w", size, err)
+	}
+	w.unmap()
+	if err := w.mmap(size); err != nil {
+		return err
+	}
+	w.guardMapping()
+	return w.rewriteLocked()
+}
+
+// rewriteLocked rewrites the static header and forgets the slots' shadows, so that the next commit writes its slot
+// whole. The version word is left for that commit.
+func (w *Writer) rewriteLocked() error {
+	w.shadow = [2][]byte{}
+	w.shadowN = [2]uint32{w.hdr.Capacity, w.hdr.Capacity}
+	return catching(func() error {
+		w.initHeader()
+		return nil
+	})
+}
+
+// Faults is the number of memory faults the writer caught and repaired.
+func (w *Writer) Faults() uint64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.faults
+}
+
+// Healed counts the repairs the writer made, by damage kind.
+func (w *Writer) Healed() map[string]uint64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	m := make(map[string]uint64, len(w.healed))
+	for k, v := range w.healed {
+		m[k] = v
+	}
+	return m
+}
+
+// Check looks for damage without repairing it: the file's size, whether the path still names the file, and the
+// bytes of the header and both slots against what this writer wrote.
+func (w *Writer) Check() (Damage, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return Damage{}, errors.New("writer is closed")
+	}
+	return w.checkLocked()
+}
+
+func (w *Writer) checkLocked() (Damage, error) {
+	var d Damage
+	var st unix.Stat_t
+	if err := unix.Fstat(int(w.f.Fd()), &st); err != nil {
+		return d, fmt.Errorf("fstat region: %w", err)
+	}
+	if uint64(st.Size) != w.hdr.RegionSize {
+		d.add(DamageSize, "the file is %d bytes, the region %d", st.Size, w.hdr.RegionSize)
+	}
+	var at unix.Stat_t
+	switch err := unix.Stat(w.path, &at); {
+	case errors.Is(err, unix.ENOENT):
+		d.add(DamageReplaced, "%s was removed", w.path)
+	case err != nil:
+		return d, fmt.Errorf("stat %s: %w", w.path, err)
+	case at.Dev != st.Dev || at.Ino != st.Ino:
+		d.add(DamageReplaced, "%s is another file now", w.path)
+	}
+	if d.Has(DamageSize) || !w.published {
+		return d, nil // the bytes are not worth comparing; a size repair rewrites them all
+	}
+	err := catching(func() error {
+		if what := w.headerDiff(); what != "" {
+			d.add(DamageOverwritten, "header: %s", what)
+		}
+		for s := range uint64(2) {
+			if what := w.slotDiff(s); what != "" {
+				d.add(DamageOverwritten, "slot %d: %s", s, what)
+			}
+		}
+		return nil
+	})
+	var fe *FaultError
+	if errors.As(err, &fe) { // shrank between the fstat and the compare
+		d.add(DamageFault, "%v", err)
+		return d, nil
+	}
+	return d, err
+}
+
+// headerDiff names what in the header differs from what this writer wrote ("" when nothing does): the static
+// fields and layout table, the version, the state. The futex and heartbeat words change on their own.
+func (w *Writer) headerDiff() string {
+	want := make([]byte, board.HeaderSize)
+	board.EncodeHeader(want, &w.hdr)
+	le := binary.LittleEndian
+	le.PutUint32(want[board.OffState:], uint32(board.StateLive))
+	le.PutUint32(want[board.OffWriterPID:], uint32(w.opts.PID))
+	le.PutUint64(want[board.OffGeneration:], w.opts.Generation)
+	got := make([]byte, board.HeaderSize)
+	w.mem.CopyOut(got, 0)
+	if v := le.Uint64(got[board.OffVersion:]); v != w.version {
+		return fmt.Sprintf("version %d, published %d", v, w.version)
+	}
+	for _, skip := range [][2]int{{board.OffVersion, 8}, {board.OffFutex, 4}, {board.OffHeartbeat, 8}} {
+		clear(got[skip[0] : skip[0]+skip[1]])
+		clear(want[skip[0] : skip[0]+skip[1]])
+	}
+	if i := firstDiff(got, want); i >= 0 {
+		return fmt.Sprintf("byte %d differs", i)
+	}
+	return ""
+}
+
+// slotDiff names what in slot s differs from its shadow ("" when nothing does, or the slot has no shadow yet).
+func (w *Writer) slotDiff(s uint64) string {
+	sh := w.shadow[s]
+	if sh == nil {
+		return ""
+	}
+	off := w.hdr.SlotOffset(s)
+	if seq := w.mem.Load64(off + board.SlotOffSeq); seq%2 != 0 {
+		return fmt.Sprintf("sequence word %d is odd outside a publish", seq)
+	}
+	got := make([]byte, len(sh))
+	w.mem.CopyOut(got[8:], off+8)
+	if i := firstDiff(got[8:], sh[8:]); i >= 0 {
+		return fmt.Sprintf("byte %d differs", 8+i)
+	}
+	return ""
+}
+
+func firstDiff(a, b []byte) int {
+	if bytes.Equal(a, b) {
+		return -1
+	}
+	for i := range min(len(a), len(b)) {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return min(len(a), len(b))
+}
+
+// Heal checks the region and repairs what it finds, republishing the set with a higher version. When the file had
+// to be recreated it returns the new file (the writer has moved to it; the caller owns the returned duplicate);
+// otherwise nil. d is what was found (none: nothing was done).
+func (w *Writer) Heal() (newFile *os.File, d Damage, err error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return nil, d, errors.New("writer is closed")
+	}
+	if d, err = w.checkLocked(); err != nil || d.None() {
+		return nil, d, err
+	}
+	if !w.published {
+		return nil, d, errors.New("nothing published yet: nothing to repair with")
+	}
+	switch {
+	case d.Has(DamageReplaced): // publishes into the new file itself
+		newFile, err = w.recreateLocked()
+	case d.Has(DamageSize) || d.Has(DamageFault):
+		err = w.restoreLocked()
+	default: // overwritten: the header is rewritten, and the slots lose their shadows so they are written whole
+		err = w.rewriteLocked()
+	}
+	if err == nil && newFile == nil {
+		err = catching(func() error {
+			_, err := w.commitLocked(w.image, w.imageN)
+			return err
+		})
+	}
+	if err != nil {
+		return newFile, d, fmt.Errorf("repair %s: %w", d, err)
+	}
+	for _, k := range d.Kinds {
+		w.healed[k]++
+	}
+	return newFile, d, nil
+}
+
+// recreateLocked lays a new region out in a new file next to the path, publishes the set into it, and renames it
+// over the path; then it marks the old mapping superseded and wakes its waiters, who reopen the path and find the
+// set at a higher version. It returns a duplicate of the new file.
+func (w *Writer) recreateLocked() (*os.File, error) {
+	dir, base := filepath.Split(w.path)
+	tmp, err := os.CreateTemp(dir, "."+base+".new-*")
+	if err != nil {
+		return nil, fmt.Errorf("recreate %s: %w", w.path, err)
+	}
+	fail := func(err error) (*os.File, error) {
+		os.Remove(tmp.Name())
+		tmp.Close()
+		return nil, fmt.Errorf("recreate %s: %w", w.path, err)
+	}
+	if err := tmp.Chmod(0o644); err != nil { // readers need read access only
+		return fail(err)
+	}
+	if err := unix.Flock(int(tmp.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		return fail(err)
+	}
+	size := w.hdr.RegionSize
+	if err := tmp.Truncate(int64(size)); err != nil {
+		return fail(err)
+	}
+	mem, err := unix.Mmap(int(tmp.Fd()), 0, int(size), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		return fail(err)
+	}
+	old, oldMem, oldLocked := w.f, w.mem, w.locked
+	oldShadow, oldShadowN := w.shadow, w.shadowN
+	w.f, w.mem, w.locked = tmp, mem, false
+	w.guardMapping()
+	err = w.rewriteLocked()
+	if err == nil {
+		err = catching(func() error {
+			_, err := w.commitLocked(w.image, w.imageN)
+			return err
+		})
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), w.path)
+	}
+	if err != nil {
+		unix.Munmap(mem)
+		w.f, w.mem, w.locked, w.shadow, w.shadowN = old, oldMem, oldLocked, oldShadow, oldShadowN
+		return fail(err)
+	}
+	// Readers of the old file: reopen the path. It may have been truncated too, so the stores may fault.
+	_ = catching(func() error {
+		oldMem.Store32(board.OffState, uint32(board.StateSuperseded))
+		oldMem.Add32(board.OffFutex, 1)
+		return oldMem.FutexWake(board.OffFutex)
+	})
+	unix.Munmap(oldMem)
+	old.Close()
+	return dupFile(w.f, w.path)
+}
+
+// dupFile returns a close-on-exec duplicate of f, named name.
+func dupFile(f *os.File, name string) (*os.File, error) {
+	raw, err := f.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	var fd int
+	var dupErr error
+	if err := raw.Control(func(s uintptr) { fd, dupErr = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0) }); err != nil {
+		return nil, err
+	}
+	if dupErr != nil {
+		return nil, os.NewSyscallError("dup", dupErr)
+	}
+	return os.NewFile(uintptr(fd), name), nil
+}
