@@ -20,16 +20,21 @@ const (
 	CheckResidency = "region.residency" // every page of the region is in memory
 	CheckHeartbeat = "heartbeat"        // readers see a fresh heartbeat
 	CheckPublish   = "publish"          // the last publish reached the board (critical: the board lags otherwise)
+	CheckIntegrity = "region.integrity" // the file at the path is the region, whole, with the bytes the writer wrote
 )
 
 // Repair kinds: the kind label of announcementd_region_repairs_total and the keys of status' guard.repairs.
 const (
 	RepairResidency = "residency" // pages found missing were brought back into memory
+	// and the writer's damage kinds (board/writer heal.go): fault, size, replaced, overwritten.
 )
 
-var repairKinds = []string{RepairResidency}
+var repairKinds = []string{RepairResidency, writer.DamageFault, writer.DamageSize, writer.DamageReplaced, writer.DamageOverwritten}
 
 const (
+	// integrityInterval is how often the region's file, size and bytes are checked against what the writer wrote
+	// (a few µs for a 4 MiB region) and repaired.
+	integrityInterval = 250 * time.Millisecond
 	// guardInterval is how often Run checks the region (residency, and the lock while it does not hold); it is
 	// also the shortest time between two attempts to lock.
 	guardInterval = 10 * time.Second
@@ -46,7 +51,7 @@ type guard struct {
 	lockWarned bool      // a refused lock was logged (once)
 	residency  writer.Residency
 	repairs    map[string]uint64
-	faults     uint64 // faults recovered: none yet (the remap guard will count them)
+	faults     uint64 // faults the writer caught and repaired, as last counted
 }
 
 // initHealth records the state New left: published, and the board's lock and residency.
@@ -54,6 +59,7 @@ func (w *Worker) initHealth() {
 	w.health = healthcheck.NewMonitor(w.cfg.Now)
 	w.guard.repairs = map[string]uint64{}
 	w.health.Set(healthcheck.Check{Name: CheckPublish, Critical: true})
+	w.health.Set(healthcheck.Check{Name: CheckIntegrity})
 	w.guard.lockTried = w.cfg.Now()
 	locked, err := w.cfg.Board.Locked()
 	if err != nil { // the writer's attempt at map time
@@ -123,6 +129,44 @@ func (w *Worker) checkRegion() {
 	if c.State == healthcheck.OK || missing > 0 { // r counts the pages (after the repair, if any)
 		g.residency = r
 		w.metrics.resident.Set(r.Ratio())
+	}
+	w.setCheck(c)
+}
+
+// checkIntegrity has the writer check the region and repair what it finds: a file truncated or grown, removed or
+// replaced at its path (recreated; the new file goes to Config.RegionReplaced), bytes overwritten. It also counts
+// the faults the writer caught in its own writes.
+func (w *Worker) checkIntegrity() {
+	g := &w.guard
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	b := w.cfg.Board
+	newFile, d, err := b.Heal()
+	if f := b.Faults(); f > g.faults {
+		w.log.Warn("the region faulted under a write (its file shrank); restored and republished", zap.Uint64("faults", f-g.faults))
+		w.metrics.faultsRecovered.Add(float64(f - g.faults))
+		for range f - g.faults {
+			w.repaired(writer.DamageFault)
+		}
+		g.faults = f
+	}
+	c := healthcheck.Check{Name: CheckIntegrity}
+	switch {
+	case err != nil:
+		c.State, c.Reason = healthcheck.Degraded, err.Error()
+		w.log.Error("the region is damaged and the repair failed", zap.Error(err))
+	case !d.None():
+		for _, k := range d.Kinds {
+			w.repaired(k)
+		}
+		w.log.Warn("repaired the region", zap.String("damage", d.String()), zap.Uint64("version", b.Version()))
+	}
+	if newFile != nil {
+		if w.cfg.RegionReplaced != nil {
+			w.cfg.RegionReplaced(newFile)
+		} else {
+			newFile.Close()
+		}
 	}
 	w.setCheck(c)
 }

@@ -152,7 +152,7 @@ func TestHealthOK(t *testing.T) {
 		for _, c := range r.Checks {
 			names = append(names, c.Name)
 		}
-		if strings.Join(names, ",") != "heartbeat,publish,region.lock,region.residency" {
+		if strings.Join(names, ",") != "heartbeat,publish,region.integrity,region.lock,region.residency" {
 			t.Fatalf("%s: checks %v", path, names)
 		}
 	}
@@ -164,7 +164,7 @@ func TestHealthOK(t *testing.T) {
 	if err := json.Unmarshal(b, &s); err != nil {
 		t.Fatal(err)
 	}
-	if s.Health != "ok" || s.HealthReasons == nil || len(s.HealthReasons) != 0 || len(s.Checks) != 4 || !s.Guard.Locked ||
+	if s.Health != "ok" || s.HealthReasons == nil || len(s.HealthReasons) != 0 || len(s.Checks) != 5 || !s.Guard.Locked ||
 		s.Guard.Pages != 16 || s.Guard.ResidentPages != 16 || s.Guard.Repairs[RepairResidency] != 0 {
 		t.Fatalf("status %s", b)
 	}

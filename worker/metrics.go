@@ -53,10 +53,10 @@ func newMetrics() *metrics {
 			Name: "announcementd_mlock_failures_total", Help: "Attempts to lock the region in memory that failed (at map time, then at most one per 10 s while it does not hold).",
 		}),
 		repairs: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "announcementd_region_repairs_total", Help: "Problems of the region found and repaired, by kind (residency: missing pages brought back).",
+			Name: "announcementd_region_repairs_total", Help: "Problems of the region found and repaired, by kind (residency, fault, size, replaced, overwritten).",
 		}, []string{"kind"}),
 		faultsRecovered: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "announcementd_region_faults_recovered_total", Help: "Faults on the region's mapping the worker recovered from (none are handled yet).",
+			Name: "announcementd_region_faults_recovered_total", Help: "Faults (SIGBUS) on the region's mapping the writer caught, repaired and republished after.",
 		}),
 		registered: prometheus.NewRegistry(),
 	}

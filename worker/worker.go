@@ -23,6 +23,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"os"
 	"slices"
 	"sync"
 	"time"
@@ -43,6 +44,9 @@ type Config struct {
 	Log        *zap.Logger
 	Generation uint64
 	Build      string // this binary's build, for status
+	// RegionReplaced, when set, is given the new region file after the writer had to recreate it at its path (it
+	// was removed or replaced); it owns the file. The process that hands the region to the next writer needs it.
+	RegionReplaced func(*os.File)
 	// Supervisor is the process that handed this worker its fds, for status.
 	Supervisor struct {
 		PID   int
@@ -281,6 +285,8 @@ func (w *Worker) onSchedule(due int64) error {
 func (w *Worker) housekeep(ctx context.Context) error {
 	guardTick := time.NewTicker(guardInterval)
 	defer guardTick.Stop()
+	integrityTick := time.NewTicker(integrityInterval)
+	defer integrityTick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -288,6 +294,8 @@ func (w *Worker) housekeep(ctx context.Context) error {
 		case <-guardTick.C:
 			w.checkRegion()
 			w.checkHeartbeat()
+		case <-integrityTick.C:
+			w.checkIntegrity()
 		case <-w.housework:
 			if err := w.removeExpired(); err != nil {
 				w.log.Error("remove expired announcements", zap.Error(err))
