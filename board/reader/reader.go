@@ -28,22 +28,40 @@ type Board struct {
 
 // Open maps the board at path read-only and validates its header.
 func Open(path string) (*Board, error) {
+	b, f, _, err := openFile(path)
+	if err != nil {
+		return nil, err
+	}
+	f.Close() // the mapping outlives the descriptor
+	return b, nil
+}
+
+// openFile is Open that also returns the open file and its fstat, for a Follower to keep.
+func openFile(path string) (*Board, *os.File, unix.Stat_t, error) {
+	var st unix.Stat_t
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, board.Errorf(board.CodeIO, "%v", err)
+		return nil, nil, st, board.Errorf(board.CodeIO, "%v", err)
 	}
-	defer f.Close() // the mapping outlives the descriptor
-	st, err := f.Stat()
+	b, err := mapFile(path, f, &st)
 	if err != nil {
-		return nil, board.Errorf(board.CodeIO, "%v", err)
+		f.Close()
+		return nil, nil, st, err
 	}
-	if st.Size() < board.MinFileSize {
-		return nil, board.Errorf(board.CodeTruncated, "file is %d bytes, a board has at least %d", st.Size(), board.MinFileSize)
+	return b, f, st, nil
+}
+
+func mapFile(path string, f *os.File, st *unix.Stat_t) (*Board, error) {
+	if err := unix.Fstat(int(f.Fd()), st); err != nil {
+		return nil, board.Errorf(board.CodeIO, "fstat %s: %v", path, err)
 	}
-	if st.Size() > board.MaxRegionSize {
-		return nil, board.Errorf(board.CodeBadLayout, "file is %d bytes, more than a board's %d", st.Size(), board.MaxRegionSize)
+	if st.Size < board.MinFileSize {
+		return nil, board.Errorf(board.CodeTruncated, "file is %d bytes, a board has at least %d", st.Size, board.MinFileSize)
 	}
-	mem, err := unix.Mmap(int(f.Fd()), 0, int(st.Size()), unix.PROT_READ, unix.MAP_SHARED)
+	if st.Size > board.MaxRegionSize {
+		return nil, board.Errorf(board.CodeBadLayout, "file is %d bytes, more than a board's %d", st.Size, board.MaxRegionSize)
+	}
+	mem, err := unix.Mmap(int(f.Fd()), 0, int(st.Size), unix.PROT_READ, unix.MAP_SHARED)
 	if err != nil {
 		return nil, board.Errorf(board.CodeIO, "mmap %s: %v", path, err)
 	}
