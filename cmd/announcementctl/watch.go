@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -20,11 +19,13 @@ type change struct {
 	Added   []board.Record `json:"added,omitempty"`
 	Changed []board.Record `json:"changed,omitempty"`
 	Removed []uint64       `json:"removed,omitempty"`
-	Event   string         `json:"event,omitempty"` // "reopened", "stale", "alive"
+	Event   string         `json:"event,omitempty"`  // "reopened", "lost", "stale", "alive"
+	Reason  string         `json:"reason,omitempty"` // why the board was lost
 }
 
 // watch prints every new version and what changed in it, blocking on the board's futex between versions. It
-// follows a superseded board to the new file at the path and says when the writer's heartbeat goes stale.
+// follows the path (reader.Follower) to each new file the writer puts there, and says when the writer's
+// heartbeat goes stale.
 func watch(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("watch", flag.ContinueOnError)
 	shm := fs.String("shm", defaultShm, "the region file")
@@ -41,68 +42,55 @@ func watch(ctx context.Context, args []string, out io.Writer) error {
 		printChange(out, c)
 	}
 
+	f, err := reader.NewFollower(*shm, reader.FollowOptions{StaleAfter: *staleAfter})
+	if err != nil {
+		return fmt.Errorf("watch %s: %w", *shm, err)
+	}
+	defer f.Close()
 	var (
-		b     *reader.Board
 		last  uint64
 		prev  = map[uint64]board.Record{}
 		stale bool
+		lost  bool
 	)
-	defer func() {
-		if b != nil {
-			b.Close()
+	for {
+		u, err := f.Next(ctx, last)
+		if ctx.Err() != nil {
+			return nil
 		}
-	}()
-	for ctx.Err() == nil {
-		if b == nil {
-			var err error
-			if b, err = reader.Open(*shm); err != nil {
-				if last == 0 {
-					return fmt.Errorf("watch %s: %w", *shm, err)
-				}
-				sleep(ctx, 100*time.Millisecond) // the writer is replacing the file: try again
-				continue
-			}
-			if b.State() == board.StateSuperseded { // the new file is not at the path yet
-				b.Close()
-				b = nil
-				sleep(ctx, 100*time.Millisecond)
-				continue
-			}
-			if last != 0 {
-				emit(change{Version: b.Version(), Event: "reopened"})
-			}
-		}
-		snap, err := b.Snapshot()
-		switch {
-		case errors.Is(err, board.ErrSuperseded):
-			b.Close()
-			b = nil
-			continue
-		case errors.Is(err, board.ErrNotPublished) || errors.Is(err, board.ErrBusy):
-		case err != nil:
+		if err != nil {
 			return fmt.Errorf("watch %s: %w", *shm, err)
-		case snap.Version != last:
-			emit(diff(snap, prev))
-			last = snap.Version
-			prev = make(map[uint64]board.Record, len(snap.Records))
-			for _, r := range snap.Records {
+		}
+		if u.Reopened > 0 && last != 0 {
+			v := last
+			if u.Changed {
+				v = u.Snapshot.Version
+			}
+			emit(change{Version: v, Event: "reopened"})
+		}
+		if (u.Lost != nil) != lost {
+			lost = u.Lost != nil
+			if lost {
+				emit(change{Version: last, Event: "lost", Reason: u.Lost.Error()})
+			}
+		}
+		if u.Changed {
+			emit(diff(u.Snapshot, prev))
+			last = u.Snapshot.Version
+			prev = make(map[uint64]board.Record, len(u.Snapshot.Records))
+			for _, r := range u.Snapshot.Records {
 				prev[r.ID] = r
 			}
 		}
-		if now := b.Stale(*staleAfter); now != stale {
-			stale = now
+		if u.Stale != stale {
+			stale = u.Stale
 			ev := change{Version: last, Event: "alive"}
 			if stale {
 				ev.Event = "stale"
 			}
 			emit(ev)
 		}
-		if _, err := b.Wait(ctx, last, time.Second); err != nil && !errors.Is(err, context.DeadlineExceeded) &&
-			!errors.Is(err, board.ErrSuperseded) && ctx.Err() == nil {
-			return fmt.Errorf("watch %s: %w", *shm, err)
-		}
 	}
-	return nil
 }
 
 func diff(s *board.Snapshot, prev map[uint64]board.Record) change {
@@ -128,7 +116,12 @@ func diff(s *board.Snapshot, prev map[uint64]board.Record) change {
 }
 
 func printChange(out io.Writer, c change) {
-	if c.Event != "" {
+	switch c.Event {
+	case "":
+	case "lost":
+		fmt.Fprintf(out, "version %d: board lost: %s\n", c.Version, c.Reason)
+		return
+	default:
 		fmt.Fprintf(out, "version %d: writer %s\n", c.Version, c.Event)
 		return
 	}
@@ -141,12 +134,5 @@ func printChange(out io.Writer, c change) {
 	}
 	for _, id := range c.Removed {
 		fmt.Fprintf(out, "  - %d\n", id)
-	}
-}
-
-func sleep(ctx context.Context, d time.Duration) {
-	select {
-	case <-ctx.Done():
-	case <-time.After(d):
 	}
 }
