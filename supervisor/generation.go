@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"sync"
 	"syscall"
 	"time"
 
@@ -31,6 +32,19 @@ type generation struct {
 
 	exited  chan struct{} // closed once the process has been reaped
 	exitErr error         // the process's end; read only after exited is closed
+
+	// Once the peer is checked, one goroutine reads the connection into inbox until it fails or done is closed;
+	// files the worker sends (a region it had to recreate) go to onFiles wherever they arrive.
+	inbox     chan inbound
+	done      chan struct{}
+	closeOnce sync.Once
+	onFiles   func(handoff.Files)
+}
+
+// inbound is one message, or the error that ended the reading.
+type inbound struct {
+	m   handoff.Message
+	err error
 }
 
 // spawn starts generation n from the binary on disk and takes it to standby: the handshake, the peer check, the
@@ -54,6 +68,7 @@ func (s *Supervisor) spawn(ctx context.Context, n uint64) (*generation, error) {
 		return nil, fmt.Errorf("start %s: %w", s.cfg.Binary, err)
 	}
 	g := &generation{n: n, cmd: cmd, conn: conn, started: time.Now(), exited: make(chan struct{}),
+		inbox: make(chan inbound), done: make(chan struct{}), onFiles: s.replaceFiles,
 		log: s.log.With(zap.Uint64("generation", n), zap.Int("worker_pid", cmd.Process.Pid))}
 	go func() {
 		g.exitErr = cmd.Wait()
@@ -85,11 +100,12 @@ func (s *Supervisor) prepare(ctx context.Context, g *generation) error {
 	if err := g.conn.CheckPeer(g.cmd.Process.Pid, os.Getuid()); err != nil {
 		return err
 	}
+	go g.read()
 	if peer.Generation != g.n {
 		return fmt.Errorf("worker says it is generation %d, want %d", peer.Generation, g.n)
 	}
 	g.build = peer.Build
-	if err := g.conn.SendFiles(ctx, s.cfg.Files...); err != nil {
+	if err := g.conn.SendFiles(ctx, s.files...); err != nil {
 		return err
 	}
 	m, err := g.recv(ctx)
@@ -151,18 +167,56 @@ func (g *generation) yield(ctx context.Context, reason string, grace time.Durati
 	return y, nil
 }
 
-// recv reads the next message; when the worker has exited instead, the error says how it ended.
-func (g *generation) recv(ctx context.Context) (handoff.Message, error) {
-	m, err := g.conn.Recv(ctx)
-	if errors.Is(err, io.EOF) {
+// read feeds inbox until the connection fails or the generation is closed.
+func (g *generation) read() {
+	for {
+		m, err := g.conn.Recv(context.Background())
 		select {
-		case <-g.exited:
-			return nil, fmt.Errorf("worker exited (%v)", exitString(g.exitErr))
-		case <-time.After(time.Second):
-			return nil, errors.New("worker closed the handoff connection")
+		case g.inbox <- inbound{m, err}:
+		case <-g.done:
+			if f, ok := m.(handoff.Files); ok {
+				f.Close()
+			}
+			return
+		}
+		if err != nil {
+			return
 		}
 	}
-	return m, err
+}
+
+// recv returns the next message other than files (those go to onFiles); when the worker has exited instead, the
+// error says how it ended.
+func (g *generation) recv(ctx context.Context) (handoff.Message, error) {
+	for {
+		var in inbound
+		select {
+		case in = <-g.inbox:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("no answer in time: %w", ctx.Err())
+		}
+		if f, ok := in.m.(handoff.Files); ok {
+			g.onFiles(f)
+			continue
+		}
+		if errors.Is(in.err, io.EOF) {
+			select {
+			case <-g.exited:
+				return nil, fmt.Errorf("worker exited (%v)", exitString(g.exitErr))
+			case <-time.After(time.Second):
+				return nil, errors.New("worker closed the handoff connection")
+			}
+		}
+		return in.m, in.err
+	}
+}
+
+// close closes the connection and ends the reader.
+func (g *generation) close() {
+	g.closeOnce.Do(func() {
+		close(g.done)
+		g.conn.Close()
+	})
 }
 
 // failure names the generation and the step in err.
@@ -173,7 +227,7 @@ func (g *generation) failure(step string, err error) error {
 // stop closes the connection (a worker that yielded exits on end-of-file) and waits at most grace for the exit,
 // then kills.
 func (g *generation) stop(grace time.Duration) {
-	g.conn.Close()
+	g.close()
 	select {
 	case <-g.exited:
 	case <-time.After(grace):
@@ -186,7 +240,7 @@ func (g *generation) stop(grace time.Duration) {
 
 // kill ends the process with SIGKILL and waits until it is reaped.
 func (g *generation) kill() {
-	g.conn.Close()
+	g.close()
 	_ = g.cmd.Process.Kill()
 	<-g.exited
 }

@@ -5,7 +5,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -44,7 +46,9 @@ type Config struct {
 	// a new file at this path is what the next generation runs.
 	Binary     string
 	WorkerArgs []string
-	// Files are handed to every generation, in this order. The supervisor never interprets them.
+	// Files are handed to every generation, in this order. The supervisor never interprets them, and owns them from
+	// New on: a worker may send a file of the same name to replace one (say, a region it had to recreate), and the
+	// supervisor closes the one it replaces.
 	Files []handoff.NamedFile
 	// Build names the running supervisor (shown in status and sent in Hello); Self identifies its executable's
 	// contents (FileID), to tell when Binary has changed.
@@ -76,6 +80,7 @@ type Supervisor struct {
 	log     *zap.Logger
 	started time.Time
 	reloads chan chan ReloadResult // the loop takes one request per reload and answers every one it took
+	files   []handoff.NamedFile    // Config.Files, as replaced since; owned by the loop
 	done    chan struct{}          // closed when Run returns
 
 	// Owned by the loop goroutine.
@@ -86,6 +91,7 @@ type Supervisor struct {
 	// upgradeSpent: a self-upgrade got as far as tableflip's hand-over and was then rolled back; tableflip cannot
 	// upgrade this process again, so reloads roll the worker only.
 	upgradeSpent bool
+	stopping     func() bool // whether Run's ctx is done (a reload runs without it)
 
 	mu   sync.Mutex
 	view Status // what Status returns; the loop updates it at each transition
@@ -109,6 +115,7 @@ func New(cfg Config) (*Supervisor, error) {
 		reloads: make(chan chan ReloadResult),
 		done:    make(chan struct{}),
 		next:    cfg.FirstGeneration,
+		files:   slices.Clone(cfg.Files),
 	}
 	s.view = Status{PID: os.Getpid(), Build: cfg.Build, Binary: cfg.Binary, StartedAt: s.started.UTC()}
 	return s, nil
@@ -123,6 +130,7 @@ var ErrGaveUp = errors.New("worker keeps crashing")
 // (self-upgrade). No worker outlives Run.
 func (s *Supervisor) Run(ctx context.Context) error {
 	defer close(s.done)
+	s.stopping = func() bool { return ctx.Err() != nil }
 	if err := s.first(ctx); err != nil {
 		return err
 	}
@@ -142,6 +150,14 @@ func (s *Supervisor) Run(ctx context.Context) error {
 			return nil
 		case <-s.current.exited:
 			s.crashed()
+		case in := <-s.current.inbox:
+			switch m := in.m.(type) {
+			case handoff.Files:
+				s.replaceFiles(m)
+			case nil: // the connection ended: the exit follows
+			default:
+				s.current.log.Warn("unexpected message from the serving worker", zap.Stringer("type", m.Type()))
+			}
 		case req := <-s.reloads:
 			waiters := append([]chan ReloadResult{req}, s.takeWaiting()...)
 			// A stop asked for during a reload waits for it: cutting it short would kill workers mid-handover.
@@ -184,6 +200,24 @@ func (s *Supervisor) first(ctx context.Context) error {
 	return nil
 }
 
+// replaceFiles takes files a worker sent in place of the files of the same names, for the next generations, and
+// closes the ones replaced. A name the supervisor does not hand out is refused.
+func (s *Supervisor) replaceFiles(files handoff.Files) {
+	for name, f := range files {
+		i := slices.IndexFunc(s.files, func(nf handoff.NamedFile) bool { return nf.Name == name })
+		if i < 0 {
+			s.log.Warn("a worker sent a file the supervisor does not hand out; closed", zap.String("name", name))
+			f.Close()
+			continue
+		}
+		if c, ok := s.files[i].File.(io.Closer); ok {
+			c.Close()
+		}
+		s.files[i].File = f
+		s.log.Info("a worker replaced a file; the next generations get the new one", zap.String("name", name))
+	}
+}
+
 // take returns the next generation number and consumes it.
 func (s *Supervisor) take() uint64 {
 	n := s.next
@@ -212,7 +246,7 @@ func (s *Supervisor) crashed() {
 		s.crashes = 0
 	}
 	s.crashes++
-	g.conn.Close()
+	g.close()
 	g.log.Error("worker exited unexpectedly", zap.String("status", exitString(g.exitErr)), zap.Int("crashes_in_a_row", s.crashes))
 	s.mu.Lock()
 	s.view.Restarts++

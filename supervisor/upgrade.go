@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"syscall"
 	"time"
 
 	"go.uber.org/zap"
@@ -41,8 +42,13 @@ var ErrHandedBack = errors.New("the upgrade was rolled back: the old supervisor 
 
 // Parent is a new supervisor's link to the supervisor it replaces.
 type Parent struct {
-	conn *handoff.Conn
+	conn  *handoff.Conn
+	files handoff.Files
 }
+
+// Files are the files the old supervisor hands its workers, as they are now (a region a worker had to recreate is
+// the new one). The caller owns them.
+func (p *Parent) Files() handoff.Files { return p.files }
 
 // DialParent connects a supervisor started by a self-upgrade to the old one; it returns nil, nil when this process
 // was not started by one. Call it first, so that any failure can be reported with Fail.
@@ -73,7 +79,12 @@ func DialParent(ctx context.Context) (*Parent, error) {
 		conn.Close()
 		return nil, fmt.Errorf("old supervisor: %w", err)
 	}
-	return &Parent{conn: conn}, nil
+	files, err := conn.RecvFiles(hctx)
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("old supervisor: %w", err)
+	}
+	return &Parent{conn: conn, files: files}, nil
 }
 
 // Fail tells the old supervisor why this one cannot take over, and closes the link.
@@ -86,6 +97,9 @@ func (p *Parent) Fail(err error) {
 	p.conn.Send(ctx, handoff.Standby{Reason: err.Error()})
 	p.conn.Close()
 }
+
+// Files travel from the old supervisor to the new one over this link, not with tableflip: a worker may have
+// replaced one (a recreated region) since tableflip was told about them.
 
 // takeOver is the new supervisor's side: its first worker g is in standby. It tells the old supervisor, becomes
 // ready for tableflip, waits for the old worker to yield, starts g and reports how that went.
@@ -113,13 +127,16 @@ func (s *Supervisor) takeOver(ctx context.Context, g *generation) error {
 	sctx, scancel := context.WithTimeout(ctx, 5*time.Second)
 	defer scancel()
 	if err != nil {
+		// Our worker goes before the old supervisor hears of it: the old worker it resumes needs the store.
+		g.kill()
 		p.conn.Send(sctx, handoff.Ready{Reason: err.Error()})
 		p.conn.Close()
 		return fmt.Errorf("%w: %v", ErrHandedBack, err)
 	}
 	if err := p.conn.Send(sctx, handoff.Ready{Healthy: true, RegionVersion: r.RegionVersion}); err != nil {
-		// The old supervisor is gone or gave up: it will not resume its worker if it is gone, and if it gave
-		// up it killed nothing of ours. Serving is the safe side; say so.
+		// The old supervisor is gone (it exits once it hears), or it timed out waiting and is resuming its own
+		// worker, which will then find the store taken and fail. Neither can be undone from here; serving is
+		// the better side.
 		s.log.Warn("could not confirm the take-over to the old supervisor", zap.Error(err))
 	}
 	p.conn.Close()
@@ -130,7 +147,7 @@ func (s *Supervisor) takeOver(ctx context.Context, g *generation) error {
 
 // upgrade replaces this supervisor with the binary on disk; see the top of this file.
 func (s *Supervisor) upgrade(ctx context.Context, res ReloadResult) ReloadResult {
-	res.Kind, res.To = "upgrade", s.next
+	res.Kind, res.To = "upgrade", s.take() // the new supervisor's first generation: the number is spent either way
 	s.log.Info("reload: the binary changed; upgrading the supervisor", zap.String("binary", s.cfg.Binary))
 	dir, err := os.MkdirTemp("", "announcementd-upgrade-") // 0700: only this uid reaches the socket
 	if err != nil {
@@ -144,18 +161,19 @@ func (s *Supervisor) upgrade(ctx context.Context, res ReloadResult) ReloadResult
 	defer l.Close()
 	// The new supervisor inherits the environment: where to reach us, and the generation count.
 	os.Setenv(EnvUpgradeSocket, l.Addr().String())
-	os.Setenv(EnvGeneration, strconv.FormatUint(s.next, 10))
+	os.Setenv(EnvGeneration, strconv.FormatUint(res.To, 10))
 	defer os.Unsetenv(EnvUpgradeSocket)
 
 	type linked struct {
 		conn    *handoff.Conn
+		pid     int
 		standby handoff.Standby
 		err     error
 	}
 	linkc := make(chan linked, 1)
 	go func() {
-		conn, sb, err := s.acceptNewSupervisor(l)
-		linkc <- linked{conn, sb, err}
+		conn, pid, sb, err := s.acceptNewSupervisor(l)
+		linkc <- linked{conn, pid, sb, err}
 	}()
 	upErr := s.cfg.Upgrader.Upgrade()
 	if upErr != nil {
@@ -167,6 +185,17 @@ func (s *Supervisor) upgrade(ctx context.Context, res ReloadResult) ReloadResult
 	lk := <-linkc
 	if lk.conn != nil {
 		defer lk.conn.Close()
+	}
+	if upErr == nil {
+		// The new supervisor wrote its pid into the pid file when it said ready. Unless it takes over, the file
+		// must name this process again, at once.
+		defer func() {
+			if last := s.Status().LastReload; last == nil || last.Outcome != OutcomeUpgraded {
+				if err := s.writePIDFile(); err != nil {
+					s.log.Error("pid file", zap.Error(err))
+				}
+			}
+		}()
 	}
 	switch {
 	case upErr != nil:
@@ -205,30 +234,31 @@ func (s *Supervisor) upgrade(ctx context.Context, res ReloadResult) ReloadResult
 	if err == nil {
 		s.current.stop(s.cfg.DrainTimeout)
 		s.current = nil
+		if s.stopping() {
+			// A stop asked for during the upgrade reached this process only; the new one must hear it too.
+			s.log.Info("stopping: passing the stop on to the new supervisor", zap.Int("pid", lk.pid))
+			syscall.Kill(lk.pid, syscall.SIGTERM)
+		}
 		return s.record(res.finish(OutcomeUpgraded, ""))
 	}
 	// The new build failed after its start: resume our worker. tableflip cannot upgrade this process again.
 	s.upgradeSpent = true
 	lk.conn.Close() // the new supervisor leaves
-	res = s.rollback(ctx, s.current, res, err)
-	if werr := s.writePIDFile(); werr != nil {
-		s.log.Error("pid file", zap.Error(werr))
-	}
-	return s.record(res)
+	return s.record(s.rollback(ctx, s.current, res, err))
 }
 
 // acceptNewSupervisor accepts the new supervisor's link on l, checks it is our child, and reads its Standby.
-func (s *Supervisor) acceptNewSupervisor(l *net.UnixListener) (*handoff.Conn, handoff.Standby, error) {
+func (s *Supervisor) acceptNewSupervisor(l *net.UnixListener) (*handoff.Conn, int, handoff.Standby, error) {
 	deadline := time.Now().Add(2*s.cfg.ReadyTimeout + 10*time.Second)
 	l.SetDeadline(deadline)
 	uc, err := l.AcceptUnix()
 	if err != nil {
-		return nil, handoff.Standby{}, err
+		return nil, 0, handoff.Standby{}, err
 	}
 	conn, err := handoff.New(uc)
 	if err != nil {
 		uc.Close()
-		return nil, handoff.Standby{}, err
+		return nil, 0, handoff.Standby{}, err
 	}
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
@@ -240,6 +270,10 @@ func (s *Supervisor) acceptNewSupervisor(l *net.UnixListener) (*handoff.Conn, ha
 		} else {
 			err = conn.CheckPeer(peer.PID, os.Getuid())
 		}
+	}
+	if err == nil {
+		// The files as they are now: tableflip carries only what was registered with it at the start.
+		err = conn.SendFiles(ctx, s.files...)
 	}
 	var sb handoff.Standby
 	if err == nil {
@@ -253,9 +287,9 @@ func (s *Supervisor) acceptNewSupervisor(l *net.UnixListener) (*handoff.Conn, ha
 	}
 	if err != nil {
 		conn.Close()
-		return nil, sb, err
+		return nil, 0, sb, err
 	}
-	return conn, sb, nil
+	return conn, peer.PID, sb, nil
 }
 
 // parentPID reads pid's parent from /proc; 0 when it cannot.

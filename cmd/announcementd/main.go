@@ -38,6 +38,10 @@ import (
 // can happen between a publish and the floor's save.
 const recreateJump = 1 << 20
 
+// minDrainTimeout covers a worker's drain: its requests get 10 s (worker.Serve), then it stops its schedule, saves
+// the version floor and closes the store.
+const minDrainTimeout = 12 * time.Second
+
 // config is the command line.
 type config struct {
 	shm        string
@@ -84,8 +88,11 @@ func parseFlags(args []string) (config, error) {
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
-	if c.readyTimeout <= 0 || c.drainTimeout <= 0 || c.restartBackoff <= 0 || c.restartLimit == 0 {
-		return c, errors.New("--ready-timeout, --drain-timeout and --restart-backoff must be positive, --restart-limit non-zero")
+	if c.readyTimeout <= 0 || c.restartBackoff <= 0 || c.restartLimit == 0 {
+		return c, errors.New("--ready-timeout and --restart-backoff must be positive, --restart-limit non-zero")
+	}
+	if c.drainTimeout < minDrainTimeout {
+		return c, fmt.Errorf("--drain-timeout %v: at least %v (a worker gives in-flight requests 10 s, then saves its state)", c.drainTimeout, minDrainTimeout)
 	}
 	if c.pprof && c.metrics == "" {
 		return c, errors.New("--pprof needs --metrics HOST:PORT to serve on")

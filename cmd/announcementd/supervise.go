@@ -36,6 +36,10 @@ const (
 // supervise runs the supervisor until ctx is done or a self-upgrade hands the service to a new process. args are
 // its own flags, passed on to every worker.
 func supervise(ctx context.Context, log *zap.Logger, c config, args []string) (err error) {
+	// A reload asked for while this process starts waits for it; it must not kill it (SIGHUP's default).
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	binary, err := exec.LookPath(os.Args[0])
 	if err == nil {
 		binary, err = filepath.Abs(binary)
@@ -56,6 +60,11 @@ func supervise(ctx context.Context, log *zap.Logger, c config, args []string) (e
 	if err != nil {
 		return err
 	}
+	if upg.HasParent() {
+		// tableflip passes its two pipes as fds 3 and 4 without close-on-exec: keep them from the workers.
+		syscall.CloseOnExec(3)
+		syscall.CloseOnExec(4)
+	}
 	ready := &readyUpgrader{Upgrader: upg}
 	// Started by a self-upgrade: reach the old supervisor first, so that it hears why if this one cannot take over.
 	parent, err := supervisor.DialParent(ctx)
@@ -74,7 +83,7 @@ func supervise(ctx context.Context, log *zap.Logger, c config, args []string) (e
 		return err
 	}
 
-	files, err := openFiles(upg, c)
+	files, err := openFiles(upg, parent, c)
 	if err != nil {
 		return fail(err)
 	}
@@ -103,9 +112,6 @@ func supervise(ctx context.Context, log *zap.Logger, c config, args []string) (e
 
 	srv := &http.Server{Handler: supervisor.ControlHandler(sup), ReadHeaderTimeout: 5 * time.Second}
 	go srv.Serve(control)
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 	go func() {
 		for range hup {
 			go func() {
@@ -153,14 +159,26 @@ func (u *readyUpgrader) Ready() error {
 
 // openFiles returns the files every worker gets: the region, the API listeners and the metrics listener. Each comes
 // from the previous supervisor when there was one (self-upgrade), else it is opened here.
-func openFiles(upg *tableflip.Upgrader, c config) ([]handoff.NamedFile, error) {
+func openFiles(upg *tableflip.Upgrader, parent *supervisor.Parent, c config) ([]handoff.NamedFile, error) {
 	if c.tokenFile != "" {
 		if _, err := readToken(c.tokenFile); err != nil { // fail at start, not in every worker
 			return nil, err
 		}
 	}
-	region, err := openRegion(upg, c.shm)
-	if err != nil {
+	var region *os.File
+	var err error
+	if parent != nil { // the old supervisor's, as it is now; the listeners come from tableflip
+		for name, f := range parent.Files() {
+			if name == fileRegion {
+				region = f
+			} else {
+				f.Close()
+			}
+		}
+		if region == nil {
+			return nil, errors.New("the old supervisor did not hand over the region")
+		}
+	} else if region, err = openRegion(c.shm); err != nil {
 		return nil, err
 	}
 	files := []handoff.NamedFile{{Name: fileRegion, File: region}}
@@ -196,12 +214,8 @@ func openFiles(upg *tableflip.Upgrader, c config) ([]handoff.NamedFile, error) {
 // openRegion opens (creating it empty if need be; the worker lays the board out) the region file, mode 0644:
 // readers need read access only. The supervisor's lock on it keeps a second daemon away for the life of the
 // service; the workers get the same open file description, so the lock is theirs too.
-func openRegion(upg *tableflip.Upgrader, path string) (*os.File, error) {
-	f, err := upg.File(fileRegion)
-	if err != nil || f != nil {
-		return f, err
-	}
-	f, err = os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644) // Go opens with O_CLOEXEC
+func openRegion(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644) // Go opens with O_CLOEXEC
 	if err != nil {
 		return nil, fmt.Errorf("open region: %w", err)
 	}
@@ -211,9 +225,6 @@ func openRegion(upg *tableflip.Upgrader, path string) (*os.File, error) {
 	}
 	if err == nil {
 		err = lockRegion(f)
-	}
-	if err == nil {
-		err = upg.AddFile(fileRegion, f)
 	}
 	if err != nil {
 		f.Close()

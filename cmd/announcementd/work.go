@@ -94,6 +94,10 @@ func work(log *zap.Logger, c config) error {
 			msgs <- m
 		}
 	}()
+	// A region the writer had to recreate (it was removed or replaced at its path) replaces the one this worker
+	// was handed, for its next turn, and goes to the supervisor, which hands it to the next generation.
+	replaced := make(chan *os.File, 4)
+	env.regionReplaced = func(f *os.File) { replaced <- f }
 	var t *turn
 	defer func() {
 		if t != nil {
@@ -118,6 +122,16 @@ func work(log *zap.Logger, c config) error {
 			return fmt.Errorf("supervisor connection: %w", err)
 		case err := <-failed:
 			return fmt.Errorf("serving failed: %w", err)
+		case f := <-replaced:
+			files[fileRegion].Close()
+			files[fileRegion] = f
+			sctx, cancel := context.WithTimeout(context.Background(), handoffTimeout)
+			err := conn.SendFiles(sctx, handoff.NamedFile{Name: fileRegion, File: f})
+			cancel()
+			if err != nil {
+				return fmt.Errorf("hand the recreated region to the supervisor: %w", err)
+			}
+			log.Info("handed the recreated region to the supervisor")
 		case m := <-msgs:
 			sctx, cancel := context.WithTimeout(ctx, handoffTimeout)
 			switch m := m.(type) {
@@ -135,7 +149,11 @@ func work(log *zap.Logger, c config) error {
 					failed = t.failed
 					log.Info("serving", zap.String("reason", m.Reason), zap.Uint64("version", t.board.Version()))
 				} else {
-					log.Error("not ready after starting", zap.String("reason", r.Reason))
+					// Let go of everything before saying so: the supervisor starts the previous generation
+					// again, which needs the store and the region, and requests this one accepted are answered.
+					log.Error("not ready after starting; stepping back", zap.String("reason", r.Reason))
+					t.end()
+					t = nil
 				}
 				err = conn.Send(sctx, r)
 			case handoff.Yield:
@@ -182,7 +200,8 @@ type turnEnv struct {
 		PID   int
 		Build string
 	}
-	token string
+	token          string
+	regionReplaced func(*os.File) // Config.RegionReplaced of every turn's worker
 }
 
 // check does what can be done before the turn without writing anything: the files are there and of the right
@@ -237,11 +256,11 @@ type turn struct {
 }
 
 // start takes the store and the region and serves.
-func (e *turnEnv) start(floor uint64) (t *turn, err error) {
-	t = &turn{log: e.log}
+func (e *turnEnv) start(floor uint64) (_ *turn, err error) {
+	t := &turn{log: e.log}
 	defer func() {
 		if err != nil {
-			t.release()
+			t.release() // t itself, not the nil that the failing return hands back
 		}
 	}()
 	// The previous writer closed the store before it yielded; the wait covers a slow close.
@@ -271,7 +290,7 @@ func (e *turnEnv) start(floor uint64) (t *turn, err error) {
 		region.Close()
 		return nil, err
 	}
-	cfg := worker.Config{Board: t.board, Store: t.st, Log: e.log, Generation: e.gen, Build: e.build}
+	cfg := worker.Config{Board: t.board, Store: t.st, Log: e.log, Generation: e.gen, Build: e.build, RegionReplaced: e.regionReplaced}
 	cfg.Supervisor.PID, cfg.Supervisor.Build = e.supervisor.PID, e.supervisor.Build
 	if t.w, err = worker.New(cfg); err != nil {
 		return nil, err
