@@ -29,6 +29,7 @@ bench: build ## measure the board, the worker's API, the region guard, and reloa
 	$(GO) run ./internal/cmd/workerbench
 	$(GO) run ./internal/cmd/guardbench
 	$(GO) run ./internal/cmd/reloadbench -daemon $(BIN)/announcementd
+	$(GO) run ./internal/cmd/healbench -daemon $(BIN)/announcementd
 
 lint: ## gofmt and go vet must be clean
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo 'gofmt: files above need formatting'; exit 1; }
