@@ -203,3 +203,42 @@ func TestHealOverwrittenBytes(t *testing.T) {
 		})
 	}
 }
+
+// A writer killed in the middle of a publish leaves the slot it was writing with an odd sequence word and half of
+// its bytes. Readers are on the other slot meanwhile. The next writer's first publish lands in that slot, writes it
+// whole and makes its sequence word even: readers get the whole set at a higher version.
+func TestNextWriterRepairsASlotLeftMidPublish(t *testing.T) {
+	path := tempRegion(t)
+	a, err := writer.Open(path, writer.Options{Size: 64 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Publish(healSet()[:1]); err != nil {
+		t.Fatal(err)
+	}
+	v, err := a.Publish(healSet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := a.Header()
+	a.Close()
+	// The crash: the next slot's sequence word odd, some of its records scribbled over.
+	next := h.SlotOffset((v + 1) & 1)
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteAt([]byte{7, 0, 0, 0, 0, 0, 0, 0}, int64(next)) // seq = 7
+	f.WriteAt([]byte("half a record"), int64(next+board.SlotHeaderSize+10))
+	f.Close()
+	if s := read(t, path); s.Version != v { // readers are unaffected: they read the other slot
+		t.Fatalf("readers after the crash: version %d, want %d", s.Version, v)
+	}
+
+	b := open(t, path, writer.Options{})
+	v2, err := b.Publish(healSet())
+	if err != nil || v2 != v+1 {
+		t.Fatalf("the next writer's first publish: %d, %v (want %d)", v2, err, v+1)
+	}
+	expectHealed(t, b, path, v)
+}
