@@ -25,6 +25,9 @@
  *                          fields major, minor, state, region_size, capacity, stride, writer_pid, generation,
  *                          heartbeat_ns. The last four dynamic ones are read right after the copy was accepted;
  *                          major ... stride are the board's, from notice_open. Members priv_* are private.
+ * notice_follower          A follower of a path (opaque): the board at the path, reopened whenever the writer
+ *                          replaces the file. Created by notice_follow_open, freed by notice_follow_close.
+ * notice_follow_status     What notice_follow_wait reports: version, reopens, reopened, changed, stale, lost.
  * notice_record            One decoded record: id, effective_at, expires_at (unix ns, 0 = never), priority,
  *                          content_len (0..256) and content, a NUL-terminated copy of the content_len bytes of
  *                          UTF-8 (the text itself may contain NUL: use content_len when that matters).
@@ -49,6 +52,7 @@
  *     NOTICE_ETIMEDOUT        -12  "timed_out"          notice_wait: the timeout passed without a new version
  *     NOTICE_ENOMEM           -13  "out_of_memory"      (C only) malloc failed
  *     NOTICE_EINVAL           -14  "invalid_argument"   (C only) a required pointer argument was NULL
+ *     NOTICE_EWENTBACK        -15  "version_went_back"  (followers) the path shows a version below one returned
  *
  * ---------------------------------------------------------------------------------------------------------------
  * Functions (b must be a board from notice_open that is not closed; that is not checked)
@@ -98,12 +102,63 @@
  * const char *notice_error_name(int err)    The name in the table above (static storage); "ok" for 0.
  *
  * ---------------------------------------------------------------------------------------------------------------
+ * Following the path (FORMAT.md §5, "Following the path")
+ * ---------------------------------------------------------------------------------------------------------------
+ * The daemon replaces its file when it must (a new file renamed over the path, then the old one marked superseded
+ * and its waiters woken); the version continues above the old one there. A follower keeps reading the board at
+ * the path across those replacements. Before each read it checks the open file and reopens the path when:
+ *   - the open file is superseded (state 2);
+ *   - the path names another file than the open one (stat(path) dev/ino differs from the open file's: unlinked
+ *     and recreated, or renamed over, even before the old one is marked). A path that names nothing keeps the
+ *     open file: its writer may still publish into it until it recreates the path;
+ *   - the open file is shorter than its mapping (fstat on the descriptor the follower keeps open): truncated.
+ *     The follower then never touches that mapping again.
+ * A reopen that fails (no file yet, truncated, bad_magic while the new file is being created) keeps the open file
+ * and is retried at the next check; when the open file is retired (superseded or truncated) the follower is
+ * "lost" until the path names a usable board. It never returns a version lower than one it returned before. A
+ * check costs an fstat and a stat (about a microsecond on tmpfs). A follower is not thread-safe: use it from one
+ * thread at a time. It holds one descriptor and one mapping.
+ *
+ * int  notice_follow_open(const char *path, int64_t stale_after_ns, notice_follower **out)
+ *     Opens the board at path (as notice_open; its errors) and returns a follower of path in *out (NULL on
+ *     error). stale_after_ns <= 0 means the default, 5 s.
+ * void notice_follow_close(notice_follower *f)
+ *     Unmaps, closes and frees f; NULL is allowed. Snapshots it filled stay valid.
+ * int  notice_follow_snapshot(notice_follower *f, struct notice_snapshot **snap)
+ *     Checks (and reopens) as above, then takes a snapshot into *snap with notice_snapshot_reuse's rules: *snap
+ *     NULL is allocated, otherwise refilled; on error *snap keeps its previous contents. Returns the snapshot
+ *     errors (busy and not_published are transient), NOTICE_ESUPERSEDED or NOTICE_ETRUNCATED while lost (try
+ *     again later), NOTICE_EWENTBACK if the path shows a lower version than one returned before.
+ * int  notice_follow_wait(notice_follower *f, uint64_t last_version, int timeout_ms,
+ *                         struct notice_snapshot **snap, notice_follow_status *status)
+ *     Blocks until there is something to report and returns 0 with *status filled (status may be NULL):
+ *       changed   1 when *snap was refilled with a snapshot above last_version (and not below any version
+ *                 returned before; a lower one is not reported: it keeps waiting);
+ *       reopened  the files it moved to since the previous report (reopens: the total);
+ *       stale     1 when the heartbeat is older than stale_after_ns (or the open file is truncated). A wait
+ *                 returns when stale flips either way: "stale" and "no change" are told apart, and the
+ *                 snapshot is still consistent;
+ *       lost      0, or NOTICE_ESUPERSEDED / NOTICE_ETRUNCATED while the open file is retired and nothing usable
+ *                 is at the path. A wait returns when lost is set and when it clears.
+ *     version is the newest accepted snapshot's. Pass 0 at first to get the current snapshot at once, then the
+ *     version seen. It sleeps on the board's futex and wakes every NOTICE_FOLLOW_CHECK_MS (100 ms) to check the
+ *     path and the heartbeat. timeout_ms < 0 waits without limit, 0 only checks; when it passes, it returns
+ *     NOTICE_ETIMEDOUT with *status filled: no change. Other errors: corrupt bytes (snapshot_checksum,
+ *     record_checksum, bad_record: calling again retries), NOTICE_ENOMEM, NOTICE_EINVAL.
+ * int  notice_follow_is_stale(notice_follower *f)
+ *     Checks (and reopens) as above; 1 if the heartbeat of the open file is older than stale_after_ns or the file
+ *     is truncated, else 0.
+ * uint64_t notice_follow_reopens(const notice_follower *f)
+ *     The number of files the follower moved to since notice_follow_open.
+ *
+ * ---------------------------------------------------------------------------------------------------------------
  * Thread safety
  * ---------------------------------------------------------------------------------------------------------------
  * A notice_board is immutable after notice_open: any number of threads may call notice_version, notice_state,
  * notice_heartbeat_ns, notice_is_stale, notice_wait and notice_snapshot(_reuse) on one board at once, each thread
  * with its own snapshot. A snapshot is not synchronised: refill it from one thread at a time (reading it from
  * several threads while nobody refills it is fine). notice_close must not race with other calls on that board.
+ * A notice_follower changes as it follows: one thread at a time.
  * The CRC tables are static const data: there is no global state, no initialisation and no lock.
  *
  * ---------------------------------------------------------------------------------------------------------------
@@ -113,7 +168,10 @@
  * later changes to the mapped header cannot make the reader step outside the mapping: garbage, truncated or
  * wrong-size files produce an error, never an out-of-bounds read. One hazard remains and is not handled: if the
  * file is truncated (shrunk) after notice_open, touching the vanished pages raises SIGBUS. A conforming writer
- * never shrinks a region in place (FORMAT.md §7); it retires it (state 2) and creates a new file.
+ * never shrinks a region in place (FORMAT.md §7); it retires it (state 2) and creates a new file. A follower
+ * fstats its file before every read and stops reading a file that shrank, which narrows the hazard to a
+ * truncation during one read; catching SIGBUS would need a process-wide signal handler, which a library must not
+ * install.
  */
 #ifndef NOTICE_H
 #define NOTICE_H
@@ -163,14 +221,16 @@ enum {
     NOTICE_EBUSY = -11,
     NOTICE_ETIMEDOUT = -12,
     NOTICE_ENOMEM = -13,
-    NOTICE_EINVAL = -14
+    NOTICE_EINVAL = -14,
+    NOTICE_EWENTBACK = -15
 };
 
 enum {
     NOTICE_STATE_LIVE = 1,
     NOTICE_STATE_SUPERSEDED = 2,
     NOTICE_MAX_CONTENT = 256,
-    NOTICE_MAX_ATTEMPTS = 100
+    NOTICE_MAX_ATTEMPTS = 100,
+    NOTICE_FOLLOW_CHECK_MS = 100 /* how often notice_follow_wait checks the path and the heartbeat */
 };
 
 /* One decoded record. content is a NUL-terminated copy of the content_len bytes of UTF-8 text (the text itself
@@ -234,6 +294,27 @@ NOTICE_API const notice_record *notice_record_at(const struct notice_snapshot *s
 NOTICE_API int notice_iterate(const struct notice_snapshot *s, int (*fn)(const notice_record *, void *), void *arg);
 NOTICE_API const char *notice_strerror(int err);
 NOTICE_API const char *notice_error_name(int err);
+
+/* Following the path: an opaque follower, and what notice_follow_wait reports. */
+typedef struct notice_follower notice_follower;
+
+typedef struct notice_follow_status {
+    uint64_t version;  /* the version of the newest snapshot the follower accepted; 0 = none yet */
+    uint64_t reopens;  /* files the follower moved to since notice_follow_open */
+    uint32_t reopened; /* files it moved to since the previous report */
+    int32_t changed;   /* 1: the snapshot was refilled with a version above last_version */
+    int32_t stale;     /* 1: the heartbeat is older than stale_after_ns, or the open file cannot be read */
+    int32_t lost;      /* 0, or why the open file is retired with no usable replacement at the path yet:
+                          NOTICE_ESUPERSEDED or NOTICE_ETRUNCATED */
+} notice_follow_status;
+
+NOTICE_API int notice_follow_open(const char *path, int64_t stale_after_ns, notice_follower **out);
+NOTICE_API void notice_follow_close(notice_follower *f);
+NOTICE_API int notice_follow_snapshot(notice_follower *f, struct notice_snapshot **snap);
+NOTICE_API int notice_follow_wait(notice_follower *f, uint64_t last_version, int timeout_ms,
+                                  struct notice_snapshot **snap, notice_follow_status *status);
+NOTICE_API int notice_follow_is_stale(notice_follower *f);
+NOTICE_API uint64_t notice_follow_reopens(const notice_follower *f);
 
 #ifndef __cplusplus
 /* The poll: one acquire load of the version word at offset 0. The acquire pairs with the writer's release store
@@ -835,18 +916,15 @@ static int notice__parse_header(const unsigned char *p, uint64_t size, notice_bo
     return NOTICE_OK;
 }
 
-NOTICE_API int notice_open(const char *path, notice_board **out)
+/* Opens path and maps it (FORMAT.md §5 steps 1-3). If fd_out is not NULL the descriptor stays open in *fd_out and
+ * *st_out is its fstat (a follower keeps both); otherwise it is closed once the file is mapped. */
+static int notice__open(const char *path, notice_board **out, int *fd_out, struct stat *st_out)
 {
     struct stat st;
-    notice_board tmp, *b;
+    notice_board tmp, *b = NULL;
     void *map;
     int fd, rc, saved;
 
-    if (out == NULL)
-        return NOTICE_EINVAL;
-    *out = NULL;
-    if (path == NULL)
-        return NOTICE_EINVAL;
     fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return NOTICE_EIO;
@@ -866,7 +944,8 @@ NOTICE_API int notice_open(const char *path, notice_board **out)
     }
     map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
     saved = errno;
-    close(fd); /* the mapping keeps the file alive */
+    if (fd_out == NULL || map == MAP_FAILED)
+        close(fd); /* the mapping keeps the file alive */
     if (map == MAP_FAILED) {
         errno = saved;
         return NOTICE_EIO;
@@ -879,12 +958,28 @@ NOTICE_API int notice_open(const char *path, notice_board **out)
         rc = NOTICE_ENOMEM;
     if (rc != NOTICE_OK) {
         munmap(map, tmp.map_size);
+        if (fd_out != NULL)
+            close(fd);
         return rc;
     }
     *b = tmp;
     notice__skip_init(b->skip, b->stride - 4);
     *out = b;
+    if (fd_out != NULL) {
+        *fd_out = fd;
+        *st_out = st;
+    }
     return NOTICE_OK;
+}
+
+NOTICE_API int notice_open(const char *path, notice_board **out)
+{
+    if (out == NULL)
+        return NOTICE_EINVAL;
+    *out = NULL;
+    if (path == NULL)
+        return NOTICE_EINVAL;
+    return notice__open(path, out, NULL, NULL);
 }
 
 NOTICE_API void notice_close(notice_board *b)
@@ -1218,6 +1313,227 @@ NOTICE_API int notice_iterate(const struct notice_snapshot *s, int (*fn)(const n
     return 0;
 }
 
+/* ---- following the path (FORMAT.md §5, "Following the path") ---- */
+
+struct notice_follower {
+    char *path;
+    notice_board *b;            /* the open board; never NULL */
+    int fd;                     /* its file, kept open to fstat it */
+    dev_t dev;                  /* its identity, to compare with stat(path) */
+    ino_t ino;
+    int bad;                    /* the file shrank under the mapping: its pages are never touched again */
+    int lost;                   /* 0, or why the open file is retired with no usable replacement yet */
+    int64_t stale_after_ns;
+    uint64_t high;              /* the highest version accepted (returned) so far */
+    uint64_t reopens;
+    struct notice_snapshot *scratch; /* the next snapshot is taken here, and swapped in once accepted */
+    int rep_stale, rep_lost;    /* what the last report of notice_follow_wait said */
+    uint64_t rep_reopens;
+};
+
+/* Checks whether the open file is still the board to read (not truncated, not superseded, still the file at the
+ * path) and moves to the file at the path when it is not and the path names a usable board. Sets f->lost. */
+static void notice__follow_refresh(notice_follower *f)
+{
+    struct stat st;
+    notice_board *nb = NULL;
+    int reason = 0, nfd = -1;
+
+    if (f->bad) {
+        reason = NOTICE_ETRUNCATED;
+    } else if (fstat(f->fd, &st) != 0 || st.st_size < (off_t)f->b->map_size) {
+        f->bad = 1; /* fstat before any load: a shrunk file is found before its vanished pages are touched */
+        reason = NOTICE_ETRUNCATED;
+    } else if (notice_state(f->b) == NOTICE_STATE_SUPERSEDED) {
+        reason = NOTICE_ESUPERSEDED;
+    } else if (stat(f->path, &st) != 0 || (st.st_dev == f->dev && st.st_ino == f->ino)) {
+        /* The path names the open file, or nothing (unlinked: its writer may publish into it until it recreates
+         * the path). Keep reading it. */
+        f->lost = 0;
+        return;
+    }
+    if (notice__open(f->path, &nb, &nfd, &st) == NOTICE_OK) {
+        if (st.st_dev != f->dev || st.st_ino != f->ino) {
+            notice_close(f->b);
+            close(f->fd);
+            f->b = nb;
+            f->fd = nfd;
+            f->dev = st.st_dev;
+            f->ino = st.st_ino;
+            f->bad = 0;
+            f->lost = 0;
+            f->reopens++;
+            return;
+        }
+        notice_close(nb); /* the path still names the retired file: its replacement is not there yet */
+        close(nfd);
+    }
+    /* No usable file at the path yet. A retired file is lost; a file that is only no longer at the path is still
+     * read (reason 0). */
+    f->lost = reason;
+}
+
+static int notice__follow_stale(const notice_follower *f)
+{
+    return f->bad || f->lost == NOTICE_ETRUNCATED || notice_is_stale(f->b, f->stale_after_ns);
+}
+
+/* The snapshot in f->scratch becomes *snap if it does not go back. */
+static int notice__follow_accept(notice_follower *f, struct notice_snapshot **snap)
+{
+    struct notice_snapshot tmp;
+    if (f->scratch->version < f->high)
+        return NOTICE_EWENTBACK;
+    if (*snap == NULL && (*snap = (struct notice_snapshot *)calloc(1, sizeof **snap)) == NULL)
+        return NOTICE_ENOMEM;
+    tmp = **snap; /* swap the structs: records points into heap buffers that move with them */
+    **snap = *f->scratch;
+    *f->scratch = tmp;
+    f->high = (*snap)->version;
+    return NOTICE_OK;
+}
+
+NOTICE_API int notice_follow_open(const char *path, int64_t stale_after_ns, notice_follower **out)
+{
+    notice_follower *f;
+    struct stat st;
+    size_t n;
+    int rc;
+
+    if (out == NULL)
+        return NOTICE_EINVAL;
+    *out = NULL;
+    if (path == NULL)
+        return NOTICE_EINVAL;
+    if ((f = (notice_follower *)calloc(1, sizeof *f)) == NULL)
+        return NOTICE_ENOMEM;
+    n = strlen(path) + 1;
+    if ((f->path = (char *)malloc(n)) == NULL) {
+        free(f);
+        return NOTICE_ENOMEM;
+    }
+    memcpy(f->path, path, n);
+    rc = notice__open(path, &f->b, &f->fd, &st);
+    if (rc != NOTICE_OK) {
+        free(f->path);
+        free(f);
+        return rc;
+    }
+    f->dev = st.st_dev;
+    f->ino = st.st_ino;
+    f->stale_after_ns = stale_after_ns > 0 ? stale_after_ns : (int64_t)5000000000;
+    *out = f;
+    return NOTICE_OK;
+}
+
+NOTICE_API void notice_follow_close(notice_follower *f)
+{
+    if (f == NULL)
+        return;
+    notice_close(f->b);
+    close(f->fd);
+    notice_snapshot_free(f->scratch);
+    free(f->path);
+    free(f);
+}
+
+NOTICE_API uint64_t notice_follow_reopens(const notice_follower *f) { return f ? f->reopens : 0; }
+
+NOTICE_API int notice_follow_is_stale(notice_follower *f)
+{
+    if (f == NULL)
+        return 1;
+    notice__follow_refresh(f);
+    return notice__follow_stale(f);
+}
+
+NOTICE_API int notice_follow_snapshot(notice_follower *f, struct notice_snapshot **snap)
+{
+    int rc = NOTICE_ESUPERSEDED, tries;
+    if (f == NULL || snap == NULL)
+        return NOTICE_EINVAL;
+    /* superseded between the check and the snapshot: check again, the new file is at the path by now */
+    for (tries = 0; tries < 3 && rc == NOTICE_ESUPERSEDED; tries++) {
+        notice__follow_refresh(f);
+        if (f->lost)
+            return f->lost;
+        rc = notice_snapshot_reuse(f->b, &f->scratch);
+    }
+    if (rc != NOTICE_OK)
+        return rc;
+    return notice__follow_accept(f, snap);
+}
+
+static void notice__follow_status(notice_follower *f, int changed, int stale, notice_follow_status *st, int report)
+{
+    if (st != NULL) {
+        st->version = f->high;
+        st->reopens = f->reopens;
+        st->reopened = (uint32_t)(f->reopens - f->rep_reopens);
+        st->changed = changed;
+        st->stale = stale;
+        st->lost = f->lost;
+    }
+    if (report) {
+        f->rep_stale = stale;
+        f->rep_lost = f->lost != 0;
+        f->rep_reopens = f->reopens;
+    }
+}
+
+NOTICE_API int notice_follow_wait(notice_follower *f, uint64_t last_version, int timeout_ms,
+                                  struct notice_snapshot **snap, notice_follow_status *status)
+{
+    int64_t deadline = 0;
+    if (f == NULL || snap == NULL)
+        return NOTICE_EINVAL;
+    if (timeout_ms >= 0)
+        deadline = notice__monotonic_ns() + (int64_t)timeout_ms * 1000000;
+    for (;;) {
+        uint64_t v = 0;
+        int changed = 0, stale, usable, rc, slice_ms = NOTICE_FOLLOW_CHECK_MS;
+
+        notice__follow_refresh(f);
+        usable = f->lost == 0;
+        if (usable) {
+            v = notice_version_inline(f->b);
+            if (v > last_version && v >= f->high) {
+                rc = notice_snapshot_reuse(f->b, &f->scratch);
+                if (rc == NOTICE_ESUPERSEDED)
+                    continue; /* the next refresh moves to the new file */
+                if (rc == NOTICE_OK && f->scratch->version >= f->high) { /* version >= v > last_version */
+                    if ((rc = notice__follow_accept(f, snap)) != NOTICE_OK)
+                        return rc;
+                    changed = 1;
+                } else if (rc != NOTICE_OK && rc != NOTICE_EBUSY && rc != NOTICE_ENOTPUBLISHED) {
+                    notice__follow_status(f, 0, notice__follow_stale(f), status, 1);
+                    return rc; /* corrupt bytes (or out of memory): calling again retries */
+                }
+                /* busy or not published: wait for the version to move on */
+            }
+        }
+        stale = notice__follow_stale(f);
+        if (changed || f->reopens != f->rep_reopens || stale != f->rep_stale || (f->lost != 0) != f->rep_lost) {
+            notice__follow_status(f, changed, stale, status, 1);
+            return NOTICE_OK;
+        }
+        if (timeout_ms >= 0) {
+            int64_t left = deadline - notice__monotonic_ns();
+            if (left <= 0) {
+                notice__follow_status(f, 0, stale, status, 0);
+                return NOTICE_ETIMEDOUT;
+            }
+            if (left < (int64_t)slice_ms * 1000000)
+                slice_ms = (int)((left + 999999) / 1000000);
+        }
+        /* Sleep on the futex of a usable board (a publish or a supersede wakes it), at most one check interval. */
+        if (!usable || notice_wait(f->b, v, slice_ms, NULL) == NOTICE_EIO) {
+            struct timespec ts = {slice_ms / 1000, (long)(slice_ms % 1000) * 1000000L};
+            nanosleep(&ts, NULL);
+        }
+    }
+}
+
 /* ---- errors ---- */
 
 struct notice__err {
@@ -1240,6 +1556,7 @@ static const struct notice__err notice__errs[] = {
     {NOTICE_ETIMEDOUT, "timed_out", "timed out waiting for a new version"},
     {NOTICE_ENOMEM, "out_of_memory", "out of memory"},
     {NOTICE_EINVAL, "invalid_argument", "invalid argument"},
+    {NOTICE_EWENTBACK, "version_went_back", "the file at the path shows a lower version than one already read"},
 };
 
 static const struct notice__err *notice__find_err(int err)
