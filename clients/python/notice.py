@@ -21,13 +21,28 @@ Usage as a module::
             elif board.is_stale():              # no heartbeat for 5 s: the writer is gone or hung
                 ...
 
+To keep reading the board at the path while the writer replaces its file (superseded, recreated, renamed over)::
+
+    with notice.Follower("/dev/shm/notice_v1", stale_after_s=5.0) as follower:
+        last = 0
+        while True:
+            update = follower.wait(last, timeout=10.0)  # None: no change (the writer is alive, nothing new)
+            if update is None:
+                continue
+            if update.changed:
+                last = update.snapshot.version         # never lower than a version returned before
+                ...
+            if update.stale:                           # the heartbeat is older than 5 s
+                ...
+
 API:
 
 - ``Board.open(path)`` (or ``Board(path)``): open, map read-only and validate the header (§5 steps 1-3). Record
   fields are located by name in the layout table; unknown names are ignored; any minor is accepted. Use it as a
   context manager or call ``close()``.
-- Attributes after open: ``path``, ``file_size``, ``major``, ``minor``, ``header_size``, ``region_size``,
-  ``capacity``, ``stride``, ``slot_size``, ``fields`` (required field name -> (type, offset, size)).
+- Attributes after open: ``path``, ``file_size``, ``dev`` and ``ino`` (of the file mapped), ``major``, ``minor``,
+  ``header_size``, ``region_size``, ``capacity``, ``stride``, ``slot_size``, ``fields`` (required field name ->
+  (type, offset, size)).
 - ``board.version()``: the published version (0 = nothing published); one 8-byte read, cheap.
 - ``board.state()``: 1 = live, 2 = superseded. ``board.heartbeat_ns()``: the writer's CLOCK_MONOTONIC stamp.
 - ``board.is_stale(threshold_s=5.0)``: True when the heartbeat is older than the threshold against this host's
@@ -38,18 +53,37 @@ API:
   ``generation``, ``heartbeat_ns``).
 - ``board.poll(last_version, interval=0.05, timeout=None)``: sleep-polls until ``version`` differs from
   ``last_version`` and returns it; returns None on timeout. Python has no futex wait, so this is a plain poll.
+- ``Follower(path, stale_after_s=5.0, interval=0.05)``: follows the board at ``path`` (FORMAT.md §5, "Following the
+  path"). Before each read it reopens the path when the open file is superseded, when the path names another file
+  (``os.stat`` dev/ino differ from the open one's: unlinked and recreated, or renamed over, even before the old one
+  is marked; a path that names nothing keeps the open file), or when the open file is shorter than its mapping
+  (truncated: its mapping is not touched again). A reopen that fails is retried at the next check. It never
+  returns a version lower than one it returned before. Opening raises BoardError as ``Board.open``.
+
+  - ``follower.snapshot()``: the current snapshot after that check. Raises the ``Board.snapshot`` errors,
+    ``superseded`` or ``truncated`` while the open file is retired and nothing usable is at the path yet, and
+    ``version_went_back`` when the path shows a version below one returned before.
+  - ``follower.wait(last_version, timeout=None)``: polls every ``interval`` s until there is something to report
+    and returns an ``Update`` (``snapshot``, ``changed``: a snapshot above ``last_version``; ``stale``;
+    ``reopened``: files moved to since the previous Update; ``lost``: None or the BoardError that retired the open
+    file). It returns when a new version arrives, on a reopen, when ``stale`` flips either way and when ``lost`` is
+    set or cleared; None when ``timeout`` passes with nothing to report: "no change", told apart from "stale".
+  - ``follower.is_stale()``, ``follower.reopens``, ``follower.lost``, ``follower.last_snapshot``,
+    ``follower.board`` (the open Board, replaced on each reopen), ``follower.close()``; a context manager.
 - ``snapshot_to_dict(snap)``: the dump object of FORMAT.md §8 (``json.dumps`` it).
 - ``BoardError``: every failure, with ``.name`` one of ``io, truncated, bad_magic, unsupported_major, bad_layout,
   not_published, superseded, snapshot_checksum, record_checksum, bad_record, busy``. On ``superseded`` close the
   board and open the path again: the writer moved to a new file and the version continues there. ``busy`` is
   transient (the writer published too fast during 100 attempts): try again. ``snapshot_checksum``,
-  ``record_checksum`` and ``bad_record`` mean corrupt bytes, not a race.
+  ``record_checksum`` and ``bad_record`` mean corrupt bytes, not a race. A Follower adds ``version_went_back``.
 
 Consistency: Python has no memory barriers, so a copy may mix old and new bytes. Correctness rests on the slot
 CRC and the per-record CRCs, which are always checked: a torn copy is accepted only if a 32-bit CRC collides.
 
 Caveat: the region is mapped at the size the file had when opened. The writer never shrinks a file in place, but
 if something truncates it anyway, touching the lost pages kills the process with SIGBUS (as for any mmap reader).
+A Follower checks the file's size before every read and stops reading a file that shrank, which leaves only a
+truncation during one read.
 
 Command line: ``python3 notice.py PATH`` prints the dump JSON and exits 0; on error it prints
 ``{"error": NAME, "message": TEXT}`` on stdout and exits 1; a usage error exits 2.
@@ -68,7 +102,7 @@ import zlib
 from dataclasses import dataclass
 from typing import NamedTuple, Optional
 
-__all__ = ["Board", "BoardError", "Record", "Snapshot", "snapshot_to_dict", "ERROR_NAMES"]
+__all__ = ["Board", "BoardError", "Follower", "Record", "Snapshot", "Update", "snapshot_to_dict", "ERROR_NAMES"]
 
 MAGIC = b"NTCBOARD"
 MAJOR = 1
@@ -203,9 +237,11 @@ class Board:
             raise BoardError("io", f"open {path!r}: {e}") from None
         try:
             try:
-                size = os.fstat(fd).st_size
+                st = os.fstat(fd)
             except OSError as e:
                 raise BoardError("io", f"fstat {path!r}: {e}") from None
+            size = st.st_size
+            self.dev, self.ino = st.st_dev, st.st_ino
             if size < MIN_HEADER_SIZE:
                 raise BoardError("truncated", f"file is {size} bytes, shorter than the {MIN_HEADER_SIZE}-byte header")
             if size > MAX_REGION_SIZE:
@@ -215,7 +251,7 @@ class Board:
             except (OSError, ValueError, OverflowError) as e:
                 raise BoardError("io", f"mmap {path!r}: {e}") from None
         finally:
-            os.close(fd)  # the mapping keeps its own reference
+            os.close(fd)  # the mapping keeps its own reference (a dup: mmap.size() fstats it)
         self.file_size = size
         try:
             self._validate()
@@ -443,6 +479,152 @@ def snapshot_to_dict(snap: Snapshot) -> dict:
             for r in snap.records
         ],
     }
+
+
+class Update(NamedTuple):
+    """What ``Follower.wait`` reports."""
+
+    snapshot: Optional[Snapshot]  # the newest snapshot accepted (None until one was)
+    changed: bool  # snapshot is new: its version is above the last version passed to wait
+    stale: bool  # the heartbeat is older than stale_after_s (or the open file was truncated)
+    reopened: int  # files the follower moved to since the previous Update
+    lost: Optional[BoardError]  # why the open file is retired with nothing usable at the path yet, else None
+
+
+class Follower:
+    """Follows the board at a path across the writer's replacements of the file (FORMAT.md §5, "Following the
+    path"). Not thread-safe. See the module docstring."""
+
+    def __init__(self, path, stale_after_s: float = 5.0, interval: float = 0.05):
+        self.path = path
+        self.stale_after_s = stale_after_s
+        self.interval = interval
+        self.board = Board.open(path)  # the open board; replaced on each reopen
+        self.reopens = 0
+        self.lost: Optional[BoardError] = None
+        self.last_snapshot: Optional[Snapshot] = None
+        self._high = 0  # the highest version returned
+        self._bad = False  # the open file shrank: never touch its mapping again
+        self._reported = (False, False, 0)  # stale, lost, reopens of the last Update
+
+    def close(self) -> None:
+        self.board.close()
+
+    def __enter__(self) -> "Follower":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _refresh(self) -> None:
+        """Check that the open file is still the board to read; else move to the file at the path if it is a usable
+        board. Sets ``lost``."""
+        b = self.board
+        reason = None
+        if self._bad:
+            reason = BoardError("truncated", f"{self.path!r} shrank under the mapping")
+        else:
+            try:
+                size = b._mm.size()  # fstat of the mapping's own descriptor
+            except (OSError, ValueError):
+                size = -1
+            if size < b.file_size:
+                self._bad = True
+                reason = BoardError("truncated", f"{self.path!r} shrank to {size} bytes under a mapping of "
+                                                 f"{b.file_size}")
+            elif b.state() == STATE_SUPERSEDED:
+                reason = BoardError("superseded", f"{self.path!r} was superseded")
+            else:
+                try:
+                    st = os.stat(self.path)
+                except OSError:
+                    st = None  # unlinked: its writer may still publish into it until it recreates the path
+                if st is None or (st.st_dev, st.st_ino) == (b.dev, b.ino):
+                    self.lost = None
+                    return
+        try:
+            new = Board.open(self.path)
+        except BoardError:
+            new = None
+        if new is not None:
+            if (new.dev, new.ino) != (b.dev, b.ino):
+                b.close()
+                self.board, self._bad, self.lost = new, False, None
+                self.reopens += 1
+                return
+            new.close()  # the path still names the retired file
+        self.lost = reason  # None: the open file is only no longer at the path, and still readable
+
+    def _stale(self) -> bool:
+        if self._bad:
+            return True
+        return self.board.is_stale(self.stale_after_s)
+
+    def is_stale(self) -> bool:
+        """Check the path (reopening as needed); True if the writer's heartbeat is older than stale_after_s."""
+        self._refresh()
+        return self._stale()
+
+    def snapshot(self) -> Snapshot:
+        """The current snapshot of the board at the path, reopening it first if needed. Raises BoardError: the
+        Board.snapshot errors; ``superseded`` or ``truncated`` while lost (try again later); ``version_went_back``
+        if the path shows a version below one returned before."""
+        for attempt in range(3):
+            self._refresh()
+            if self.lost is not None:
+                raise BoardError(self.lost.name, self.lost.message)
+            try:
+                snap = self.board.snapshot()
+            except BoardError as e:
+                if e.name == "superseded" and attempt < 2:
+                    continue  # the next refresh moves to the new file
+                raise
+            if snap.version < self._high:
+                raise BoardError("version_went_back", f"{self.path!r} shows version {snap.version}, below version "
+                                                      f"{self._high} read before")
+            self._high, self.last_snapshot = snap.version, snap
+            return snap
+        raise AssertionError("unreachable")
+
+    def _report(self, changed: bool, stale: bool) -> Update:
+        update = Update(self.last_snapshot, changed, stale, self.reopens - self._reported[2], self.lost)
+        self._reported = (stale, self.lost is not None, self.reopens)
+        return update
+
+    def wait(self, last_version: int, timeout: Optional[float] = None) -> Optional[Update]:
+        """Poll every ``interval`` s until there is something to report, and return it as an Update: a snapshot
+        above ``last_version`` (never below one returned before), a move to a new file, the writer going stale or
+        alive again, the open file lost. Pass 0 at first to get the current snapshot at once. Returns None when
+        ``timeout`` s pass with nothing to report (no change). Raises BoardError for corrupt snapshots."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            self._refresh()
+            changed = False
+            if self.lost is None:
+                v = self.board.version()
+                if v > last_version and v >= self._high:
+                    try:
+                        snap = self.board.snapshot()
+                    except BoardError as e:
+                        if e.name == "superseded":
+                            continue  # the next refresh moves to the new file
+                        if e.name not in ("busy", "not_published"):
+                            self._report(False, self._stale())
+                            raise
+                    else:
+                        if snap.version >= self._high:  # >= v > last_version
+                            self._high, self.last_snapshot = snap.version, snap
+                            changed = True
+            stale = self._stale()
+            if changed or (stale, self.lost is not None, self.reopens) != self._reported:
+                return self._report(changed, stale)
+            if deadline is None:
+                time.sleep(self.interval)
+            else:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return None
+                time.sleep(min(self.interval, remaining))
 
 
 def main(argv=None) -> int:
