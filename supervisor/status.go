@@ -2,7 +2,10 @@ package supervisor
 
 import (
 	"encoding/json"
+	"fmt"
 	"time"
+
+	"github.com/announcementd/announcementd/healthcheck"
 )
 
 // Status is the supervisor's part of `announcementctl status`.
@@ -15,6 +18,9 @@ type Status struct {
 	Generations []GenerationStatus `json:"generations"`
 	Restarts    int                `json:"restarts"` // workers restarted after a crash, since this supervisor started
 	LastReload  *ReloadResult      `json:"last_reload,omitempty"`
+	// Health is the supervisor's own (healthcheck): "worker" fails while no generation serves, "reload" is
+	// degraded while the last reload's failure stands.
+	Health healthcheck.Report `json:"health"`
 }
 
 // GenerationStatus describes one live worker.
@@ -64,6 +70,7 @@ func (s *Supervisor) Status() Status {
 	defer s.mu.Unlock()
 	v := s.view
 	v.Generations = append([]GenerationStatus(nil), v.Generations...)
+	v.Health = s.health.Report(0)
 	return v
 }
 
@@ -76,14 +83,26 @@ func (s *Supervisor) record(r ReloadResult) ReloadResult {
 	return r
 }
 
-// publish refreshes the generations in the view from the loop's state.
+// publish refreshes the generations and the health in the view from the loop's state.
 func (s *Supervisor) publish() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.view.Generations = s.view.Generations[:0:0]
+	worker := healthcheck.Check{Name: "worker", Critical: true}
 	if g := s.current; g != nil {
 		s.view.Generations = append(s.view.Generations, g.status("serving"))
+	} else {
+		worker.State, worker.Reason = healthcheck.Failed, "no worker serves yet"
+		if s.crashes > 0 {
+			worker.Reason = fmt.Sprintf("no worker serves: restarting after %d crashes in a row", s.crashes)
+		}
 	}
+	s.health.Set(worker)
+	reload := healthcheck.Check{Name: "reload"}
+	if r := s.view.LastReload; r != nil && !r.OK {
+		reload.State, reload.Reason = healthcheck.Degraded, fmt.Sprintf("the last reload %s: %s", r.Outcome, r.Reason)
+	}
+	s.health.Set(reload)
 }
 
 // publishCandidate adds a generation in standby to the view.

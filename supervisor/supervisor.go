@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/announcementd/announcementd/handoff"
+	"github.com/announcementd/announcementd/healthcheck"
 )
 
 // EnvGeneration tells a worker its generation number, and a supervisor started by a self-upgrade the number of its
@@ -93,8 +94,9 @@ type Supervisor struct {
 	upgradeSpent bool
 	stopping     func() bool // whether Run's ctx is done (a reload runs without it)
 
-	mu   sync.Mutex
-	view Status // what Status returns; the loop updates it at each transition
+	mu     sync.Mutex
+	view   Status               // what Status returns; the loop updates it at each transition
+	health *healthcheck.Monitor // the supervisor's own checks, updated with the view
 }
 
 // New checks cfg and returns a supervisor; Run starts it.
@@ -116,8 +118,10 @@ func New(cfg Config) (*Supervisor, error) {
 		done:    make(chan struct{}),
 		next:    cfg.FirstGeneration,
 		files:   slices.Clone(cfg.Files),
+		health:  healthcheck.NewMonitor(time.Now),
 	}
 	s.view = Status{PID: os.Getpid(), Build: cfg.Build, Binary: cfg.Binary, StartedAt: s.started.UTC()}
+	s.publish()
 	return s, nil
 }
 
