@@ -29,6 +29,10 @@ func TestMain(m *testing.M) {
 		os.Exit(stress.ReaderMain(os.Args[len(os.Args)-2], os.Args[len(os.Args)-1]))
 	case "waiter":
 		os.Exit(goWaiter(os.Args[len(os.Args)-1]))
+	case "follow-writer":
+		os.Exit(followWriterMain(os.Args[len(os.Args)-1]))
+	case "follower":
+		os.Exit(goFollowerMain(roleArgs()))
 	}
 	if out, err := exec.Command("make", "-s", "-C", "c", "all", "asan").CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "building the C reader: %v\n%s", err, out)
