@@ -3,6 +3,10 @@
 // A Board maps the file read-only. Version is one atomic load, cheap enough to poll; Snapshot returns a consistent
 // copy or an error, never a torn one; Wait blocks on the region's futex until the version changes. A Board is safe
 // for concurrent use; Close must not race with the other methods.
+//
+// A Follower follows the board at a path rather than one file: it reopens the path when the writer replaces its
+// file (superseded, unlinked and recreated, renamed over, truncated), never goes back to a lower version, and tells
+// a stale writer from no change (FORMAT.md §5, "Following the path").
 package reader
 
 import (
