@@ -27,6 +27,7 @@ import (
 
 	"github.com/announcementd/announcementd/board"
 	"github.com/announcementd/announcementd/board/reader"
+	"github.com/announcementd/announcementd/internal/procfs"
 )
 
 // The tests here replace the daemon's processes under load (reloads, upgrades, kill -9 of the worker or of the
@@ -199,7 +200,7 @@ func TestBadBinaries(t *testing.T) {
 		if r := st.Supervisor.LastReload; r == nil || r.OK || r.Outcome != tc.outcome || !tc.reason.MatchString(r.Reason) {
 			t.Errorf("%s: status last_reload %+v; want ok false, outcome %q, a reason matching %q", tc.name, r, tc.outcome, tc.reason)
 		}
-		if kids := childrenOf(st.Supervisor.PID); len(kids) != 1 || kids[0].pid != st.Worker.PID {
+		if kids := procfs.Children(st.Supervisor.PID); len(kids) != 1 || kids[0].PID != st.Worker.PID {
 			t.Errorf("%s: the supervisor (pid %d) has children %+v; want exactly its worker, pid %d", tc.name, st.Supervisor.PID, kids, st.Worker.PID)
 		}
 		if n, leaked := fdsSettle(sup, fds0); n > len(fds0) {
@@ -965,63 +966,18 @@ func (d *daemon) waitOutput(t *testing.T) {
 
 // --- processes and files ---
 
-type procInfo struct {
-	pid, ppid, pgrp int
-	state           string
-}
-
-// procStat reads /proc/pid/stat; ok is false when there is no such process.
-func procStat(pid int) (procInfo, bool) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return procInfo{}, false
-	}
-	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:])) // the command name may hold spaces and parens
-	if len(f) < 3 {
-		return procInfo{}, false
-	}
-	p := procInfo{pid: pid, state: f[0]}
-	p.ppid, _ = strconv.Atoi(f[1])
-	p.pgrp, _ = strconv.Atoi(f[2])
-	return p, true
-}
-
-func allProcs() []procInfo {
-	entries, _ := os.ReadDir("/proc")
-	var ps []procInfo
-	for _, e := range entries {
-		if pid, err := strconv.Atoi(e.Name()); err == nil {
-			if p, ok := procStat(pid); ok {
-				ps = append(ps, p)
-			}
-		}
-	}
-	return ps
-}
-
 // running reports whether pid exists and has not exited (a zombie has).
 func running(pid int) bool {
-	p, ok := procStat(pid)
-	return ok && p.state != "Z" && p.state != "X"
-}
-
-// childrenOf lists pid's child processes, whatever their state (a zombie is a child not reaped).
-func childrenOf(pid int) []procInfo {
-	var kids []procInfo
-	for _, p := range allProcs() {
-		if p.ppid == pid {
-			kids = append(kids, p)
-		}
-	}
-	return kids
+	s, err := procfs.ReadStat(pid)
+	return err == nil && s.Running()
 }
 
 // liveGroup lists the running processes of process group pgid (the daemon's: supervisors and workers).
 func liveGroup(pgid int) []int {
 	pids := []int{pgid}
-	for _, p := range allProcs() {
-		if p.pgrp == pgid && p.pid != pgid && p.state != "Z" {
-			pids = append(pids, p.pid)
+	for _, s := range procfs.All() {
+		if s.PGRP == pgid && s.PID != pgid && s.State != 'Z' {
+			pids = append(pids, s.PID)
 		}
 	}
 	return pids

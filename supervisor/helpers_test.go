@@ -30,6 +30,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/announcementd/announcementd/handoff"
+	"github.com/announcementd/announcementd/internal/procfs"
 )
 
 const fakeEnv = "SUPERVISOR_TEST_FAKE_WORKER"
@@ -237,33 +238,12 @@ func waitEOF(ctx context.Context, c *handoff.Conn, record func(string, ...any)) 
 	}
 }
 
-// childrenOf lists the processes whose parent is ppid, zombies included, by scanning /proc.
+// childrenOf lists the processes whose parent is ppid, zombies included.
 func childrenOf(ppid int) []int {
-	ents, _ := os.ReadDir("/proc")
 	var pids []int
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue // gone meanwhile
-		}
-		// pid (comm) state ppid ...; comm may contain spaces and parentheses.
-		i := bytes.LastIndexByte(b, ')')
-		if i < 0 {
-			continue
-		}
-		f := strings.Fields(string(b[i+1:]))
-		if len(f) < 2 {
-			continue
-		}
-		if p, err := strconv.Atoi(f[1]); err == nil && p == ppid {
-			pids = append(pids, pid)
-		}
+	for _, s := range procfs.Children(ppid) {
+		pids = append(pids, s.PID)
 	}
-	slices.Sort(pids)
 	return pids
 }
 

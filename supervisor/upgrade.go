@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/announcementd/announcementd/handoff"
+	"github.com/announcementd/announcementd/internal/procfs"
 )
 
 // A self-upgrade is a reload whose new generation is a whole new supervisor with its first worker. tableflip starts
@@ -265,8 +266,8 @@ func (s *Supervisor) acceptNewSupervisor(l *net.UnixListener) (*handoff.Conn, in
 	peer, err := conn.Handshake(ctx, handoff.Hello{Role: handoff.RoleSupervisor, Generation: s.next, Build: s.cfg.Build})
 	if err == nil {
 		// Only our child may take over: its pid is the one the kernel stamped on its hello.
-		if ppid := parentPID(peer.PID); ppid != os.Getpid() {
-			err = fmt.Errorf("the process that connected (pid %d) is not our child (its parent is %d)", peer.PID, ppid)
+		if st, serr := procfs.ReadStat(peer.PID); serr != nil || st.PPID != os.Getpid() {
+			err = fmt.Errorf("the process that connected (pid %d) is not our child (%+v, %v)", peer.PID, st, serr)
 		} else {
 			err = conn.CheckPeer(peer.PID, os.Getuid())
 		}
@@ -290,24 +291,6 @@ func (s *Supervisor) acceptNewSupervisor(l *net.UnixListener) (*handoff.Conn, in
 		return nil, 0, sb, err
 	}
 	return conn, peer.PID, sb, nil
-}
-
-// parentPID reads pid's parent from /proc; 0 when it cannot.
-func parentPID(pid int) int {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	// pid (comm) state ppid ...: comm may hold anything, so count from the last ')'.
-	for i := len(b) - 1; i >= 0; i-- {
-		if b[i] == ')' {
-			var state byte
-			var ppid int
-			fmt.Sscanf(string(b[i+1:]), " %c %d", &state, &ppid)
-			return ppid
-		}
-	}
-	return 0
 }
 
 // writePIDFile puts this process's pid in Config.PIDFile, atomically.

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/announcementd/announcementd/board/reader"
+	"github.com/announcementd/announcementd/internal/procfs"
 )
 
 // TestMain lets the test binary run as the daemon (re-exec with ANNOUNCEMENTD_TEST_DAEMON=1), and so also as the
@@ -108,14 +109,11 @@ func TestBadFlags(t *testing.T) {
 // parentOf returns pid's parent pid.
 func parentOf(t *testing.T, pid int) int {
 	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	s, err := procfs.ReadStat(pid)
 	if err != nil {
-		t.Fatalf("process %d: %v", pid, err)
+		t.Fatal(err)
 	}
-	// pid (comm) state ppid ...; comm may hold spaces, so count from the last ')'.
-	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
-	ppid, _ := strconv.Atoi(f[1])
-	return ppid
+	return s.PPID
 }
 
 // waitReady waits for the daemon's pid file, which it writes once its first worker serves.
@@ -155,7 +153,7 @@ func TestListenersStayNonBlockingAcrossReloads(t *testing.T) {
 			t.Fatalf("reload %d: %v %+v\n%s", i, err, res, logs)
 		}
 	}
-	worker := childrenOf(t, d.Process.Pid)
+	worker := childrenOf(d.Process.Pid)
 	if len(worker) != 1 {
 		t.Fatalf("supervisor has %d children after %d reloads, want 1 worker", len(worker), reloads)
 	}
@@ -211,21 +209,12 @@ func checkSocketsNonBlocking(t *testing.T, pid int) int {
 	return n
 }
 
-// childrenOf lists pid's child processes.
-func childrenOf(t *testing.T, pid int) []int {
-	t.Helper()
-	entries, _ := os.ReadDir("/proc")
+// childrenOf lists pid's running child processes.
+func childrenOf(pid int) []int {
 	var kids []int
-	for _, e := range entries {
-		p, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p)); err == nil {
-			f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
-			if ppid, _ := strconv.Atoi(f[1]); ppid == pid && f[0] != "Z" {
-				kids = append(kids, p)
-			}
+	for _, s := range procfs.Children(pid) {
+		if s.Running() {
+			kids = append(kids, s.PID)
 		}
 	}
 	return kids
