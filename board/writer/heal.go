@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/announcementd/announcementd/board"
+	"github.com/announcementd/announcementd/internal/fdutil"
 )
 
 // Healing: what happens to files in /dev/shm in real life, and how the writer puts it right (docs/HEALTH.md).
@@ -362,22 +363,5 @@ func (w *Writer) recreateLocked() (*os.File, error) {
 	})
 	unix.Munmap(oldMem)
 	old.Close()
-	return dupFile(w.f, w.path)
-}
-
-// dupFile returns a close-on-exec duplicate of f, named name.
-func dupFile(f *os.File, name string) (*os.File, error) {
-	raw, err := f.SyscallConn()
-	if err != nil {
-		return nil, err
-	}
-	var fd int
-	var dupErr error
-	if err := raw.Control(func(s uintptr) { fd, dupErr = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0) }); err != nil {
-		return nil, err
-	}
-	if dupErr != nil {
-		return nil, os.NewSyscallError("dup", dupErr)
-	}
-	return os.NewFile(uintptr(fd), name), nil
+	return fdutil.Dup(w.f, w.path)
 }

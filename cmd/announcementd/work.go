@@ -20,6 +20,7 @@ import (
 
 	"github.com/announcementd/announcementd/board/writer"
 	"github.com/announcementd/announcementd/handoff"
+	"github.com/announcementd/announcementd/internal/fdutil"
 	"github.com/announcementd/announcementd/store"
 	"github.com/announcementd/announcementd/supervisor"
 	"github.com/announcementd/announcementd/worker"
@@ -273,7 +274,7 @@ func (e *turnEnv) start(floor uint64) (_ *turn, err error) {
 		return nil, err
 	}
 	floor = max(floor, stored)
-	region, err := dupFile(e.files[fileRegion], e.c.shm)
+	region, err := fdutil.Dup(e.files[fileRegion], e.c.shm) // the writer owns and closes its copy
 	if err != nil {
 		return nil, err
 	}
@@ -368,21 +369,4 @@ func (t *turn) release() error {
 		errs = append(errs, t.st.Close())
 	}
 	return errors.Join(errs...)
-}
-
-// dupFile returns a close-on-exec duplicate of f named name, so that a writer can own (and close) it.
-func dupFile(f *os.File, name string) (*os.File, error) {
-	raw, err := f.SyscallConn()
-	if err != nil {
-		return nil, err
-	}
-	var fd int
-	var dupErr error
-	if err := raw.Control(func(s uintptr) { fd, dupErr = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0) }); err != nil {
-		return nil, err
-	}
-	if dupErr != nil {
-		return nil, fmt.Errorf("dup %s: %w", f.Name(), dupErr)
-	}
-	return os.NewFile(uintptr(fd), name), nil
 }
