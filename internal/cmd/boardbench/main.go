@@ -21,7 +21,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -34,6 +33,7 @@ import (
 	"github.com/announcementd/announcementd/board"
 	"github.com/announcementd/announcementd/board/reader"
 	"github.com/announcementd/announcementd/board/writer"
+	"github.com/announcementd/announcementd/internal/benchfmt"
 	"github.com/announcementd/announcementd/internal/stress"
 )
 
@@ -87,22 +87,22 @@ func run() error {
 
 	// Version poll.
 	goPoll, limit := pollGo(path)
-	rows = append(rows, row{"version poll, Go `Version()`", ns(goPoll), ns(limit) + " bare atomic load", ratio(goPoll, limit)})
+	rows = append(rows, row{"version poll, Go `Version()`", ns(goPoll), ns(limit) + " bare atomic load", benchfmt.Ratio(goPoll, limit)})
 	c, err := runJSON(filepath.Join(*cDir, "notice_bench"), path, "50000000")
 	if err != nil {
 		return err
 	}
 	rows = append(rows, row{"version poll, C `notice_version()`", ns(num(c, "version_ns")), ns(num(c, "atomic_load_ns")) + " bare atomic load",
-		ratio(num(c, "version_ns"), num(c, "atomic_load_ns"))})
+		benchfmt.Ratio(num(c, "version_ns"), num(c, "atomic_load_ns"))})
 
 	// Snapshot copy.
 	snapBytes := float64(board.SlotHeaderSize + len(set)*board.Stride)
 	goSnap, goCopy := snapshotGo(path, snapBytes)
-	rows = append(rows, row{"snapshot, Go (1000 records, 320 KB)", gbs(goSnap), gbs(goCopy) + " memcpy", ratio(goCopy, goSnap)})
+	rows = append(rows, row{"snapshot, Go (1000 records, 320 KB)", gbs(goSnap), gbs(goCopy) + " memcpy", benchfmt.Ratio(goCopy, goSnap)})
 	rows = append(rows, row{"snapshot, C (same)", gbs(num(c, "snapshot_bytes_per_s")), gbs(num(c, "memcpy_bytes_per_s")) + " memcpy",
-		ratio(num(c, "memcpy_bytes_per_s"), num(c, "snapshot_bytes_per_s"))})
+		benchfmt.Ratio(num(c, "memcpy_bytes_per_s"), num(c, "snapshot_bytes_per_s"))})
 	if py, err := snapshotPython(path); err == nil {
-		rows = append(rows, row{"snapshot, Python (same)", gbs(py * snapBytes), gbs(goCopy) + " memcpy (Go)", ratio(goCopy, py*snapBytes)})
+		rows = append(rows, row{"snapshot, Python (same)", gbs(py * snapBytes), gbs(goCopy) + " memcpy (Go)", benchfmt.Ratio(goCopy, py*snapBytes)})
 	} else {
 		return err
 	}
@@ -114,9 +114,9 @@ func run() error {
 	}
 	w.Close()
 	rows = append(rows,
-		row{"publish→observe p50, futex waiter (other process)", ms(pct(wait, 50)), ms(pct(poll, 50)) + " 50 ms poller", ratio(pct(poll, 50), pct(wait, 50))},
-		row{"publish→observe p99", ms(pct(wait, 99)), ms(pct(poll, 99)), ratio(pct(poll, 99), pct(wait, 99))},
-		row{"publish→observe max", ms(pct(wait, 100)), ms(pct(poll, 100)), ratio(pct(poll, 100), pct(wait, 100))})
+		row{"publish→observe p50, futex waiter (other process)", ms(pct(wait, 50)), ms(pct(poll, 50)) + " 50 ms poller", benchfmt.Ratio(pct(poll, 50), pct(wait, 50))},
+		row{"publish→observe p99", ms(pct(wait, 99)), ms(pct(poll, 99)), benchfmt.Ratio(pct(poll, 99), pct(wait, 99))},
+		row{"publish→observe max", ms(pct(wait, 100)), ms(pct(poll, 100)), benchfmt.Ratio(pct(poll, 100), pct(wait, 100))})
 
 	// Retries under a writer publishing flat out.
 	stressRows, err := retries(filepath.Join(dir, "notice_stress"))
@@ -125,7 +125,7 @@ func run() error {
 	}
 	rows = append(rows, stressRows...)
 
-	fmt.Printf("machine: %s\n\n", machine())
+	fmt.Printf("machine: %s\n\n", benchfmt.Machine())
 	fmt.Println("| measure | value | baseline (same run) | ratio |")
 	fmt.Println("|---|---|---|---|")
 	for _, r := range rows {
@@ -440,25 +440,3 @@ func pct(xs []float64, p float64) float64 {
 func ns(v float64) string  { return fmt.Sprintf("%.2f ns", v) }
 func ms(v float64) string  { return fmt.Sprintf("%.3f ms", v/1e6) }
 func gbs(v float64) string { return fmt.Sprintf("%.2f GB/s", v/1e9) }
-func ratio(a, b float64) string {
-	if b == 0 {
-		return "-"
-	}
-	return fmt.Sprintf("%.2f×", a/b)
-}
-
-func machine() string {
-	model := runtime.GOARCH
-	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		for _, l := range strings.Split(string(b), "\n") {
-			if strings.HasPrefix(l, "model name") {
-				model = strings.TrimSpace(strings.SplitN(l, ":", 2)[1])
-				break
-			}
-		}
-	}
-	var u unix.Utsname
-	unix.Uname(&u)
-	return fmt.Sprintf("%s, %d CPUs, %s/%s, Linux %s, %s", model, runtime.NumCPU(), runtime.GOOS, runtime.GOARCH,
-		unix.ByteSliceToString(u.Release[:]), runtime.Version())
-}

@@ -15,7 +15,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"time"
@@ -24,6 +23,7 @@ import (
 
 	"github.com/announcementd/announcementd/board"
 	"github.com/announcementd/announcementd/board/writer"
+	"github.com/announcementd/announcementd/internal/benchfmt"
 	"github.com/announcementd/announcementd/store"
 	"github.com/announcementd/announcementd/worker"
 )
@@ -56,7 +56,7 @@ func run() error {
 		}
 		rows = append(rows, r...)
 	}
-	fmt.Printf("machine: %s\n\n", machine())
+	fmt.Printf("machine: %s\n\n", benchfmt.Machine())
 	fmt.Println("| measure | value | baseline (same run, same file) | ratio |")
 	fmt.Println("|---|---|---|---|")
 	for _, r := range rows {
@@ -164,9 +164,9 @@ func measure(dir string, size int) ([]row, error) {
 	_ = sink
 	base := us(touchAll) + " read 1 byte/page"
 	return []row{
-		{"residency check, " + label, us(residency), base, ratio(residency, touchAll)},
-		{"full region check `Health(true)`, " + fmt.Sprintf("%d MiB", size>>20), us(full), base, ratio(full, touchAll)},
-		{fmt.Sprintf("repair of %d punched pages, %d MiB", quarter, size>>20), us(repair), us(faultIn) + " read-fault the same pages", ratio(repair, faultIn)},
+		{"residency check, " + label, us(residency), base, benchfmt.Ratio(residency, touchAll)},
+		{"full region check `Health(true)`, " + fmt.Sprintf("%d MiB", size>>20), us(full), base, benchfmt.Ratio(full, touchAll)},
+		{fmt.Sprintf("repair of %d punched pages, %d MiB", quarter, size>>20), us(repair), us(faultIn) + " read-fault the same pages", benchfmt.Ratio(repair, faultIn)},
 	}, nil
 }
 
@@ -200,27 +200,4 @@ func us(ns float64) string {
 		return fmt.Sprintf("%.1f ms", ns/1e6)
 	}
 	return fmt.Sprintf("%.1f µs", ns/1e3)
-}
-
-func ratio(a, b float64) string {
-	if b == 0 {
-		return "-"
-	}
-	return fmt.Sprintf("%.2f×", a/b)
-}
-
-func machine() string {
-	model := runtime.GOARCH
-	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		for _, l := range strings.Split(string(b), "\n") {
-			if strings.HasPrefix(l, "model name") {
-				model = strings.TrimSpace(strings.SplitN(l, ":", 2)[1])
-				break
-			}
-		}
-	}
-	var u unix.Utsname
-	unix.Uname(&u)
-	return fmt.Sprintf("%s, %d CPUs, %s/%s, Linux %s, %s", model, runtime.NumCPU(), runtime.GOOS, runtime.GOARCH,
-		unix.ByteSliceToString(u.Release[:]), runtime.Version())
 }

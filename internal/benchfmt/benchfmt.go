@@ -1,0 +1,37 @@
+// Package benchfmt holds what the benchmark commands (internal/cmd/*bench) print the same way: the machine line
+// and ratios against a baseline from the same run.
+package benchfmt
+
+import (
+	"fmt"
+	"os"
+	"runtime"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// Machine names the CPU, the CPU count, the OS and kernel, and the Go version.
+func Machine() string {
+	model := runtime.GOARCH
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(l, "model name") {
+				model = strings.TrimSpace(strings.SplitN(l, ":", 2)[1])
+				break
+			}
+		}
+	}
+	var u unix.Utsname
+	unix.Uname(&u)
+	return fmt.Sprintf("%s, %d CPUs, %s/%s, Linux %s, %s", model, runtime.NumCPU(), runtime.GOOS, runtime.GOARCH,
+		unix.ByteSliceToString(u.Release[:]), runtime.Version())
+}
+
+// Ratio prints a/b as "1.23×", or "-" when b is 0.
+func Ratio(a, b float64) string {
+	if b == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.2f×", a/b)
+}
