@@ -262,24 +262,13 @@ func shmDir(t *testing.T) string {
 	return dir
 }
 
-// punchHole removes count pages of the file at page first, as if the kernel had dropped them.
-func punchHole(path string, first, count int) error {
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	ps := os.Getpagesize()
-	return unix.Fallocate(int(f.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, int64(first*ps), int64(count*ps))
-}
-
 // Pages found missing are brought back by the check that finds them (on demand here; Run's every 10 s), counted
 // as a repair, and health stays ok.
 func TestResidencyRepairedByACheck(t *testing.T) {
 	path := filepath.Join(shmDir(t), "board")
 	w := startWorker(t, path, writer.Options{Size: 1 << 20}, nil)
 	a := serve(t, w)
-	if err := punchHole(path, 16, 16); err != nil { // inside the slot the board does not show
+	if err := sandbox.PunchPages(path, 16, 16); err != nil { // inside the slot the board does not show
 		t.Fatal(err)
 	}
 	if r, _ := w.cfg.Board.Residency(); r.Missing() != 16 {
@@ -476,20 +465,17 @@ func TestHealthWhenTheLockIsRefused(t *testing.T) {
 // helperTmpfsFull runs in a sandbox with a 2 MiB tmpfs of its own: pages of the board go missing while the tmpfs
 // is full (degraded: the repair cannot bring them back), and come back once there is room.
 func helperTmpfsFull() int {
-	mnt := filepath.Join(os.Getenv("GUARD_DIR"), "mnt")
-	if err := os.Mkdir(mnt, 0o755); err != nil {
+	mnt, err := sandbox.MountTmpfs(os.Getenv("GUARD_DIR"), "2m")
+	if err != nil {
 		return helperFail(err)
-	}
-	if err := unix.Mount("tmpfs", mnt, "tmpfs", 0, "size=2m"); err != nil {
-		return helperFail(fmt.Errorf("mount a tmpfs: %w", err))
 	}
 	path := filepath.Join(mnt, "board")
 	return runHelper(path, nil, func(w *Worker, a api, o *observed) error {
-		if err := punchHole(path, 16, 16); err != nil {
+		if err := sandbox.PunchPages(path, 16, 16); err != nil {
 			return err
 		}
 		filler := filepath.Join(mnt, "filler")
-		if err := fill(filler); err != nil {
+		if err := sandbox.Fill(filler); err != nil {
 			return err
 		}
 		s, err := observe(w, a, "full")
@@ -509,24 +495,6 @@ func helperTmpfsFull() int {
 		o.Steps = append(o.Steps, s)
 		return err
 	})
-}
-
-// fill writes to path until the file system is full.
-func fill(path string) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	chunk := make([]byte, 64<<10)
-	for {
-		if _, err := f.Write(chunk); err != nil {
-			if errors.Is(err, unix.ENOSPC) {
-				return nil
-			}
-			return err
-		}
-	}
 }
 
 // Pages that cannot be brought back keep health degraded (live and ready: readers still read the board) until a

@@ -58,18 +58,9 @@ func vmLocked() (int, error) {
 // back as zero.
 func punch(t *testing.T, path string, first, count int) {
 	t.Helper()
-	if err := punchHole(path, first, count); err != nil {
+	if err := sandbox.PunchPages(path, first, count); err != nil {
 		t.Fatal(err)
 	}
-}
-
-func punchHole(path string, first, count int) error {
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return unix.Fallocate(int(f.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, int64(first*pageSize), int64(count*pageSize))
 }
 
 func TestMappingIsLockedAndResident(t *testing.T) {
@@ -296,12 +287,9 @@ type fullResult struct {
 // helperTmpfsFull runs in a sandbox with its own 2 MiB tmpfs: it opens a 1 MiB board there, takes 16 pages away,
 // fills the tmpfs, repairs (which must fail), frees the space and repairs again.
 func helperTmpfsFull() int {
-	mnt := filepath.Join(os.Getenv("GUARD_DIR"), "mnt")
-	if err := os.Mkdir(mnt, 0o755); err != nil {
+	mnt, err := sandbox.MountTmpfs(os.Getenv("GUARD_DIR"), "2m")
+	if err != nil {
 		return fail(err)
-	}
-	if err := unix.Mount("tmpfs", mnt, "tmpfs", 0, "size=2m"); err != nil {
-		return fail(fmt.Errorf("mount a tmpfs: %w", err))
 	}
 	path := filepath.Join(mnt, "notice")
 	w, err := writer.Open(path, writer.Options{Size: regionSize})
@@ -321,13 +309,13 @@ func helperTmpfsFull() int {
 			s.Err = err.Error()
 		}
 	}
-	if err := punchHole(path, 16, 16); err != nil {
+	if err := sandbox.PunchPages(path, 16, 16); err != nil {
 		return fail(err)
 	}
 	r, err := w.Residency()
 	step(&res.Punched, r, err)
 	filler := filepath.Join(mnt, "filler")
-	if err := fill(filler); err != nil {
+	if err := sandbox.Fill(filler); err != nil {
 		return fail(err)
 	}
 	r, err = w.Repair()
@@ -359,24 +347,6 @@ func helperTmpfsFull() int {
 		res.Content = "kept"
 	}
 	return emit(res)
-}
-
-// fill writes to path until the file system is full.
-func fill(path string) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	chunk := make([]byte, 64<<10)
-	for {
-		if _, err := f.Write(chunk); err != nil {
-			if errors.Is(err, unix.ENOSPC) {
-				return nil
-			}
-			return err
-		}
-	}
 }
 
 // On a full tmpfs missing pages cannot come back: Repair says so (it does not fault), and succeeds once there is

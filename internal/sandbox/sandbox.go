@@ -2,7 +2,7 @@
 // and mount namespaces. There the child is root of its own namespace but holds no capability in the host's: mlock
 // is bound by RLIMIT_MEMLOCK even when the test runs as root (CAP_IPC_LOCK is checked against the host's
 // namespace), and the child can mount a tmpfs of its own, e.g. a small one to fill. Nothing it mounts is seen
-// outside it.
+// outside it. files.go has the helpers such a child uses to take memory away from a region.
 //
 // A package using it calls Main from TestMain:
 //
