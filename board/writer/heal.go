@@ -5,9 +5,11 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -56,14 +58,7 @@ func (d *Damage) add(kind, format string, args ...any) {
 func (d Damage) String() string { return strings.Join(d.Details, "; ") }
 
 // Has reports whether d includes kind.
-func (d Damage) Has(kind string) bool {
-	for _, k := range d.Kinds {
-		if k == kind {
-			return true
-		}
-	}
-	return false
-}
+func (d Damage) Has(kind string) bool { return slices.Contains(d.Kinds, kind) }
 
 // FaultError is a memory fault (SIGBUS, SIGSEGV) caught while the writer touched the mapping.
 type FaultError struct {
@@ -93,27 +88,38 @@ func catching(fn func() error) (err error) {
 	return fn()
 }
 
-// commitCatching commits img; a fault is repaired (size, mapping, header) and the commit retried once.
-func (w *Writer) commitCatching(img []byte, n uint32) (v uint64, err error) {
+// publishImageLocked publishes w.image as Publish does: refused into a superseded region, and a fault is
+// recovered from (recoverLocked).
+func (w *Writer) publishImageLocked() (v uint64, err error) {
 	err = catching(func() error {
 		if w.mem.Load32(board.OffState) == uint32(board.StateSuperseded) {
 			return errors.New("the region is superseded: readers have moved to a new file")
 		}
-		v, err = w.commitLocked(img, n)
+		v, err = w.commitLocked()
 		return err
 	})
-	var fe *FaultError
-	if !errors.As(err, &fe) {
-		return v, err
+	if fe := (*FaultError)(nil); errors.As(err, &fe) {
+		return w.recoverLocked(err)
 	}
-	w.faults++
-	if rerr := w.restoreLocked(); rerr != nil {
-		return 0, fmt.Errorf("%w; repairing the region: %v", err, rerr)
-	}
+	return v, err
+}
+
+// republishLocked publishes w.image again as the next version, turning a fault into an error.
+func (w *Writer) republishLocked() (v uint64, err error) {
 	err = catching(func() error {
-		v, err = w.commitLocked(img, n)
+		v, err = w.commitLocked()
 		return err
 	})
+	return v, err
+}
+
+// recoverLocked repairs the region after fault (size, mapping, header) and publishes w.image once more.
+func (w *Writer) recoverLocked(fault error) (uint64, error) {
+	w.faults++
+	if err := w.restoreLocked(); err != nil {
+		return 0, fmt.Errorf("%w; repairing the region: %v", fault, err)
+	}
+	v, err := w.republishLocked()
 	if err != nil {
 		return 0, fmt.Errorf("publish after repairing a fault: %w", err)
 	}
@@ -158,11 +164,7 @@ func (w *Writer) Faults() uint64 {
 func (w *Writer) Healed() map[string]uint64 {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	m := make(map[string]uint64, len(w.healed))
-	for k, v := range w.healed {
-		m[k] = v
-	}
-	return m
+	return maps.Clone(w.healed)
 }
 
 // Check looks for damage without repairing it: the file's size, whether the path still names the file, and the
@@ -294,10 +296,7 @@ func (w *Writer) Heal() (newFile *os.File, d Damage, err error) {
 		err = w.rewriteLocked()
 	}
 	if err == nil && newFile == nil {
-		err = catching(func() error {
-			_, err := w.commitLocked(w.image, w.imageN)
-			return err
-		})
+		_, err = w.republishLocked()
 	}
 	if err != nil {
 		return newFile, d, fmt.Errorf("repair %s: %w", d, err)
@@ -342,10 +341,7 @@ func (w *Writer) recreateLocked() (*os.File, error) {
 	w.guardMapping()
 	err = w.rewriteLocked()
 	if err == nil {
-		err = catching(func() error {
-			_, err := w.commitLocked(w.image, w.imageN)
-			return err
-		})
+		_, err = w.republishLocked()
 	}
 	if err == nil {
 		err = os.Rename(tmp.Name(), w.path)

@@ -300,11 +300,12 @@ func (w *Writer) Publish(recs []board.Record) (uint64, error) {
 	if w.published && bytes.Equal(records, w.last) {
 		return w.version, nil
 	}
-	return w.commitCatching(img, n)
+	return w.publishImageLocked()
 }
 
-// commitLocked publishes the slot image img (n records, already encoded) as the next version. w.mu is held.
-func (w *Writer) commitLocked(img []byte, n uint32) (uint64, error) {
+// commitLocked publishes w.image (w.imageN records, already encoded) as the next version. w.mu is held.
+func (w *Writer) commitLocked() (uint64, error) {
+	img, n := w.image, w.imageN
 	stride := w.hdr.Stride
 	records := img[board.SlotHeaderSize : board.SlotHeaderSize+n*stride]
 	if w.version == math.MaxUint64 || w.opts.VersionFloor >= math.MaxUint64-1 {
@@ -392,10 +393,7 @@ func (w *Writer) Heartbeat() {
 		return nil
 	})
 	if err != nil && w.published { // the file shrank: restore it now rather than at the next check
-		w.faults++
-		if w.restoreLocked() == nil && catching(func() error { _, err := w.commitLocked(w.image, w.imageN); return err }) == nil {
-			w.healed[DamageFault]++
-		}
+		_, _ = w.recoverLocked(err) // a failure stays for the integrity check to report
 	}
 }
 
