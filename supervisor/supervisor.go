@@ -192,12 +192,9 @@ func (s *Supervisor) first(ctx context.Context) error {
 		s.publish()
 		return nil
 	}
-	if _, err := g.start(ctx, s.cfg.ReadyTimeout, "first", 0); err != nil {
-		g.kill()
+	if err := s.serve(ctx, g, "first"); err != nil {
 		return err
 	}
-	s.current = g
-	s.publish()
 	if s.cfg.Upgrader != nil {
 		return s.cfg.Upgrader.Ready() // writes the pid file
 	}
@@ -220,6 +217,18 @@ func (s *Supervisor) replaceFiles(files handoff.Files) {
 		s.files[i].File = f
 		s.log.Info("a worker replaced a file; the next generations get the new one", zap.String("name", name))
 	}
+}
+
+// serve starts g, with no previous writer to follow, and makes it the serving generation; g is killed if it
+// fails.
+func (s *Supervisor) serve(ctx context.Context, g *generation, reason string) error {
+	if _, err := g.start(ctx, s.cfg.ReadyTimeout, reason, 0); err != nil {
+		g.kill()
+		return err
+	}
+	s.current = g
+	s.publish()
+	return nil
 }
 
 // take returns the next generation number and consumes it.
@@ -274,13 +283,9 @@ func (s *Supervisor) restart(ctx context.Context) error {
 		}
 		g, err := s.spawn(ctx, s.take())
 		if err == nil {
-			if _, err = g.start(ctx, s.cfg.ReadyTimeout, "restart", 0); err != nil {
-				g.kill()
-			}
+			err = s.serve(ctx, g, "restart")
 		}
 		if err == nil {
-			s.current = g
-			s.publish()
 			return nil
 		}
 		if ctx.Err() != nil {
