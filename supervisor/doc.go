@@ -14,7 +14,8 @@
 //     deadline, or reports unhealthy) leaves the old one serving, untouched: "failed". Failing after it was started
 //     starts the old one again: "rolled back". Neither is a crash, so neither is restarted in a loop.
 //   - A serving generation that exits unasked is restarted, after a delay that starts at 50 ms and doubles with
-//     each crash in a row (capped at Config.RestartBackoff); a generation that served 30 s resets the count. Past
+//     each crash in a row (capped at Config.RestartBackoff); a generation that served 30 s resets the count, and
+//     so does a reload that reaches serving (a new build serves); a failed or rolled-back reload does not. Past
 //     Config.RestartLimit crashes in a row Run fails, so that the service manager's restart policy acts.
 //   - No worker outlives its turn: a generation told to go is given DrainTimeout, then SIGKILLed and reaped, and a
 //     worker whose supervisor dies gets SIGTERM (parent-death signal) and end-of-file on its connection.

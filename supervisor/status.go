@@ -17,7 +17,10 @@ type Status struct {
 	// Generations are the live workers: the serving one first, then one in standby during a reload.
 	Generations []GenerationStatus `json:"generations"`
 	Restarts    int                `json:"restarts"` // workers restarted after a crash, since this supervisor started
-	LastReload  *ReloadResult      `json:"last_reload,omitempty"`
+	// CrashesInARow is the current crash streak, which RestartLimit bounds: crashes of serving workers and failed
+	// restarts since the last reload that reached serving (or since a generation served 30 s).
+	CrashesInARow int           `json:"crashes_in_a_row"`
+	LastReload    *ReloadResult `json:"last_reload,omitempty"`
 	// Health is the supervisor's own (healthcheck): "worker" fails while no generation serves, "reload" is
 	// degraded while the last reload's failure stands.
 	Health healthcheck.Report `json:"health"`
@@ -88,6 +91,7 @@ func (s *Supervisor) publish() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.view.Generations = s.view.Generations[:0:0]
+	s.view.CrashesInARow = s.crashes
 	worker := healthcheck.Check{Name: "worker", Critical: true}
 	if g := s.current; g != nil {
 		s.view.Generations = append(s.view.Generations, g.status("serving"))

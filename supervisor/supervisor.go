@@ -58,8 +58,8 @@ type Config struct {
 
 	ReadyTimeout time.Duration // for a new worker to reach standby, and again to serve once started
 	DrainTimeout time.Duration // for a worker to yield (finish in-flight requests) and to exit after it
-	// RestartLimit: after this many crashes in a row the supervisor gives up and Run fails, so that the service
-	// manager's restart policy acts. Negative: never give up. RestartBackoff caps the delay between restarts,
+	// RestartLimit: after this many crashes in a row (since the last reload that reached serving) the supervisor
+	// gives up and Run fails, so that the service manager's restart policy acts. Negative: never give up. RestartBackoff caps the delay between restarts,
 	// which starts at 50 ms and doubles with each crash in a row.
 	RestartLimit   int
 	RestartBackoff time.Duration
@@ -87,7 +87,7 @@ type Supervisor struct {
 	// Owned by the loop goroutine.
 	next    uint64 // the next generation number
 	current *generation
-	crashes int // in a row
+	crashes int // in a row: since the last reload that reached serving, or the last generation that served 30 s
 	binary  fileIDCache
 	// upgradeSpent: a self-upgrade got as far as tableflip's hand-over and was then rolled back; tableflip cannot
 	// upgrade this process again, so reloads roll the worker only.
@@ -334,6 +334,13 @@ func (s *Supervisor) reload(ctx context.Context) ReloadResult {
 		return s.record(s.rollback(ctx, old, res, err))
 	}
 	s.current = next
+	// A reload that reaches serving starts a new crash streak: a new build serves, by an operator's decision,
+	// and the crashes of the build it replaced say nothing about it. A rollback or a failed reload leaves the
+	// streak alone (the build that was crashing is still the one serving).
+	if s.crashes > 0 {
+		s.log.Info("a new generation serves after a reload; the crash streak starts again", zap.Int("crashes_before", s.crashes))
+		s.crashes = 0
+	}
 	res = res.finish(OutcomeServing, "")
 	s.record(res)
 	old.stop(s.cfg.DrainTimeout)
