@@ -103,11 +103,24 @@ func New(cfg Config) (*Worker, error) {
 	if err != nil {
 		return nil, fmt.Errorf("publish the stored set: %w", err)
 	}
+	w.regionMoved() // a board of another geometry, or no longer at its path, moved to a new file on that publish
 	w.metrics.observeBoard(v, len(all), cfg.Board.Capacity())
 	w.initHealth()
 	w.metrics.observeHealth(w)
 	w.log.Info("worker loaded", zap.Int("announcements", len(all)), zap.Uint64("version", v))
 	return w, nil
+}
+
+// regionMoved hands a file the board writer moved to (writer.TakeMoved) to Config.RegionReplaced.
+func (w *Worker) regionMoved() {
+	f := w.cfg.Board.TakeMoved()
+	switch {
+	case f == nil:
+	case w.cfg.RegionReplaced != nil:
+		w.cfg.RegionReplaced(f)
+	default:
+		f.Close()
+	}
 }
 
 // visibleNow is the Publisher's source: the records the board must show at this moment.

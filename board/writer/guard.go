@@ -218,5 +218,21 @@ func (w *Writer) HeartbeatAge() (time.Duration, error) {
 	if w.closed {
 		return 0, errClosed
 	}
-	return time.Duration(w.opts.Monotonic() - int64(w.mem.Load64(board.OffHeartbeat))), nil
+	var hb uint64
+	err := catching(func() error {
+		hb = w.mem.Load64(board.OffHeartbeat)
+		return nil
+	})
+	if err != nil { // the file shrank under the mapping: restore it now
+		if w.published {
+			if _, rerr := w.recoverLocked(err); rerr == nil {
+				hb = uint64(w.opts.Monotonic())
+				err = nil
+			}
+		}
+		if err != nil {
+			return 0, err
+		}
+	}
+	return time.Duration(w.opts.Monotonic() - int64(hb)), nil
 }

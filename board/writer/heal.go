@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"maps"
 	"os"
-	"path/filepath"
 	"runtime/debug"
 	"slices"
 	"strings"
@@ -15,7 +14,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/announcementd/announcementd/board"
-	"github.com/announcementd/announcementd/internal/fdutil"
 )
 
 // Healing: what happens to files in /dev/shm in real life, and how the writer puts it right (docs/HEALTH.md).
@@ -95,6 +93,11 @@ func (w *Writer) publishImageLocked() (v uint64, err error) {
 		if w.mem.Load32(board.OffState) == uint32(board.StateSuperseded) {
 			return errors.New("the region is superseded: readers have moved to a new file")
 		}
+		if w.spent {
+			if err := w.renewLocked(); err != nil {
+				return err
+			}
+		}
 		v, err = w.commitLocked()
 		return err
 	})
@@ -117,7 +120,7 @@ func (w *Writer) republishLocked() (v uint64, err error) {
 func (w *Writer) recoverLocked(fault error) (uint64, error) {
 	w.faults++
 	if err := w.restoreLocked(); err != nil {
-		return 0, fmt.Errorf("%w; repairing the region: %v", fault, err)
+		return 0, fmt.Errorf("%w; repairing the region: %w", fault, err)
 	}
 	v, err := w.republishLocked()
 	if err != nil {
@@ -135,20 +138,21 @@ func (w *Writer) restoreLocked() error {
 		return fmt.Errorf("size to %d bytes: %w", size, err)
 	}
 	w.unmap()
-	if err := w.mmap(size); err != nil {
+	if err := w.mmap(w.f, size); err != nil {
 		return err
 	}
 	w.guardMapping()
 	return w.rewriteLocked()
 }
 
-// rewriteLocked rewrites the static header and forgets the slots' shadows, so that the next commit writes its slot
-// whole. The version word is left for that commit.
+// rewriteLocked rewrites the static header with its magic hidden and forgets the slots' shadows, so that the next
+// commit writes its slot whole, then the version word, then the magic: readers see a file they refuse until the
+// version is right again (a restored file reads as zeros, its version 0).
 func (w *Writer) rewriteLocked() error {
 	w.shadow = [2][]byte{}
 	w.shadowN = [2]uint32{w.hdr.Capacity, w.hdr.Capacity}
 	return catching(func() error {
-		w.initHeader()
+		w.initHeader(true)
 		return nil
 	})
 }
@@ -173,7 +177,7 @@ func (w *Writer) Check() (Damage, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.closed {
-		return Damage{}, errors.New("writer is closed")
+		return Damage{}, errClosed
 	}
 	return w.checkLocked()
 }
@@ -188,7 +192,7 @@ func (w *Writer) checkLocked() (Damage, error) {
 		d.add(DamageSize, "the file is %d bytes, the region %d", st.Size, w.hdr.RegionSize)
 	}
 	var at unix.Stat_t
-	switch err := unix.Stat(w.path, &at); {
+	switch err := unix.Lstat(w.path, &at); {
 	case errors.Is(err, unix.ENOENT):
 		d.add(DamageReplaced, "%s was removed", w.path)
 	case err != nil:
@@ -273,91 +277,78 @@ func firstDiff(a, b []byte) int {
 }
 
 // Heal checks the region and repairs what it finds, republishing the set with a higher version. When the file had
-// to be recreated it returns the new file (the writer has moved to it; the caller owns the returned duplicate);
-// otherwise nil. d is what was found (none: nothing was done).
+// to be recreated it returns the new file (the writer has moved to it; the caller owns the returned duplicate,
+// as from TakeMoved); otherwise nil. d is what was found (none: nothing was done).
 func (w *Writer) Heal() (newFile *os.File, d Damage, err error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.closed {
-		return nil, d, errors.New("writer is closed")
+		return nil, d, errClosed
+	}
+	if w.install && w.published { // a new file that could not be put at its path yet: try again
+		if w.spent {
+			err = w.renewLocked()
+			if err == nil {
+				_, err = w.republishLocked() // installs
+			}
+		} else {
+			err = w.installLocked()
+		}
+		if err != nil {
+			d.add(DamageReplaced, "the region's new file is not at %s yet", w.path)
+			return nil, d, fmt.Errorf("repair %s: %w", d, err)
+		}
+		return w.takeMovedLocked(), d, nil
 	}
 	if d, err = w.checkLocked(); err != nil || d.None() {
-		return nil, d, err
+		return w.takeMovedLocked(), d, err // a move a publish completed since
 	}
 	if !w.published {
 		return nil, d, errors.New("nothing published yet: nothing to repair with")
 	}
 	switch {
 	case d.Has(DamageReplaced): // publishes into the new file itself
-		newFile, err = w.recreateLocked()
+		err = w.recreateLocked()
 	case d.Has(DamageSize) || d.Has(DamageFault):
 		err = w.restoreLocked()
 	default: // overwritten: the header is rewritten, and the slots lose their shadows so they are written whole
 		err = w.rewriteLocked()
 	}
-	if err == nil && newFile == nil {
+	if err == nil && !d.Has(DamageReplaced) {
 		_, err = w.republishLocked()
 	}
 	if err != nil {
-		return newFile, d, fmt.Errorf("repair %s: %w", d, err)
+		return w.takeMovedLocked(), d, fmt.Errorf("repair %s: %w", d, err)
 	}
 	for _, k := range d.Kinds {
 		w.healed[k]++
 	}
-	return newFile, d, nil
+	return w.takeMovedLocked(), d, nil
 }
 
-// recreateLocked lays a new region out in a new file next to the path, publishes the set into it, and renames it
-// over the path; then it marks the old mapping superseded and wakes its waiters, who reopen the path and find the
-// set at a higher version. It returns a duplicate of the new file.
-func (w *Writer) recreateLocked() (*os.File, error) {
-	dir, base := filepath.Split(w.path)
-	tmp, err := os.CreateTemp(dir, "."+base+".new-*")
-	if err != nil {
-		return nil, fmt.Errorf("recreate %s: %w", w.path, err)
-	}
-	fail := func(err error) (*os.File, error) {
-		os.Remove(tmp.Name())
-		tmp.Close()
-		return nil, fmt.Errorf("recreate %s: %w", w.path, err)
-	}
-	if err := tmp.Chmod(0o644); err != nil { // readers need read access only
-		return fail(err)
-	}
-	if err := unix.Flock(int(tmp.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		return fail(err)
-	}
-	size := w.hdr.RegionSize
-	if err := tmp.Truncate(int64(size)); err != nil {
-		return fail(err)
-	}
-	mem, err := unix.Mmap(int(tmp.Fd()), 0, int(size), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
-	if err != nil {
-		return fail(err)
-	}
-	old, oldMem, oldLocked := w.f, w.mem, w.locked
+func (w *Writer) takeMovedLocked() *os.File {
+	f := w.moved
+	w.moved = nil
+	return f
+}
+
+// recreateLocked lays a new region out in a new file next to the path, publishes the set into it, and puts it at
+// the path; then it marks the old file superseded and wakes its waiters, who reopen the path and find the set at a
+// higher version (moveLocked, installLocked). When any step fails the writer stays on the old file.
+func (w *Writer) recreateLocked() error {
 	oldShadow, oldShadowN := w.shadow, w.shadowN
-	w.f, w.mem, w.locked = tmp, mem, false
-	w.guardMapping()
-	err = w.rewriteLocked()
-	if err == nil {
-		_, err = w.republishLocked()
+	if err := w.moveLocked(); err != nil {
+		return fmt.Errorf("recreate %s: %w", w.path, err)
 	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), w.path)
+	w.shadow, w.shadowN = [2][]byte{}, [2]uint32{w.hdr.Capacity, w.hdr.Capacity}
+	_, err := w.republishLocked()
+	if err != nil && w.install { // not at the path: back to the old file
+		old := w.retire
+		w.unmap()
+		w.f.Close()
+		w.f, w.mem, w.locked, w.retire, w.install = old.f, old.mem, old.locked, nil, false
+		w.shadow, w.shadowN = oldShadow, oldShadowN
+		return fmt.Errorf("recreate %s: %w", w.path, err)
 	}
-	if err != nil {
-		unix.Munmap(mem)
-		w.f, w.mem, w.locked, w.shadow, w.shadowN = old, oldMem, oldLocked, oldShadow, oldShadowN
-		return fail(err)
-	}
-	// Readers of the old file: reopen the path. It may have been truncated too, so the stores may fault.
-	_ = catching(func() error {
-		oldMem.Store32(board.OffState, uint32(board.StateSuperseded))
-		oldMem.Add32(board.OffFutex, 1)
-		return oldMem.FutexWake(board.OffFutex)
-	})
-	unix.Munmap(oldMem)
-	old.Close()
-	return fdutil.Dup(w.f, w.path)
+	return err
 }

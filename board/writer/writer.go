@@ -3,10 +3,15 @@
 // Invariants:
 //   - One writer per file: New takes flock(LOCK_EX) on the open file description and fails, naming the holder,
 //     when another description holds it. Descriptors dup'ed or passed with SCM_RIGHTS share the lock.
-//   - The version never decreases: an existing board keeps its version, and the first publish is above both it and
-//     Options.VersionFloor.
-//   - A publish writes the slot readers of the current version are not reading, and stores the version last.
+//   - The version never decreases: the first publish is above every version the file still shows and above
+//     Options.VersionFloor (open.go); every repair publishes above the last version published.
+//   - A publish writes the slot readers of the current version are not reading, makes it whole (what differs
+//     from the image is written, whatever wrote it), and stores the version last.
 //   - The version changes exactly when the content does: publishing the same set again is a no-op.
+//   - The writer never follows a symlink at its path nor writes a file it does not own (internal/securefs); a new
+//     file appears at the path only with a published version in it.
+//   - Nothing in the file it is given makes New fail, but a live writer's lock: damage is repaired (open.go).
+//   - Every access to the mapping runs under catching: a fault (the file shrank) is repaired, never a crash.
 //   - Unless Options.NoLock, the mapping is locked in memory (mlock) before anything is written into it; when
 //     the lock is refused, every page is brought in anyway, Locked says why, and the writer works the same.
 //
@@ -52,6 +57,10 @@ type Options struct {
 	// NoLock leaves the mapping as mmap made it: not locked in memory, its pages not brought in (guard.go). For
 	// tools and tests; the daemon locks.
 	NoLock bool
+	// RecreateJump: when the file shows no version at or above VersionFloor (it is new, zeroed, unreadable, or
+	// behind the floor), the first publish continues this far above VersionFloor, which may trail what readers
+	// saw of a board that is gone (open.go). The daemon sets it; 0 continues just above the floor.
+	RecreateJump uint64
 }
 
 // ErrLocked is matched by the error New returns when another writer holds the file.
@@ -80,6 +89,17 @@ type Writer struct {
 	published bool
 	closed    bool
 
+	// Opening (open.go): install, the file has no name yet and the next commit puts it at path; retire, the file
+	// readers had at path before, marked superseded once the install is done; moved, a duplicate of a file the
+	// writer moved to, for TakeMoved; magicHidden, the magic was cleared and the next commit writes it back; note,
+	// what New made of the file.
+	install     bool
+	spent       bool // the new file could not be put at path and never can: renewLocked
+	retire      *mapping
+	moved       *os.File
+	magicHidden bool
+	note        string
+
 	// The guard (guard.go): whether the mapping is locked in memory, why the last attempt to lock it failed, and
 	// the mincore vector of the last residency check.
 	locked  bool
@@ -88,149 +108,6 @@ type Writer struct {
 	// Healing (heal.go): faults caught and repaired, and repairs by damage kind.
 	faults uint64
 	healed map[string]uint64
-}
-
-// Open creates or opens the board at path (mode 0644: readers need read access only) and returns its writer.
-func Open(path string, opts Options) (*Writer, error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644) // Go opens with O_CLOEXEC
-	if err != nil {
-		return nil, fmt.Errorf("open region: %w", err)
-	}
-	w, err := New(f, opts)
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	return w, nil
-}
-
-// New returns a writer for the open region file f. On success the writer owns f (Close closes it); on error the
-// caller still does. An empty file becomes a new board; a board keeps its version; anything else is refused.
-func New(f *os.File, opts Options) (*Writer, error) {
-	if opts.PID == 0 {
-		opts.PID = os.Getpid()
-	}
-	if opts.Now == nil {
-		opts.Now = time.Now
-	}
-	if opts.Monotonic == nil {
-		opts.Monotonic = shm.Monotonic
-	}
-	w := &Writer{opts: opts, path: f.Name(), f: f, healed: map[string]uint64{}}
-	if err := w.lock(); err != nil {
-		return nil, err
-	}
-	if err := w.mapRegion(); err != nil {
-		return nil, fmt.Errorf("region %s: %w", w.path, err)
-	}
-	return w, nil
-}
-
-func (w *Writer) lock() error {
-	err := unix.Flock(int(w.f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
-	if err == nil {
-		return nil
-	}
-	if !errors.Is(err, unix.EWOULDBLOCK) {
-		return fmt.Errorf("lock region %s: %w", w.path, err)
-	}
-	holder := "unknown process"
-	var line [16]byte
-	if n, _ := w.f.ReadAt(line[:], board.OffWriterPID); n == len(line) {
-		holder = fmt.Sprintf("pid %d, generation %d", binary.LittleEndian.Uint32(line[0:]), binary.LittleEndian.Uint64(line[8:]))
-	}
-	return fmt.Errorf("%w: %s is locked by %s", ErrLocked, w.path, holder)
-}
-
-func (w *Writer) mapRegion() error {
-	st, err := w.f.Stat()
-	if err != nil {
-		return err
-	}
-	if st.Size() == 0 {
-		err = w.create()
-	} else {
-		err = w.adopt(st.Size())
-	}
-	if err != nil {
-		w.unmap()
-		return err
-	}
-	w.image = make([]byte, w.hdr.SlotSize)
-	w.guardMapping()
-	w.initHeader()
-	return nil
-}
-
-// create lays a new board out in the empty file.
-func (w *Writer) create() error {
-	size := cmp.Or(w.opts.Size, board.DefaultSize)
-	h, err := board.Geometry(size, w.opts.ExtraFields...)
-	if err != nil {
-		return err
-	}
-	if err := w.f.Truncate(int64(size)); err != nil {
-		return fmt.Errorf("size to %d bytes: %w", size, err)
-	}
-	w.hdr = h
-	return w.mmap(size)
-}
-
-// adopt takes over the existing board in the file, which must have the geometry this writer would give it, and
-// keeps its version. Each slot is written whole on its first publish (its contents are not known).
-func (w *Writer) adopt(fileSize int64) error {
-	if fileSize > board.MaxRegionSize || fileSize < board.MinFileSize {
-		return fmt.Errorf("existing file is %d bytes, not a board: remove it", fileSize)
-	}
-	if err := w.mmap(uint64(fileSize)); err != nil {
-		return err
-	}
-	got, err := board.ParseHeader(w.mem, fileSize)
-	if err != nil {
-		return fmt.Errorf("existing file is not a usable board (%w): remove it", err)
-	}
-	size := cmp.Or(w.opts.Size, got.RegionSize)
-	if got.RegionSize != size || uint64(fileSize) != size {
-		return fmt.Errorf("existing board is %d bytes, want %d: remove it or use its size", fileSize, size)
-	}
-	want, err := board.Geometry(size, w.opts.ExtraFields...)
-	if err != nil {
-		return err
-	}
-	if !sameGeometry(&got, &want) {
-		return fmt.Errorf("existing board has a different layout (minor %d, %d records of %d bytes; want minor %d, %d of %d): remove it",
-			got.Minor, got.Capacity, got.Stride, want.Minor, want.Capacity, want.Stride)
-	}
-	w.hdr = want
-	w.version = w.mem.Load64(board.OffVersion)
-	w.shadowN = [2]uint32{want.Capacity, want.Capacity}
-	return nil
-}
-
-func (w *Writer) mmap(size uint64) error {
-	mem, err := unix.Mmap(int(w.f.Fd()), 0, int(size), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
-	if err != nil {
-		return fmt.Errorf("mmap %d bytes: %w", size, err)
-	}
-	w.mem = mem
-	return nil
-}
-
-func sameGeometry(a, b *board.Header) bool {
-	return a.Minor == b.Minor && a.HeaderSize == b.HeaderSize && a.RegionSize == b.RegionSize &&
-		a.Capacity == b.Capacity && a.Stride == b.Stride && a.SlotSize == b.SlotSize && slices.Equal(a.Fields, b.Fields)
-}
-
-// initHeader writes the static header (everything but the version word), marks the board live and names us.
-func (w *Writer) initHeader() {
-	hdr := make([]byte, board.HeaderSize)
-	board.EncodeHeader(hdr, &w.hdr)
-	binary.LittleEndian.PutUint32(hdr[board.OffState:], uint32(board.StateLive))
-	binary.LittleEndian.PutUint64(hdr[board.OffHeartbeat:], uint64(w.opts.Monotonic()))
-	binary.LittleEndian.PutUint32(hdr[board.OffWriterPID:], uint32(w.opts.PID))
-	binary.LittleEndian.PutUint64(hdr[board.OffGeneration:], w.opts.Generation)
-	binary.LittleEndian.PutUint32(hdr[board.OffFutex:], w.mem.Load32(board.OffFutex))
-	w.mem.CopyIn(8, hdr[8:])
 }
 
 // Path is the file the writer publishes into.
@@ -262,7 +139,7 @@ func (w *Writer) Publish(recs []board.Record) (uint64, error) {
 	if len(recs) > int(w.hdr.Capacity) {
 		return 0, &FullError{len(recs), int(w.hdr.Capacity)}
 	}
-	byID := func(a, b board.Record) int { return cmpUint64(a.ID, b.ID) }
+	byID := func(a, b board.Record) int { return cmp.Compare(a.ID, b.ID) }
 	sorted := recs
 	if !slices.IsSortedFunc(recs, byID) {
 		sorted = slices.Clone(recs)
@@ -280,7 +157,7 @@ func (w *Writer) Publish(recs []board.Record) (uint64, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.closed {
-		return 0, errors.New("writer is closed")
+		return 0, errClosed
 	}
 	n := uint32(len(sorted))
 	stride := w.hdr.Stride
@@ -332,6 +209,7 @@ func (w *Writer) commitLocked() (uint64, error) {
 	w.writeSlot(s, off, img[:board.SlotHeaderSize+max(n, w.shadowN[s])*stride])
 	w.mem.Store64(off+board.SlotOffSeq, seq+1)
 	w.mem.Store64(board.OffVersion, next)
+	w.showMagic()
 	// The version is live: record it before anything else can fail.
 	w.version = next
 	w.shadowN[s] = n
@@ -341,44 +219,38 @@ func (w *Writer) commitLocked() (uint64, error) {
 	if err := w.mem.FutexWake(board.OffFutex); err != nil {
 		return next, fmt.Errorf("published version %d but could not wake blocked readers: %w", next, err)
 	}
+	if w.install {
+		if err := w.installLocked(); err != nil {
+			return next, fmt.Errorf("published version %d into a new file: %w", next, err)
+		}
+	}
 	return next, nil
 }
 
 // writeSlot stores img (the slot image from byte 0; its first 8 bytes, the seq, are skipped) into slot s at off,
-// between the seq updates of Publish. With a shadow of the slot, only the 64-byte chunks that differ are stored:
-// a publish that changes one announcement of thousands writes a few hundred bytes, not the whole slot.
+// between the seq updates of a commit. Only the 64-byte chunks that differ from what the slot holds are stored: a
+// publish that changes one announcement of thousands writes a few hundred bytes. Comparing with the slot itself,
+// not with what this writer last wrote there, makes every published snapshot whole, even when bytes of the slot
+// were overwritten from outside since (FORMAT.md §4 step 3). The shadow, what was written, is kept for Check.
 func (w *Writer) writeSlot(s, off uint64, img []byte) {
+	slot := w.mem[off : off+uint64(len(img))]
 	sh := w.shadow[s]
-	if sh == nil {
-		w.mem.CopyIn(off+8, img[8:])
-		w.shadow[s] = append(make([]byte, 0, w.hdr.SlotSize), img...)
-		return
-	}
-	if len(sh) < len(img) {
-		sh = sh[:len(img)] // the bytes past the shadow's length are zero, as in the slot
-	}
+	known := len(sh) >= len(img) // else the shadow is rebuilt whole below
 	const chunk = 64
-	for i := 0; i < len(img); i += chunk {
-		lo, hi := i, min(i+chunk, len(img))
-		if lo == 0 {
-			lo = 8
-		}
-		if !bytes.Equal(img[lo:hi], sh[lo:hi]) {
+	for lo := 8; lo < len(img); {
+		hi := min(lo-lo%chunk+chunk, len(img))
+		if !bytes.Equal(img[lo:hi], slot[lo:hi]) {
 			w.mem.CopyIn(off+uint64(lo), img[lo:hi])
-			copy(sh[lo:hi], img[lo:hi])
+			if known {
+				copy(sh[lo:hi], img[lo:hi])
+			}
 		}
+		lo = hi
+	}
+	if !known {
+		sh = append(sh[:0], img...)
 	}
 	w.shadow[s] = sh[:len(img)]
-}
-
-func cmpUint64(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // Heartbeat stores the writer's CLOCK_MONOTONIC time; call it about once a second.
@@ -402,7 +274,7 @@ func (w *Writer) Supersede() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.closed {
-		return errors.New("writer is closed")
+		return errClosed
 	}
 	return catching(func() error {
 		w.mem.Store32(board.OffState, uint32(board.StateSuperseded))
@@ -416,11 +288,24 @@ func (w *Writer) Supersede() error {
 func (w *Writer) Close() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	return w.closeLocked()
+}
+
+func (w *Writer) closeLocked() error {
 	if w.closed {
 		return nil
 	}
 	w.closed = true
 	w.unmap()
+	if w.retire != nil {
+		w.retire.unmap()
+		w.retire.f.Close()
+		w.retire = nil
+	}
+	if w.moved != nil {
+		w.moved.Close()
+		w.moved = nil
+	}
 	return w.f.Close()
 }
 

@@ -155,21 +155,6 @@ func TestRefusesBadInput(t *testing.T) {
 	}
 }
 
-func TestRefusesForeignFileAndOtherGeometry(t *testing.T) {
-	dir := t.TempDir()
-	foreign := filepath.Join(dir, "foreign")
-	os.WriteFile(foreign, []byte(strings.Repeat("not a board ", 1000)), 0o644)
-	if _, err := writer.Open(foreign, writer.Options{}); err == nil || !strings.Contains(err.Error(), "not an announcement board") {
-		t.Fatalf("foreign file: %v", err)
-	}
-	path := filepath.Join(dir, "board")
-	w := open(t, path, writer.Options{})
-	w.Close()
-	if _, err := writer.Open(path, writer.Options{Size: 128 << 10}); err == nil || !strings.Contains(err.Error(), "want 131072") {
-		t.Fatalf("other size: %v", err)
-	}
-}
-
 func TestPublisherSurvivesAPanic(t *testing.T) {
 	w := open(t, tempRegion(t), writer.Options{})
 	boom := true

@@ -9,6 +9,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -31,11 +32,12 @@ import (
 	"go.uber.org/zap/zapcore"
 	"golang.org/x/sys/unix"
 
+	"github.com/announcementd/announcementd/internal/securefs"
 	"github.com/announcementd/announcementd/supervisor"
 )
 
-// recreateJump is how far above the stored floor a board created from nothing starts: far more publishes than
-// can happen between a publish and the floor's save.
+// recreateJump is how far above the stored floor a board that shows no version to continue from starts (created
+// from nothing, or unreadable): far more publishes than can happen between a publish and the floor's save.
 const recreateJump = 1 << 20
 
 // minDrainTimeout covers a worker's drain: its requests get 10 s (worker.Serve), then it stops its schedule, saves
@@ -152,7 +154,7 @@ func readToken(path string) (string, error) {
 	if path == "" {
 		return "", nil
 	}
-	b, err := os.ReadFile(path)
+	b, err := securefs.ReadTrusted(path, 4096)
 	if err != nil {
 		return "", fmt.Errorf("--token-file: %w", err)
 	}
@@ -164,20 +166,26 @@ func readToken(path string) (string, error) {
 }
 
 func listenUnix(path string) (net.Listener, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+	dir, name := filepath.Split(path)
+	d, err := securefs.MkdirAll(cmp.Or(dir, "."), 0o755)
+	if err != nil {
 		return nil, fmt.Errorf("socket dir: %w", err)
 	}
+	defer d.Close()
 	// A socket left by a dead daemon is removed; a live one is not (it answers a connection).
 	if conn, err := net.DialTimeout("unix", path, 200*time.Millisecond); err == nil {
 		conn.Close()
 		return nil, fmt.Errorf("%s is served by a running daemon", path)
 	}
-	// Remove only a stale socket: a --listen typo must not delete a file that is something else.
-	if st, err := os.Lstat(path); err == nil {
-		if st.Mode().Type() != os.ModeSocket {
+	// Remove only a stale socket of ours: a --listen typo must not delete a file that is something else, nor
+	// another user's socket.
+	if e, err := d.Lookup(name); err == nil && e.Exists {
+		if st, err := os.Lstat(path); err == nil && st.Mode().Type() != os.ModeSocket {
 			return nil, fmt.Errorf("listen unix:%s: the path exists and is not a socket", path)
 		}
-		os.Remove(path)
+		if err := d.Remove(name); err != nil {
+			return nil, fmt.Errorf("listen unix:%s: %w", path, err)
+		}
 	}
 	old := unix.Umask(0o117) // the socket is created 0660 (startup: no other goroutine creates files yet)
 	l, err := net.Listen("unix", path)

@@ -23,6 +23,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/announcementd/announcementd/handoff"
+	"github.com/announcementd/announcementd/internal/securefs"
 	"github.com/announcementd/announcementd/supervisor"
 )
 
@@ -51,8 +52,8 @@ func supervise(ctx context.Context, log *zap.Logger, c config, args []string) (e
 	if err != nil {
 		return fmt.Errorf("identify my own binary: %w", err)
 	}
-	if err := os.MkdirAll(c.runtimeDir, 0o755); err != nil {
-		return fmt.Errorf("runtime dir: %w", err)
+	if err := checkRuntimeDir(c.runtimeDir); err != nil {
+		return err
 	}
 	// tableflip carries every fd the supervisor owns to a new supervisor on self-upgrade, and writes the pid file.
 	pidFile := filepath.Join(c.runtimeDir, "announcementd.pid")
@@ -83,7 +84,7 @@ func supervise(ctx context.Context, log *zap.Logger, c config, args []string) (e
 		return err
 	}
 
-	files, err := openFiles(upg, parent, c)
+	files, err := openFiles(log, upg, parent, c)
 	if err != nil {
 		return fail(err)
 	}
@@ -159,7 +160,7 @@ func (u *readyUpgrader) Ready() error {
 
 // openFiles returns the files every worker gets: the region, the API listeners and the metrics listener. Each comes
 // from the previous supervisor when there was one (self-upgrade), else it is opened here.
-func openFiles(upg *tableflip.Upgrader, parent *supervisor.Parent, c config) ([]handoff.NamedFile, error) {
+func openFiles(log *zap.Logger, upg *tableflip.Upgrader, parent *supervisor.Parent, c config) ([]handoff.NamedFile, error) {
 	if c.tokenFile != "" {
 		if _, err := readToken(c.tokenFile); err != nil { // fail at start, not in every worker
 			return nil, err
@@ -178,7 +179,7 @@ func openFiles(upg *tableflip.Upgrader, parent *supervisor.Parent, c config) ([]
 		if region == nil {
 			return nil, errors.New("the old supervisor did not hand over the region")
 		}
-	} else if region, err = openRegion(c.shm); err != nil {
+	} else if region, err = openRegion(log, c.shm); err != nil {
 		return nil, err
 	}
 	files := []handoff.NamedFile{{Name: fileRegion, File: region}}
@@ -211,22 +212,22 @@ func openFiles(upg *tableflip.Upgrader, parent *supervisor.Parent, c config) ([]
 	return files, nil
 }
 
-// openRegion opens (creating it empty if need be; the worker lays the board out) the region file, mode 0644:
-// readers need read access only. The supervisor's lock on it keeps a second daemon away for the life of the
-// service; the workers get the same open file description, so the lock is theirs too.
-func openRegion(path string) (*os.File, error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644) // Go opens with O_CLOEXEC
+// openRegion opens the region file the workers write (securefs.OpenOrCreate): an existing file of ours as it is
+// (the worker repairs what is damaged), or a new file without a name, which the first worker's first publish puts
+// at the path, so that readers never find a board that holds no version, and a start that fails leaves nothing
+// there. It never follows a symlink at the path nor opens another user's file: such a file is replaced when this
+// process may (root), refused with its owner named otherwise. The supervisor's lock on the file keeps a second
+// daemon away for the life of the service; the workers get the same open file description, so the lock is theirs
+// too. Mode 0644: readers need read access only.
+func openRegion(log *zap.Logger, path string) (*os.File, error) {
+	f, replacing, err := securefs.OpenOrCreate(path, 0o644)
 	if err != nil {
-		return nil, fmt.Errorf("open region: %w", err)
+		return nil, fmt.Errorf("region: %w", err)
 	}
-	st, err := f.Stat()
-	if err == nil && !st.Mode().IsRegular() {
-		err = fmt.Errorf("%s is not a regular file", path)
+	if replacing != nil {
+		log.Warn("the region's path holds a file that is not the daemon's: it will be replaced by a new board", zap.NamedError("found", replacing))
 	}
-	if err == nil {
-		err = lockRegion(f)
-	}
-	if err != nil {
+	if err := lockRegion(f); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("region: %w", err)
 	}
@@ -272,4 +273,14 @@ func buildString(id string) string {
 		rev += dirty
 	}
 	return fmt.Sprintf("%s %s sha256:%s", rev, runtime.Version(), id)
+}
+
+// checkRuntimeDir makes the runtime directory (sockets, pid file) if need be and checks that it is private: the
+// daemon's own, writable by nobody else, on a trusted path (securefs).
+func checkRuntimeDir(dir string) error {
+	d, err := securefs.MkdirPrivate(dir, 0o755)
+	if err != nil {
+		return fmt.Errorf("runtime dir: %w", err)
+	}
+	return d.Close()
 }

@@ -21,10 +21,14 @@ import (
 	"github.com/announcementd/announcementd/board/writer"
 	"github.com/announcementd/announcementd/handoff"
 	"github.com/announcementd/announcementd/internal/fdutil"
+	"github.com/announcementd/announcementd/internal/securefs"
 	"github.com/announcementd/announcementd/store"
 	"github.com/announcementd/announcementd/supervisor"
 	"github.com/announcementd/announcementd/worker"
 )
+
+// storeFile is the durable store, in the state dir.
+const storeFile = "announcements.db"
 
 // handoffTimeout bounds the worker's side of the handshake and of each answer it sends.
 const handoffTimeout = 30 * time.Second
@@ -233,11 +237,18 @@ func (e *turnEnv) check() error {
 		}
 		e.token = t
 	}
-	if err := os.MkdirAll(e.c.stateDir, 0o700); err != nil {
+	d, err := securefs.MkdirPrivate(e.c.stateDir, 0o700)
+	if err != nil {
 		return fmt.Errorf("state dir: %w", err)
 	}
+	defer d.Close()
 	if err := unix.Access(e.c.stateDir, unix.W_OK); err != nil {
 		return fmt.Errorf("state dir %s: %w", e.c.stateDir, err)
+	}
+	// The store is opened by path (bbolt); the directory being private, nobody else can put another file there
+	// after this check.
+	if err := d.CheckOurs(storeFile); err != nil {
+		return fmt.Errorf("store: %w", err)
 	}
 	return nil
 }
@@ -265,7 +276,7 @@ func (e *turnEnv) start(floor uint64) (_ *turn, err error) {
 		}
 	}()
 	// The previous writer closed the store before it yielded; the wait covers a slow close.
-	t.st, err = store.Open(filepath.Join(e.c.stateDir, "announcements.db"), store.Options{Timeout: 5 * time.Second})
+	t.st, err = store.Open(filepath.Join(e.c.stateDir, storeFile), store.Options{Timeout: 5 * time.Second})
 	if err != nil {
 		return nil, err
 	}
@@ -278,18 +289,17 @@ func (e *turnEnv) start(floor uint64) (_ *turn, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if st, err := region.Stat(); err == nil && st.Size() == 0 && floor > 0 {
-		// The board is gone (a reboot, or it was removed) and is created from nothing. The store's floor trails
-		// the last publish by the few milliseconds it takes to save; after a crash, versions published in that
-		// window may still be in a reader's memory. Jumping well above the floor keeps the version from ever
-		// going back.
-		floor += recreateJump
-		e.log.Info("board created from nothing: continuing above the stored version", zap.Uint64("floor", floor))
-	}
-	t.board, err = writer.New(region, writer.Options{Size: e.c.shmSize, Generation: e.gen, VersionFloor: floor})
+	// A board that shows no version to continue from (created from nothing after a reboot or a removal, or
+	// unreadable) continues recreateJump above the floor: the store's floor trails the last publish by the few
+	// milliseconds it takes to save, and after a crash versions published in that window may still be in a
+	// reader's memory.
+	t.board, err = writer.New(region, writer.Options{Size: e.c.shmSize, Generation: e.gen, VersionFloor: floor, RecreateJump: recreateJump})
 	if err != nil {
 		region.Close()
 		return nil, err
+	}
+	if what := t.board.Opened(); what != "" {
+		e.log.Info("region opened", zap.String("found", what), zap.Uint64("floor", floor), zap.Uint64("version", t.board.Version()))
 	}
 	cfg := worker.Config{Board: t.board, Store: t.st, Log: e.log, Generation: e.gen, Build: e.build, RegionReplaced: e.regionReplaced}
 	cfg.Supervisor.PID, cfg.Supervisor.Build = e.supervisor.PID, e.supervisor.Build

@@ -107,6 +107,12 @@ func run() error {
 		return err
 	}
 
+	// A publish of one change: the writer compares the target slot with the new image and writes the chunks that
+	// differ (every publish makes its snapshot whole); the baseline is writing the whole snapshot.
+	pub, whole := publishOne(w, set, snapBytes)
+	rows = append(rows, row{"publish one change among 1000 records (encode, CRC, compare with the slot, write what differs)", us(pub),
+		us(whole) + " copying the whole 320 KB snapshot", benchfmt.Ratio(pub, whole)})
+
 	// Publish→observe.
 	wait, poll, err := latency(w)
 	if err != nil {
@@ -174,6 +180,31 @@ func pollGo(path string) (goNS, limitNS float64) {
 	})
 	return goNS, limitNS
 }
+
+// publishOne times publishes that change one record of set, and a copy of a whole snapshot's bytes, in ns.
+func publishOne(w *writer.Writer, set []board.Record, bytesPer float64) (pubNs, copyNs float64) {
+	set = slices.Clone(set)
+	d := time.Second
+	n := 0
+	for t := time.Now(); time.Since(t) < d; n++ {
+		set[len(set)/2].Content = strconv.Itoa(n)
+		if _, err := w.Publish(set); err != nil {
+			panic(err)
+		}
+	}
+	pubNs = float64(d.Nanoseconds()) / float64(n)
+	src, dst := make([]byte, int(bytesPer)), make([]byte, int(bytesPer))
+	n = 0
+	for t := time.Now(); time.Since(t) < d; n++ {
+		src[n%len(src)]++
+		copy(dst, src)
+	}
+	sink += uint64(dst[0])
+	copyNs = float64(d.Nanoseconds()) / float64(n)
+	return pubNs, copyNs
+}
+
+func us(ns float64) string { return fmt.Sprintf("%.1f µs", ns/1e3) }
 
 func snapshotGo(path string, bytesPer float64) (snapBps, copyBps float64) {
 	b, err := reader.Open(path)
