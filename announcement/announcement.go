@@ -1,8 +1,8 @@
 // Package announcement defines what the daemon holds: an announcement with its schedule, how it is validated,
 // and which of them the board shows at a given time.
 //
-// Invariants: a valid announcement has a non-zero id, at most board.MaxContent bytes of valid UTF-8, and, when it
-// expires, expires after it takes effect. Visible(now) is exactly the set with EffectiveAt <= now < ExpiresAt
+// Invariants: a valid announcement has a non-zero id, a content of 1 to board.MaxContent bytes of valid UTF-8,
+// and, when it expires, expires after it takes effect. Visible(now) is exactly the set with EffectiveAt <= now < ExpiresAt
 // (ExpiresAt 0 = never).
 package announcement
 
@@ -48,6 +48,19 @@ func IsValidation(err error) bool {
 
 // Validate reports what is wrong with a, as a *ValidationError, or nil.
 func (a *Announcement) Validate() error {
+	if a.Content == "" {
+		if a.ID == 0 {
+			return invalid("id must be a positive integer, not 0")
+		}
+		return invalid("content is empty; it must be 1 to %d bytes of UTF-8", board.MaxContent)
+	}
+	return a.ValidateStored()
+}
+
+// ValidateStored is Validate for an announcement read back from a store, which may hold an empty content: builds
+// before content was required accepted one, and refusing it now would leave the store unreadable and the daemon
+// unable to start. Everything else is checked as Validate does.
+func (a *Announcement) ValidateStored() error {
 	switch {
 	case a.ID == 0:
 		return invalid("id must be a positive integer, not 0")

@@ -16,7 +16,8 @@ func TestValidate(t *testing.T) {
 		"not 0":           {ID: 0},
 		"257 bytes":       {ID: 1, Content: strings.Repeat("x", 257)},
 		"not valid UTF-8": {ID: 1, Content: "\xc3"},
-		"is not after":    {ID: 1, EffectiveAt: 20, ExpiresAt: 20},
+		"is not after":    {ID: 1, Content: "x", EffectiveAt: 20, ExpiresAt: 20},
+		"content is empty; it must be 1 to 256 bytes": {ID: 1},
 	}
 	for want, a := range bad {
 		if err := a.Validate(); err == nil || !strings.Contains(err.Error(), want) || !IsValidation(err) {
@@ -63,6 +64,24 @@ func TestVisibleAndNextChange(t *testing.T) {
 		}
 		if !slices.Equal(ids, c.ids) || next != c.next {
 			t.Errorf("at %d: %v next %d; want %v next %d", c.now, ids, next, c.ids, c.next)
+		}
+	}
+}
+
+// A store may hold an empty content from before content was required: it still reads, and nothing else is let
+// through.
+func TestValidateStored(t *testing.T) {
+	if err := (&Announcement{ID: 1}).ValidateStored(); err != nil {
+		t.Fatalf("empty content from an older store: %v", err)
+	}
+	for want, a := range map[string]Announcement{
+		"not 0":           {ID: 0},
+		"257 bytes":       {ID: 1, Content: strings.Repeat("x", 257)},
+		"not valid UTF-8": {ID: 1, Content: "\xc3"},
+		"is not after":    {ID: 1, EffectiveAt: 20, ExpiresAt: 20},
+	} {
+		if err := a.ValidateStored(); err == nil || !strings.Contains(err.Error(), want) || !IsValidation(err) {
+			t.Errorf("%+v: %v, want a validation error with %q", a, err, want)
 		}
 	}
 }

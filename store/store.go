@@ -382,7 +382,8 @@ func decode(k, v []byte) (announcement.Announcement, error) {
 		Content:     string(v[headerSize:]), // copies: v is only valid inside the transaction
 	}
 	// %v, not %w: a damaged file is a server failure, which IsValidation must not mistake for bad input.
-	if err := a.Validate(); err != nil {
+	// ValidateStored: an empty content, which older builds accepted, is read back as it was stored.
+	if err := a.ValidateStored(); err != nil {
 		return fail("decodes to an invalid announcement: %v", err)
 	}
 	return a, nil

@@ -162,7 +162,7 @@ func TestRoundTrip(t *testing.T) {
 	if got, err := s.List(); err != nil || len(got) != 0 {
 		t.Fatalf("List() of an empty store = %v, %v", got, err)
 	}
-	edge := announcement.Announcement{ID: 1<<64 - 1, Priority: -1 << 31, EffectiveAt: -5} // no expiry, no content
+	edge := announcement.Announcement{ID: 1<<64 - 1, Content: "e", Priority: -1 << 31, EffectiveAt: -5} // no expiry, one byte
 	puts := []announcement.Announcement{ann(30), ann(2), edge, ann(1 << 40), ann(7)}
 	mustApply(t, s, puts)
 	want := []announcement.Announcement{ann(2), ann(7), ann(30), ann(1 << 40), edge}
@@ -591,5 +591,30 @@ func TestDeleteExpiredKeepsRepublished(t *testing.T) {
 	}
 	if a, ok, _ := s.Get(1); !ok || a.Content != "new" {
 		t.Fatalf("the republished announcement: %+v %v", a, ok)
+	}
+}
+
+// Builds before content was required stored announcements with an empty content: such a store still opens and
+// reads them back (the daemon must start on it), while Apply refuses a new one.
+func TestEmptyContentFromAnOlderBuild(t *testing.T) {
+	s := tempStore(t)
+	legacy := announcement.Announcement{ID: 5, Priority: 2, EffectiveAt: 9}
+	err := s.db.Update(func(tx *bbolt.Tx) error {
+		if err := tx.Bucket(bucketAnnouncements).Put(idKey(5), encode(&legacy)); err != nil {
+			return err
+		}
+		return putCount(tx, 1)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.List(); err != nil || len(got) != 1 || got[0] != legacy {
+		t.Fatalf("List() = %v, %v; want %v", got, err, legacy)
+	}
+	if got, ok, err := s.Get(5); err != nil || !ok || got != legacy {
+		t.Fatalf("Get(5) = %v, %v, %v; want %v", got, ok, err, legacy)
+	}
+	if _, err := s.Apply([]announcement.Announcement{{ID: 6}}, nil, 0); !announcement.IsValidation(err) {
+		t.Fatalf("Apply of an empty content: %v; want a validation error", err)
 	}
 }

@@ -1,17 +1,16 @@
 package worker
 
 import (
-	"bytes"
+	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"strconv"
+	"strings"
 	"time"
-	"unicode/utf8"
 
 	"go.uber.org/zap"
 
@@ -27,7 +26,7 @@ const (
 
 // putRequest is the body of PUT /v1/announcements/{id} and of each put in a batch (docs/API.md).
 type putRequest struct {
-	ID       uint64 `json:"id,omitempty"` // batch only; in PUT the id is in the path
+	ID       uint64 `json:"id"` // required in a batch; in PUT the id is in the path (and may be repeated here)
 	Content  string `json:"content"`
 	Priority int32  `json:"priority"`
 	// EffectiveAt is RFC 3339; absent means now.
@@ -108,18 +107,31 @@ func (w *Worker) Handler(token string) http.Handler {
 	return h
 }
 
-// requireToken answers 401 unless the request carries "Authorization: Bearer <token>". The comparison takes
-// constant time; the token is never logged.
+// requireToken answers 401 unless the request carries "Authorization: Bearer <token>". The scheme is
+// case-insensitive (RFC 9110 §11.1: "bearer" works too) and may be followed by more than one space. The token is
+// compared in constant time, through SHA-256 so that not even its length shows; it is never logged.
 func requireToken(token string, next http.Handler) http.Handler {
-	want := []byte("Bearer " + token)
+	want := sha256.Sum256([]byte(token))
 	return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
-		if subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
+		got, ok := bearer(r.Header.Values("Authorization"))
+		sum := sha256.Sum256([]byte(got))
+		if subtle.ConstantTimeCompare(sum[:], want[:]) != 1 || !ok {
 			rw.Header().Set("WWW-Authenticate", `Bearer realm="announcementd"`)
 			writeError(rw, http.StatusUnauthorized, "unauthorized", "a valid bearer token is required (see --token-file)")
 			return
 		}
 		next.ServeHTTP(rw, r)
 	})
+}
+
+// bearer returns the token of the one Authorization header, if its scheme is Bearer (in any case).
+func bearer(values []string) (string, bool) {
+	if len(values) != 1 {
+		return "", false
+	}
+	scheme, token, ok := strings.Cut(values[0], " ")
+	token = strings.TrimLeft(token, " ")
+	return token, ok && strings.EqualFold(scheme, "Bearer") && token != ""
 }
 
 func pathID(r *http.Request) (uint64, error) {
@@ -131,42 +143,6 @@ func pathID(r *http.Request) (uint64, error) {
 	return id, nil
 }
 
-// decode reads a JSON body of at most limit bytes into v, refusing unknown fields, trailing data and text that is
-// not valid UTF-8. Go's decoder would quietly turn invalid bytes and lone surrogate escapes ("\udcff") into
-// U+FFFD; a body that yields U+FFFD without spelling it out is refused instead.
-func decode(rw http.ResponseWriter, r *http.Request, limit int64, v any) error {
-	body, err := io.ReadAll(http.MaxBytesReader(rw, r.Body, limit))
-	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			return &httpError{http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("the body is larger than %d bytes", limit)}
-		}
-		return &httpError{http.StatusBadRequest, "bad_body", "reading the body: " + err.Error()}
-	}
-	if !utf8.Valid(body) {
-		return &announcement.ValidationError{Msg: "content is not valid UTF-8 (the body has invalid bytes)"}
-	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return &httpError{http.StatusBadRequest, "bad_json", "the body is not valid JSON for this request: " + err.Error()}
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return &httpError{http.StatusBadRequest, "bad_json", "the body has data after its JSON value"}
-	}
-	if !spellsReplacement(body) {
-		if again, err := json.Marshal(v); err == nil && bytes.ContainsRune(again, utf8.RuneError) {
-			return &announcement.ValidationError{Msg: "content is not valid UTF-8 (a lone surrogate escape)"}
-		}
-	}
-	return nil
-}
-
-// spellsReplacement reports whether the body itself contains U+FFFD, raw or escaped.
-func spellsReplacement(body []byte) bool {
-	return bytes.ContainsRune(body, utf8.RuneError) || bytes.Contains(bytes.ToLower(body), []byte(`\ufffd`))
-}
-
 func (w *Worker) handlePut(rw http.ResponseWriter, r *http.Request) {
 	id, err := pathID(r)
 	if err != nil {
@@ -174,7 +150,7 @@ func (w *Worker) handlePut(rw http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var req putRequest
-	if err := decode(rw, r, maxBody, &req); err != nil {
+	if err := decode(rw, r, maxBody, putShape, &req); err != nil {
 		w.refuse(rw, r, err)
 		return
 	}
@@ -238,7 +214,7 @@ func (w *Worker) handleList(rw http.ResponseWriter, r *http.Request) {
 
 func (w *Worker) handleBatch(rw http.ResponseWriter, r *http.Request) {
 	var req batchRequest
-	if err := decode(rw, r, maxBatchBody, &req); err != nil {
+	if err := decode(rw, r, maxBatchBody, batchShape, &req); err != nil {
 		w.refuse(rw, r, err)
 		return
 	}
