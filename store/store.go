@@ -4,22 +4,27 @@
 //   - Every announcement in the store passed Validate: Apply validates the whole batch before touching the file,
 //     and a batch with one invalid announcement changes nothing.
 //   - Apply is atomic (one transaction) and durable: when it returns nil, its puts and deletes have been fsynced
-//     (unless Options.NoSync, which is for benchmarks only). Concurrent Apply and SetVersionFloor calls share
+//     (unless Options.NoSync, which is for benchmarks only). Concurrent Apply, SetVersionFloor and Save calls share
 //     commits through bbolt's DB.Batch (group commit), so one fsync acknowledges many callers.
 //   - The version floor never decreases.
 //   - Only one process can have the file open: the second Open fails after Options.Timeout with an error naming
 //     the path.
 //   - Reads never panic on a damaged file: an undecodable value is reported as an error naming its id or key.
+//   - Counters never decrease: Save raises each one to the value given, and keeps those it is not given.
 //
 // Layout: bucket "announcements" maps an 8-byte big-endian id (so the cursor order is the id order) to the value
 // encoding below; bucket "meta" holds "version_floor" and "count" (the number of announcements, kept exact by
-// every write transaction), each an 8-byte big-endian uint64.
+// every write transaction), each an 8-byte big-endian uint64; bucket "counters" maps a counter's name (its caller
+// chooses it: 1 to 64 bytes, such as "publishes.ok" or "repairs.size") to its total, an 8-byte
+// big-endian uint64. The store does not interpret the names; the worker keeps the service's counters there
+// (worker/counters.go), so that they continue across worker generations and restarts.
 package store
 
 import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"go.etcd.io/bbolt"
@@ -49,7 +54,12 @@ var (
 	// keyCount holds the number of announcements, kept exact by every transaction that adds or removes one (bbolt
 	// has no key count it keeps up to date inside a write transaction).
 	keyCount = []byte("count")
+	// bucketCounters holds the counters Save keeps.
+	bucketCounters = []byte("counters")
 )
+
+// MaxCounterName is the longest counter name Save accepts.
+const MaxCounterName = 64
 
 // Store is an open store. Its methods are safe for concurrent use.
 type Store struct {
@@ -72,7 +82,7 @@ func Open(path string, opts Options) (*Store, error) {
 	}
 	db.MaxBatchDelay = batchDelay
 	err = db.Update(func(tx *bbolt.Tx) error {
-		for _, name := range [][]byte{bucketAnnouncements, bucketMeta} {
+		for _, name := range [][]byte{bucketAnnouncements, bucketMeta, bucketCounters} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return fmt.Errorf("bucket %q: %w", name, err)
 			}
@@ -303,17 +313,93 @@ func (s *Store) VersionFloor() (v uint64, err error) {
 
 // SetVersionFloor raises the version floor to v, durably; a v at or below the floor changes nothing.
 func (s *Store) SetVersionFloor(v uint64) error {
-	err := s.db.Batch(func(tx *bbolt.Tx) error { // idempotent: a rerun reads the floor again
-		cur, err := versionFloor(tx)
-		if err != nil || v <= cur {
-			return err
-		}
-		return tx.Bucket(bucketMeta).Put(keyVersionFloor, binary.BigEndian.AppendUint64(nil, v))
-	})
-	if err != nil {
+	if err := s.Save(v, nil); err != nil {
 		return fmt.Errorf("store %s: set version floor %d: %w", s.path, v, err)
 	}
 	return nil
+}
+
+// Save raises the version floor to floor and each counter named in counters to its value, in one durable
+// transaction (group-committed with concurrent Apply and Save calls). A value at or below the stored one changes
+// nothing, so a Save that arrives late cannot take a counter back; counters not named are kept as they are. A
+// stored counter that does not decode is replaced. Nothing is written when nothing would change.
+func (s *Store) Save(floor uint64, counters map[string]uint64) error {
+	for name := range counters {
+		if name == "" || len(name) > MaxCounterName {
+			return fmt.Errorf("store %s: save: counter name %q: want 1 to %d bytes", s.path, name, MaxCounterName)
+		}
+	}
+	if stale, err := s.unchanged(floor, counters); err == nil && stale {
+		return nil // a read transaction: no commit, no fsync
+	}
+	err := s.db.Batch(func(tx *bbolt.Tx) error { // idempotent: a rerun reads the stored values again
+		cur, err := versionFloor(tx)
+		if err != nil {
+			return err
+		}
+		if floor > cur {
+			if err := tx.Bucket(bucketMeta).Put(keyVersionFloor, binary.BigEndian.AppendUint64(nil, floor)); err != nil {
+				return err
+			}
+		}
+		b := tx.Bucket(bucketCounters)
+		for name, v := range counters {
+			if old := b.Get([]byte(name)); len(old) == 8 && binary.BigEndian.Uint64(old) >= v {
+				continue
+			}
+			if err := b.Put([]byte(name), binary.BigEndian.AppendUint64(nil, v)); err != nil {
+				return fmt.Errorf("counter %q: %w", name, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("store %s: save: %w", s.path, err)
+	}
+	return nil
+}
+
+// unchanged reports whether the store already holds floor and every counter at or above the values given.
+func (s *Store) unchanged(floor uint64, counters map[string]uint64) (stale bool, err error) {
+	err = s.db.View(func(tx *bbolt.Tx) error {
+		cur, err := versionFloor(tx)
+		if err != nil || floor > cur {
+			return err
+		}
+		b := tx.Bucket(bucketCounters)
+		for name, v := range counters {
+			if old := b.Get([]byte(name)); len(old) != 8 || binary.BigEndian.Uint64(old) < v {
+				return nil
+			}
+		}
+		stale = true
+		return nil
+	})
+	return stale, err
+}
+
+// Counters returns the counters Save kept, by name (none in a store that never saved any). A stored value that
+// does not decode is left out and reported in err (ErrCorrupt, naming it), with the others returned.
+func (s *Store) Counters() (map[string]uint64, error) {
+	out := map[string]uint64{}
+	var bad []string
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		return tx.Bucket(bucketCounters).ForEach(func(k, v []byte) error {
+			if len(v) != 8 {
+				bad = append(bad, fmt.Sprintf("%q (%d bytes, want 8)", k, len(v)))
+				return nil
+			}
+			out[string(k)] = binary.BigEndian.Uint64(v)
+			return nil
+		})
+	})
+	if err != nil {
+		return out, fmt.Errorf("store %s: counters: %w", s.path, err)
+	}
+	if len(bad) > 0 {
+		return out, fmt.Errorf("store %s: counters %s: %w", s.path, strings.Join(bad, ", "), ErrCorrupt)
+	}
+	return out, nil
 }
 
 func versionFloor(tx *bbolt.Tx) (uint64, error) {
