@@ -77,6 +77,7 @@ func supervise(ctx context.Context, log *zap.Logger, c config, args []string) (e
 		// a self-upgrade that did not take over must leave them alone: the old supervisor carries on with them.
 		if parent == nil || (ready.done.Load() && !errors.Is(err, supervisor.ErrHandedBack)) {
 			upg.Stop()
+			<-upg.Exit() // Stop only asks: the sockets are closed and removed by tableflip's goroutine
 		}
 	}()
 	fail := func(err error) error {
