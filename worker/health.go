@@ -50,20 +50,18 @@ type guard struct {
 	lockTried  time.Time // the last attempt to lock the mapping
 	lockWarned bool      // a refused lock was logged (once)
 	residency  writer.Residency
-	repairs    map[string]uint64
-	faults     uint64 // faults the writer caught and repaired, as last counted
+	faults     uint64 // this writer's count of the faults it caught and repaired (writer.Faults), as last counted
 }
 
 // initHealth records the state New left: published, and the board's lock and residency.
 func (w *Worker) initHealth() {
 	w.health = healthcheck.NewMonitor(w.cfg.Now)
-	w.guard.repairs = map[string]uint64{}
 	w.health.Set(healthcheck.Check{Name: CheckPublish, Critical: true})
 	w.health.Set(healthcheck.Check{Name: CheckIntegrity})
 	w.guard.lockTried = w.cfg.Now()
 	locked, err := w.cfg.Board.Locked()
 	if err != nil { // the writer's attempt at map time
-		w.metrics.mlockFailures.Inc()
+		w.counters.inc(counterMlock)
 	}
 	w.setLock(locked, err)
 	w.checkRegion()
@@ -101,7 +99,7 @@ func (w *Worker) checkRegion() {
 			g.lockTried = now
 			err = b.Lock()
 			if err != nil {
-				w.metrics.mlockFailures.Inc()
+				w.counters.inc(counterMlock)
 			}
 			w.setLock(err == nil, err)
 		}
@@ -144,7 +142,7 @@ func (w *Worker) checkIntegrity() {
 	newFile, d, err := b.Heal()
 	if f := b.Faults(); f > g.faults {
 		w.log.Warn("the region faulted under a write (its file shrank); restored and republished", zap.Uint64("faults", f-g.faults))
-		w.metrics.faultsRecovered.Add(float64(f - g.faults))
+		w.counters.add(counterFaults, f-g.faults)
 		for range f - g.faults {
 			w.repaired(writer.DamageFault)
 		}
@@ -171,10 +169,10 @@ func (w *Worker) checkIntegrity() {
 	w.setCheck(c)
 }
 
-// repaired counts a repair of kind. Called with guard.mu held.
+// repaired counts a repair of kind (the housekeeping goroutine saves it at once, counters.go). Called with
+// guard.mu held.
 func (w *Worker) repaired(kind string) {
-	w.guard.repairs[kind]++
-	w.metrics.repairs.WithLabelValues(kind).Inc()
+	w.counters.inc(counterRepairs + kind)
 }
 
 // checkHeartbeat records the age of the heartbeat readers see.
@@ -223,12 +221,20 @@ func (w *Worker) Health(fresh bool) healthcheck.Report {
 	return w.health.Report(w.Version())
 }
 
-// guardStatus is the guard's part of status.
+// guardStatus is the guard's part of status. Repairs and FaultsRecovered are the service's totals, across
+// worker generations; ThisGeneration counts the same since this worker started (worker.started_at).
 type guardStatus struct {
 	Locked          bool              `json:"locked"`
 	LockError       string            `json:"lock_error,omitempty"`
 	Pages           int               `json:"pages"`
 	ResidentPages   int               `json:"resident_pages"`
+	Repairs         map[string]uint64 `json:"repairs"`
+	FaultsRecovered uint64            `json:"faults_recovered"`
+	ThisGeneration  guardCounts       `json:"this_generation"`
+}
+
+// guardCounts are the guard's counts over some period.
+type guardCounts struct {
 	Repairs         map[string]uint64 `json:"repairs"`
 	FaultsRecovered uint64            `json:"faults_recovered"`
 }
@@ -243,10 +249,12 @@ func (w *Worker) guardStatus() guardStatus {
 	g := &w.guard
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	s.Pages, s.ResidentPages, s.FaultsRecovered = g.residency.Pages, g.residency.Resident, g.faults
-	s.Repairs = map[string]uint64{}
+	s.Pages, s.ResidentPages = g.residency.Pages, g.residency.Resident
+	c := w.counters
+	s.FaultsRecovered, s.ThisGeneration.FaultsRecovered = c.total(counterFaults), c.thisGeneration(counterFaults)
+	s.Repairs, s.ThisGeneration.Repairs = map[string]uint64{}, map[string]uint64{}
 	for _, k := range repairKinds {
-		s.Repairs[k] = g.repairs[k]
+		s.Repairs[k], s.ThisGeneration.Repairs[k] = c.total(counterRepairs+k), c.thisGeneration(counterRepairs+k)
 	}
 	return s
 }

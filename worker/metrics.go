@@ -6,31 +6,26 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// metrics are the worker's Prometheus series. Registry exposes them for --metrics.
+// metrics are the worker's Prometheus series. Registry exposes them for --metrics. The counters (publishes,
+// repairs, faults recovered, mlock failures) are the service's totals, read from the worker's counters at each
+// scrape (counters.go); the histograms and gauges are this generation's.
 type metrics struct {
-	publishes *prometheus.CounterVec
-	latency   prometheus.Histogram
-	held      prometheus.Gauge
-	version   prometheus.Gauge
-	capacity  prometheus.Gauge
-	used      prometheus.Gauge
-	lateness  prometheus.Histogram
+	latency  prometheus.Histogram
+	held     prometheus.Gauge
+	version  prometheus.Gauge
+	capacity prometheus.Gauge
+	used     prometheus.Gauge
+	lateness prometheus.Histogram
 
 	// The region guard (health.go); health_state and heartbeat_age are read at each scrape (observeHealth).
-	resident        prometheus.Gauge
-	locked          prometheus.Gauge
-	mlockFailures   prometheus.Counter
-	repairs         *prometheus.CounterVec
-	faultsRecovered prometheus.Counter
+	resident prometheus.Gauge
+	locked   prometheus.Gauge
 
 	registered *prometheus.Registry
 }
 
-func newMetrics() *metrics {
+func newMetrics(c *counters) *metrics {
 	m := &metrics{
-		publishes: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "announcementd_publishes_total", Help: "Changes requested through the API, by result (ok, invalid, full, error).",
-		}, []string{"result"}),
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "announcementd_publish_duration_seconds", Help: "From a change's arrival to it being durable and on the board.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
@@ -48,26 +43,11 @@ func newMetrics() *metrics {
 		resident: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "announcementd_region_resident_ratio", Help: "Pages of the region in memory / its pages, at the last check (mincore).",
 		}),
-		locked: prometheus.NewGauge(prometheus.GaugeOpts{Name: "announcementd_region_locked", Help: "1 when the region is locked in memory (mlock)."}),
-		mlockFailures: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "announcementd_mlock_failures_total", Help: "Attempts to lock the region in memory that failed (at map time, then at most one per 10 s while it does not hold).",
-		}),
-		repairs: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "announcementd_region_repairs_total", Help: "Problems of the region found and repaired, by kind (residency, fault, size, replaced, overwritten).",
-		}, []string{"kind"}),
-		faultsRecovered: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "announcementd_region_faults_recovered_total", Help: "Faults (SIGBUS) on the region's mapping the writer caught, repaired and republished after.",
-		}),
+		locked:     prometheus.NewGauge(prometheus.GaugeOpts{Name: "announcementd_region_locked", Help: "1 when the region is locked in memory (mlock)."}),
 		registered: prometheus.NewRegistry(),
 	}
-	m.registered.MustRegister(m.publishes, m.latency, m.held, m.version, m.capacity, m.used, m.lateness,
-		m.resident, m.locked, m.mlockFailures, m.repairs, m.faultsRecovered)
-	for _, r := range []string{"ok", "invalid", "full", "error"} {
-		m.publishes.WithLabelValues(r)
-	}
-	for _, k := range repairKinds {
-		m.repairs.WithLabelValues(k)
-	}
+	m.registered.MustRegister(m.latency, m.held, m.version, m.capacity, m.used, m.lateness, m.resident, m.locked,
+		newCounterCollector(c))
 	return m
 }
 
@@ -88,8 +68,8 @@ func (m *metrics) observeHealth(w *Worker) {
 		}))
 }
 
+// observePublish records an Apply's latency; its result is counted in the worker's counters.
 func (m *metrics) observePublish(d time.Duration, err error) {
-	m.publishes.WithLabelValues(resultOf(err)).Inc()
 	if err == nil {
 		m.latency.Observe(d.Seconds())
 	}

@@ -13,6 +13,9 @@
 //     floor the store remembers.
 //   - The board shows exactly the announcements visible now; one timer, set to the next effective or expiry time,
 //     publishes each change when it is due and removes expired announcements from the store.
+//   - The counters (counters.go: publishes, repairs, faults recovered, failed locks) are the service's totals: New
+//     continues them from the store, and they are saved with the version floor soon after each count and when
+//     Run ends, so a generation that dies loses at most the counts of its last few milliseconds.
 //   - Health (health.go, docs/HEALTH.md) is the worst of its checks; the region is checked every 10 s and on
 //     demand, and a problem found is repaired where it can be before it is reported.
 package worker
@@ -69,8 +72,9 @@ type Worker struct {
 
 	loadedAt   int64         // unix ns just before New's publish: everything due by then is on the board
 	reschedule chan struct{} // poked when the set changes
-	housework  chan struct{} // poked when expired announcements may need removal or the floor saving
+	housework  chan struct{} // poked when expired announcements may need removal, or the floor or counters saving
 	floorSaved uint64        // the floor last saved; owned by the housekeeping goroutine
+	counters   *counters     // the service's counters (counters.go)
 
 	health *healthcheck.Monitor
 	guard  guard
@@ -85,11 +89,19 @@ func New(cfg Config) (*Worker, error) {
 		cfg.Log = zap.NewNop()
 	}
 	w := &Worker{
-		cfg: cfg, log: cfg.Log, started: cfg.Now(), metrics: newMetrics(),
+		cfg: cfg, log: cfg.Log, started: cfg.Now(),
 		set:        map[uint64]announcement.Announcement{},
 		reschedule: make(chan struct{}, 1),
 		housework:  make(chan struct{}, 1),
 	}
+	// The counters continue the service's totals. One that does not decode starts from 0, and the next save
+	// replaces it: counts are not worth refusing to serve.
+	stored, err := cfg.Store.Counters()
+	if err != nil {
+		w.log.Warn("some of the service's counters could not be read; they start from 0", zap.Error(err))
+	}
+	w.counters = newCounters(stored, func() { w.poke(w.housework) })
+	w.metrics = newMetrics(w.counters)
 	all, err := cfg.Store.List()
 	if err != nil {
 		return nil, fmt.Errorf("load announcements: %w", err)
@@ -146,6 +158,7 @@ func (w *Worker) Apply(puts []announcement.Announcement, deletes []uint64) (Resu
 	start := time.Now()
 	res, err := w.apply(puts, deletes)
 	w.metrics.observePublish(time.Since(start), err)
+	w.counters.inc(counterPublishes + resultOf(err))
 	return res, err
 }
 
@@ -293,8 +306,8 @@ func (w *Worker) onSchedule(due int64) error {
 	return nil
 }
 
-// housekeep removes expired announcements from the store and saves the version floor whenever it is poked, and
-// checks the region every guardInterval, until ctx is done, then saves the floor once more.
+// housekeep removes expired announcements from the store and saves the version floor and the counters whenever it
+// is poked, and checks the region every guardInterval, until ctx is done, then saves them once more.
 func (w *Worker) housekeep(ctx context.Context) error {
 	guardTick := time.NewTicker(guardInterval)
 	defer guardTick.Stop()
@@ -303,7 +316,7 @@ func (w *Worker) housekeep(ctx context.Context) error {
 	for {
 		select {
 		case <-ctx.Done():
-			return w.saveFloor()
+			return w.saveState()
 		case <-guardTick.C:
 			w.checkRegion()
 			w.checkHeartbeat()
@@ -313,8 +326,8 @@ func (w *Worker) housekeep(ctx context.Context) error {
 			if err := w.removeExpired(); err != nil {
 				w.log.Error("remove expired announcements", zap.Error(err))
 			}
-			if err := w.saveFloor(); err != nil {
-				w.log.Error("remember the board version", zap.Error(err))
+			if err := w.saveState(); err != nil {
+				w.log.Error("remember the board version and the counters", zap.Error(err))
 			}
 		}
 	}
@@ -354,16 +367,19 @@ func (w *Worker) held() int {
 	return len(w.set)
 }
 
-// saveFloor remembers the board's version in the store, so a board recreated from nothing continues above it. A
-// version already saved costs no commit. Called only by the housekeeping goroutine.
-func (w *Worker) saveFloor() error {
+// saveState remembers the board's version and the service's counters in the store, in one transaction: a board
+// recreated from nothing continues above the version, and the next generation continues the counts. What is
+// already saved costs no commit. Called only by the housekeeping goroutine.
+func (w *Worker) saveState() error {
 	v := w.cfg.Board.Version()
-	if v == w.floorSaved {
+	totals := w.counters.unsaved()
+	if v == w.floorSaved && totals == nil {
 		return nil
 	}
-	if err := w.cfg.Store.SetVersionFloor(v); err != nil {
+	if err := w.cfg.Store.Save(v, totals); err != nil {
 		return err
 	}
 	w.floorSaved = v
+	w.counters.markSaved(totals)
 	return nil
 }
