@@ -35,10 +35,12 @@ lint: ## gofmt and go vet must be clean
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo 'gofmt: files above need formatting'; exit 1; }
 	$(GO) vet ./...
 
-fuzz: ## fuzz the board reader and the handoff decoder, FUZZTIME each (default 30s); crashers land in testdata/fuzz
+fuzz: ## fuzz the board reader, the handoff decoder and the API body decoder, FUZZTIME each (default 30s); crashers land in testdata/fuzz
 	$(GO) test ./board/reader -run '^$$' -fuzz FuzzReader -fuzztime $(FUZZTIME)
 	$(GO) test ./handoff -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME)
 	$(GO) test ./handoff -run '^$$' -fuzz FuzzParseControl -fuzztime $(FUZZTIME)
+	$(GO) test ./worker -run '^$$' -fuzz FuzzDecodePut -fuzztime $(FUZZTIME)
+	$(GO) test ./worker -run '^$$' -fuzz FuzzDecodeBatch -fuzztime $(FUZZTIME)
 
 clean: ## remove build outputs
 	rm -rf $(BIN)

@@ -2,6 +2,7 @@ package worker
 
 import (
 	"maps"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -11,8 +12,9 @@ import (
 // The service's counters: what status (guard.repairs, guard.faults_recovered) and the Prometheus counters show.
 // They are the service's totals, not one generation's: New starts them from what the store kept (store.Counters),
 // and the housekeeping goroutine saves them (store.Save) in the transaction that saves the version floor, soon
-// after each change (every count pokes it), and once more when Run ends. A kill -9 loses at most the counts made
-// since the last save: those of the last few milliseconds. Under the names below, each an 8-byte total in the
+// soon after a rare count (add), with every floor save, every guardInterval, and once more when Run ends. A kill
+// -9 loses at most the counts made since the last save: a rare event's of the last few milliseconds, refused
+// requests' of the last guardInterval. Under the names below, each an 8-byte total in the
 // store's "counters" bucket.
 const (
 	counterPublishes = "publishes."       // + result (ok, invalid, full, error): announcementd_publishes_total
@@ -59,10 +61,14 @@ func newCounters(stored map[string]uint64, changed func()) *counters {
 	return c
 }
 
-// add counts n more of name.
+// add counts n more of name. A count of a rare event (a repair, a fault, a refused lock) is saved at once; a
+// publish's result is saved with the version floor the publish moves, or within guardInterval: a flood of
+// refused requests must not cost an fsync each.
 func (c *counters) add(name string, n uint64) {
 	c.vals[name].Add(n) // a name not in counterNames is a bug: it panics in every test that counts it
-	c.changed()
+	if !strings.HasPrefix(name, counterPublishes) {
+		c.changed()
+	}
 }
 
 func (c *counters) inc(name string) { c.add(name, 1) }

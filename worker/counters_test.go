@@ -193,3 +193,24 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		}
 	}
 }
+
+// A refused request is counted but does not ask for a save: a flood of them must not cost an fsync each. A repair
+// does ask (it is rare, and worth keeping across a kill -9).
+func TestRefusedRequestsDoNotPokeASave(t *testing.T) {
+	w, _ := newWorker(t)
+	for len(w.housework) > 0 { // what New left
+		<-w.housework
+	}
+	for range 100 {
+		if _, err := w.Apply([]announcement.Announcement{{ID: 0}}, nil); err == nil {
+			t.Fatal("id 0 was accepted")
+		}
+	}
+	if n := w.counters.total(counterPublishes + "invalid"); n != 100 || len(w.housework) != 0 {
+		t.Fatalf("%d refusals counted, housework poked: %v", n, len(w.housework) != 0)
+	}
+	w.counters.inc(counterRepairs + RepairResidency)
+	if len(w.housework) != 1 {
+		t.Fatal("a repair did not ask for a save")
+	}
+}

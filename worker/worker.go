@@ -320,6 +320,11 @@ func (w *Worker) housekeep(ctx context.Context) error {
 		case <-guardTick.C:
 			w.checkRegion()
 			w.checkHeartbeat()
+			if w.counters.unsaved() != nil { // refused requests (add)
+				if err := w.saveState(); err != nil {
+					w.log.Error("remember the board version and the counters", zap.Error(err))
+				}
+			}
 		case <-integrityTick.C:
 			w.checkIntegrity()
 		case <-w.housework:
