@@ -15,7 +15,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -121,91 +121,84 @@ func fakeServe(dir string, gen uint64, mode string, record func(string, ...any))
 	if err != nil {
 		return err
 	}
-	defer c.Close()
-	if _, err := c.Handshake(ctx, handoff.Hello{Role: handoff.RoleWorker, Generation: gen, Build: fmt.Sprintf("fake-%d", gen)}); err != nil {
-		return err
-	}
-	if err := c.CheckPeer(os.Getppid(), os.Getuid()); err != nil {
-		return err
-	}
-	files, err := c.RecvFiles(ctx)
+	_, files, err := handoff.Join(ctx, c, handoff.Hello{Role: handoff.RoleWorker, Generation: gen, Build: fmt.Sprintf("fake-%d", gen)}, os.Getppid(), os.Getuid())
 	if err != nil {
+		c.Close()
 		return err
 	}
 	defer files.Close()
-	names := make([]string, 0, len(files))
-	for name := range files {
-		names = append(names, name)
-	}
-	slices.Sort(names)
+	names := slices.Sorted(maps.Keys(files))
 	record("files %s", strings.Join(names, ","))
-	region := files["region"]
-	if region == nil {
-		return errors.New("no region file")
+	f := &fake{dir: dir, gen: gen, mode: mode, record: record, region: files["region"]}
+	err = handoff.Serve(ctx, c, f, handoff.ServeOptions{Sent: f.sent})
+	switch {
+	case err == nil:
+		record("eof")
+	case errors.Is(err, errFakeUnhealthy):
+		return nil // as asked: the supervisor has the reason
 	}
+	return err
+}
 
-	switch mode {
-	case modeNoStandby:
-		return waitEOF(ctx, c, record)
-	case modeUnhealthyStandby:
-		if err := c.Send(ctx, handoff.Standby{Reason: "fake: unhealthy standby"}); err != nil {
-			return err
-		}
-		return waitEOF(ctx, c, record)
+var errFakeUnhealthy = errors.New("fake: unhealthy standby")
+
+// fake is the fake worker's handoff.Worker, by mode.
+type fake struct {
+	dir    string
+	gen    uint64
+	mode   string
+	record func(string, ...any)
+	region *os.File
+}
+
+func (f *fake) Prepare(ctx context.Context) error {
+	switch {
+	case f.region == nil:
+		return errors.New("no region file")
+	case f.mode == modeNoStandby:
+		<-ctx.Done() // until the supervisor kills this process
+		return ctx.Err()
+	case f.mode == modeUnhealthyStandby:
+		return errFakeUnhealthy
 	}
-	record("standby")
-	if err := c.Send(ctx, handoff.Standby{Healthy: true}); err != nil {
-		return err
+	f.record("standby")
+	return nil
+}
+
+func (f *fake) Start(ctx context.Context, m handoff.Start) handoff.Ready {
+	f.record("start %s", m.Reason)
+	switch f.mode {
+	case modeExitOnStart:
+		os.Exit(4)
+	case modeUnhealthyReady:
+		return handoff.Ready{Reason: "fake: unhealthy ready"}
 	}
-	for {
-		m, err := c.Recv(ctx)
-		if errors.Is(err, io.EOF) {
-			record("eof")
-			return nil
+	// The proof that the fd arrived and works: the test reads these lines from its own file.
+	if _, err := fmt.Fprintf(f.region, "generation %d start %s\n", f.gen, m.Reason); err != nil {
+		return handoff.Ready{Reason: err.Error()}
+	}
+	f.record("ready")
+	return handoff.Ready{RegionVersion: f.gen * 10, Healthy: true}
+}
+
+func (f *fake) Yield(ctx context.Context, m handoff.Yield) handoff.Yielded {
+	f.record("yield %s", m.Reason)
+	switch f.mode {
+	case modeIgnoreYield:
+		<-ctx.Done() // until the supervisor kills this process
+	case modeGatedYield:
+		if err := waitFile(ctx, filepath.Join(f.dir, "gate")); err != nil {
+			return handoff.Yielded{Reason: err.Error()}
 		}
-		if err != nil {
-			return err
-		}
-		switch m := m.(type) {
-		case handoff.Start:
-			record("start %s", m.Reason)
-			switch mode {
-			case modeExitOnStart:
-				return exitCode(4)
-			case modeUnhealthyReady:
-				if err := c.Send(ctx, handoff.Ready{Reason: "fake: unhealthy ready"}); err != nil {
-					return err
-				}
-				continue
-			}
-			// The proof that the fd arrived and works: the test reads these lines from its own file.
-			if _, err := fmt.Fprintf(region, "generation %d start %s\n", gen, m.Reason); err != nil {
-				return err
-			}
-			record("ready")
-			if err := c.Send(ctx, handoff.Ready{RegionVersion: gen * 10, Healthy: true}); err != nil {
-				return err
-			}
-			if mode == modeCrashAfterReady {
-				return exitCode(5)
-			}
-		case handoff.Yield:
-			record("yield %s", m.Reason)
-			switch mode {
-			case modeIgnoreYield:
-				continue
-			case modeGatedYield:
-				if err := waitFile(ctx, filepath.Join(dir, "gate")); err != nil {
-					return err
-				}
-				record("gate open")
-			}
-			if err := c.Send(ctx, handoff.Yielded{LastVersion: gen * 10}); err != nil {
-				return err
-			}
-		default:
-			record("unexpected %v", m.Type())
-		}
+		f.record("gate open")
+	}
+	return handoff.Yielded{LastVersion: f.gen * 10}
+}
+
+// sent crashes a crash-after-ready fake once its healthy Ready is out.
+func (f *fake) sent(m handoff.Message) {
+	if r, ok := m.(handoff.Ready); ok && r.Healthy && f.mode == modeCrashAfterReady {
+		os.Exit(5)
 	}
 }
 
@@ -220,21 +213,6 @@ func waitFile(ctx context.Context, path string) error {
 			return fmt.Errorf("waiting for %s: %w", path, ctx.Err())
 		case <-time.After(5 * time.Millisecond):
 		}
-	}
-}
-
-// waitEOF reads until the supervisor closes the connection.
-func waitEOF(ctx context.Context, c *handoff.Conn, record func(string, ...any)) error {
-	for {
-		m, err := c.Recv(ctx)
-		if errors.Is(err, io.EOF) {
-			record("eof")
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		record("unexpected %v", m.Type())
 	}
 }
 

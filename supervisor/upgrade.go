@@ -72,15 +72,7 @@ func DialParent(ctx context.Context) (*Parent, error) {
 	gen, _ := strconv.ParseUint(os.Getenv(EnvGeneration), 10, 64)
 	hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if _, err := conn.Handshake(hctx, handoff.Hello{Role: handoff.RoleWorker, Generation: gen}); err != nil {
-		conn.Close()
-		return nil, fmt.Errorf("old supervisor: %w", err)
-	}
-	if err := conn.CheckPeer(os.Getppid(), os.Getuid()); err != nil {
-		conn.Close()
-		return nil, fmt.Errorf("old supervisor: %w", err)
-	}
-	files, err := conn.RecvFiles(hctx)
+	_, files, err := handoff.Join(hctx, conn, handoff.Hello{Role: handoff.RoleWorker, Generation: gen}, os.Getppid(), os.Getuid())
 	if err != nil {
 		conn.Close()
 		return nil, fmt.Errorf("old supervisor: %w", err)
@@ -102,48 +94,66 @@ func (p *Parent) Fail(err error) {
 // Files travel from the old supervisor to the new one over this link, not with tableflip: a worker may have
 // replaced one (a recreated region) since tableflip was told about them.
 
-// takeOver is the new supervisor's side: its first worker g is in standby. It tells the old supervisor, becomes
-// ready for tableflip, waits for the old worker to yield, starts g and reports how that went.
+// takeOver is the new supervisor's side: its first worker g is in standby. It plays a worker to the old
+// supervisor (handoff.Serve, once): it becomes ready for tableflip and says Standby, waits for the old worker to
+// yield (the old supervisor's Start), starts g and answers how that went.
 func (s *Supervisor) takeOver(ctx context.Context, g *generation) error {
-	p := s.cfg.Parent
-	if err := p.conn.Send(ctx, handoff.Standby{Healthy: true}); err != nil {
-		return fmt.Errorf("%w: %v", ErrHandedBack, err)
-	}
-	if err := s.cfg.Upgrader.Ready(); err != nil {
-		return fmt.Errorf("%w: tell the old supervisor we are ready: %v", ErrHandedBack, err)
-	}
-	s.log.Info("new supervisor ready; waiting for the old worker to yield")
-	wctx, cancel := context.WithTimeout(ctx, s.cfg.DrainTimeout+s.cfg.ReadyTimeout)
+	link := &takeOverLink{s: s, g: g}
+	wctx, cancel := context.WithTimeout(ctx, s.cfg.DrainTimeout+2*s.cfg.ReadyTimeout)
 	defer cancel()
-	m, err := p.conn.Recv(wctx)
-	if err != nil {
-		return fmt.Errorf("%w: waiting for the old supervisor: %v", ErrHandedBack, err)
-	}
-	start, ok := m.(handoff.Start)
-	if !ok {
-		return fmt.Errorf("%w: the old supervisor sent %v, want start", ErrHandedBack, m.Type())
-	}
-	res := ReloadResult{Kind: "upgrade", StartedAt: time.Now().UTC(), From: g.n - 1, To: g.n, Build: g.build}
-	r, err := g.start(ctx, s.cfg.ReadyTimeout, "upgrade", start.VersionFloor)
-	sctx, scancel := context.WithTimeout(ctx, 5*time.Second)
-	defer scancel()
-	if err != nil {
-		// Our worker goes before the old supervisor hears of it: the old worker it resumes needs the store.
-		g.kill()
-		p.conn.Send(sctx, handoff.Ready{Reason: err.Error()})
-		p.conn.Close()
-		return fmt.Errorf("%w: %v", ErrHandedBack, err)
-	}
-	if err := p.conn.Send(sctx, handoff.Ready{Healthy: true, RegionVersion: r.RegionVersion}); err != nil {
+	err := handoff.Serve(wctx, s.cfg.Parent.conn, link, handoff.ServeOptions{Timeout: 5 * time.Second, Once: true})
+	switch {
+	case link.started && err != nil:
 		// The old supervisor is gone (it exits once it hears), or it timed out waiting and is resuming its own
 		// worker, which will then find the store taken and fail. Neither can be undone from here; serving is
 		// the better side.
 		s.log.Warn("could not confirm the take-over to the old supervisor", zap.Error(err))
+	case link.started:
+	case link.err != nil:
+		return fmt.Errorf("%w: %w", ErrHandedBack, link.err)
+	case err != nil:
+		return fmt.Errorf("%w: waiting for the old supervisor: %w", ErrHandedBack, err)
+	default:
+		return fmt.Errorf("%w: the old supervisor closed the link", ErrHandedBack)
 	}
-	p.conn.Close()
 	s.current = g
-	s.record(res.finish(OutcomeServing, ""))
+	s.record(link.res.finish(OutcomeServing, ""))
 	return nil
+}
+
+// takeOverLink is the new supervisor as a worker of the old one (handoff.Worker).
+type takeOverLink struct {
+	s       *Supervisor
+	g       *generation
+	res     ReloadResult
+	started bool  // g serves
+	err     error // why g could not start
+}
+
+func (l *takeOverLink) Prepare(context.Context) error {
+	if err := l.s.cfg.Upgrader.Ready(); err != nil {
+		return fmt.Errorf("tell the old supervisor we are ready: %w", err)
+	}
+	l.s.log.Info("new supervisor ready; waiting for the old worker to yield")
+	return nil
+}
+
+func (l *takeOverLink) Start(ctx context.Context, m handoff.Start) handoff.Ready {
+	g := l.g
+	l.res = ReloadResult{Kind: "upgrade", StartedAt: time.Now().UTC(), From: g.n - 1, To: g.n, Build: g.build}
+	r, err := g.start(ctx, l.s.cfg.ReadyTimeout, "upgrade", m.VersionFloor)
+	if err != nil {
+		// Our worker goes before the old supervisor hears of it: the old worker it resumes needs the store.
+		g.kill()
+		l.err = err
+		return handoff.Ready{Reason: err.Error()}
+	}
+	l.started = true
+	return handoff.Ready{Healthy: true, RegionVersion: r.RegionVersion}
+}
+
+func (l *takeOverLink) Yield(context.Context, handoff.Yield) handoff.Yielded {
+	return handoff.Yielded{}
 }
 
 // upgrade replaces this supervisor with the binary on disk; see the top of this file.

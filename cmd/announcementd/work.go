@@ -5,13 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -33,24 +33,20 @@ const storeFile = "announcements.db"
 // handoffTimeout bounds the worker's side of the handshake and of each answer it sends.
 const handoffTimeout = 30 * time.Second
 
-// work is `announcementd worker`: one worker generation. It takes its fds from the supervisor on fd 3, reports
-// standby, and serves during each turn the supervisor starts, until the supervisor closes the connection or goes
-// away.
+// work is `announcementd worker`: one worker generation. It joins the supervisor on fd 3 (handoff.Join) and answers
+// it (handoff.Serve): standby once its checks pass, serving during each turn the supervisor starts, until the
+// supervisor closes the connection or goes away.
 //
 // Signals: the supervisor decides when a worker stops, so SIGINT and SIGTERM (a terminal's ^C, or systemd signalling
 // the whole control group) are ignored while it lives; it will send Yield. When the supervisor dies the worker gets
-// SIGTERM (parent-death signal) and stops on its own.
+// SIGTERM (parent-death signal) and stops on its own, finishing its requests first.
 func work(log *zap.Logger, c config) error {
 	signal.Ignore(syscall.SIGHUP) // reloads are the supervisor's business
-	ctx := context.Background()
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
-	defer signal.Stop(sigs)
-	gen, err := strconv.ParseUint(os.Getenv(supervisor.EnvGeneration), 10, 64)
+	n, err := strconv.ParseUint(os.Getenv(supervisor.EnvGeneration), 10, 64)
 	if err != nil {
-		return fmt.Errorf("announcementd worker is started by the supervisor, not by hand ($%s: %v)", supervisor.EnvGeneration, err)
+		return fmt.Errorf("announcementd worker is started by the supervisor, not by hand ($%s: %w)", supervisor.EnvGeneration, err)
 	}
-	log = log.With(zap.Uint64("generation", gen))
+	log = log.With(zap.Uint64("generation", n))
 	self, err := supervisor.FileID("/proc/self/exe")
 	if err != nil {
 		return err
@@ -60,127 +56,163 @@ func work(log *zap.Logger, c config) error {
 		return err
 	}
 	defer conn.Close()
-	hctx, cancel := context.WithTimeout(ctx, handoffTimeout)
-	defer cancel()
-	peer, err := conn.Handshake(hctx, handoff.Hello{Role: handoff.RoleWorker, Generation: gen, Build: buildString(self)})
-	if err != nil {
-		return err
-	}
 	parent := os.Getppid()
-	if err := conn.CheckPeer(parent, os.Getuid()); err != nil {
-		return err
-	}
-	files, err := conn.RecvFiles(hctx)
+	jctx, cancel := context.WithTimeout(context.Background(), handoffTimeout)
+	defer cancel()
+	g := &generation{c: c, log: log, conn: conn, n: n, build: buildString(self)}
+	peer, files, err := handoff.Join(jctx, conn, handoff.Hello{Role: handoff.RoleWorker, Generation: n, Build: g.build}, parent, os.Getuid())
 	if err != nil {
 		return err
 	}
-	defer files.Close()
+	g.files, g.supervisor.PID, g.supervisor.Build = files, parent, peer.Build
+	defer g.closeFiles()
 
-	env := turnEnv{c: c, log: log, files: files, gen: gen, build: buildString(self)}
-	env.supervisor.PID, env.supervisor.Build = parent, peer.Build
-	if err := env.check(); err != nil {
-		conn.Send(hctx, handoff.Standby{Reason: err.Error()})
-		return err
+	ctx, stop := context.WithCancelCause(context.Background())
+	defer stop(nil)
+	g.fail = stop
+	done := stopWhenOrphaned(ctx, log, parent, stop)
+	defer done()
+	err = handoff.Serve(ctx, conn, g, handoff.ServeOptions{Timeout: handoffTimeout})
+	switch {
+	case err == nil:
+		log.Info("the supervisor closed the connection; stopping")
+		return nil
+	case errors.Is(err, errOrphaned):
+		return nil
 	}
-	if err := conn.Send(hctx, handoff.Standby{Healthy: true}); err != nil {
-		return err
-	}
-	log.Info("worker in standby")
+	return err
+}
 
-	msgs := make(chan handoff.Message)
-	recvErr := make(chan error, 1)
+// errOrphaned ends a worker whose supervisor is gone.
+var errOrphaned = errors.New("the supervisor is gone")
+
+// stopWhenOrphaned watches SIGINT and SIGTERM until ctx ends: while the supervisor lives they are ignored (it stops
+// its workers), once it is gone stop ends the worker. The returned func stops watching and waits for the watcher.
+func stopWhenOrphaned(ctx context.Context, log *zap.Logger, parent int, stop context.CancelCauseFunc) func() {
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	quit := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
 	go func() {
+		defer wg.Done()
 		for {
-			m, err := conn.Recv(context.Background())
-			if err != nil {
-				recvErr <- err
+			select {
+			case <-quit:
+				return
+			case <-ctx.Done():
+				return
+			case sig := <-sigs:
+				if os.Getppid() == parent {
+					log.Info("signal ignored: the supervisor stops its workers; signal it instead", zap.Stringer("signal", sig), zap.Int("supervisor_pid", parent))
+					continue
+				}
+				log.Info("the supervisor is gone; stopping", zap.Stringer("signal", sig))
+				stop(errOrphaned)
 				return
 			}
-			msgs <- m
 		}
 	}()
-	// A region the writer had to recreate (it was removed or replaced at its path) replaces the one this worker
-	// was handed, for its next turn, and goes to the supervisor, which hands it to the next generation.
-	replaced := make(chan *os.File, 4)
-	env.regionReplaced = func(f *os.File) { replaced <- f }
-	var t *turn
-	defer func() {
-		if t != nil {
-			t.end()
-		}
-	}()
-	var failed <-chan error
-	for {
-		select {
-		case sig := <-sigs:
-			if os.Getppid() == parent {
-				log.Info("signal ignored: the supervisor stops its workers; signal it instead", zap.Stringer("signal", sig), zap.Int("supervisor_pid", parent))
-				continue
-			}
-			log.Info("the supervisor is gone; stopping", zap.Stringer("signal", sig))
-			return nil
-		case err := <-recvErr:
-			if errors.Is(err, io.EOF) {
-				log.Info("the supervisor closed the connection; stopping")
-				return nil
-			}
-			return fmt.Errorf("supervisor connection: %w", err)
-		case err := <-failed:
-			return fmt.Errorf("serving failed: %w", err)
-		case f := <-replaced:
-			files[fileRegion].Close()
-			files[fileRegion] = f
-			sctx, cancel := context.WithTimeout(context.Background(), handoffTimeout)
-			err := conn.SendFiles(sctx, handoff.NamedFile{Name: fileRegion, File: f})
-			cancel()
-			if err != nil {
-				return fmt.Errorf("hand the recreated region to the supervisor: %w", err)
-			}
-			log.Info("handed the recreated region to the supervisor")
-		case m := <-msgs:
-			sctx, cancel := context.WithTimeout(ctx, handoffTimeout)
-			switch m := m.(type) {
-			case handoff.Start:
-				if t != nil {
-					cancel()
-					return errors.New("protocol: start while serving")
-				}
-				var r handoff.Ready
-				t, err = env.start(m.VersionFloor)
-				if err != nil {
-					log.Error("could not start serving", zap.Error(err))
-					r = handoff.Ready{Reason: err.Error()}
-				} else if r = readyReport(t); r.Healthy {
-					failed = t.failed
-					log.Info("serving", zap.String("reason", m.Reason), zap.Uint64("version", t.board.Version()))
-				} else {
-					// Let go of everything before saying so: the supervisor starts the previous generation
-					// again, which needs the store and the region, and requests this one accepted are answered.
-					log.Error("not ready after starting; stepping back", zap.String("reason", r.Reason))
-					t.end()
-					t = nil
-				}
-				err = conn.Send(sctx, r)
-			case handoff.Yield:
-				y := handoff.Yielded{}
-				if t != nil {
-					y.LastVersion, err = t.end()
-					if err != nil {
-						y.Reason = err.Error()
-					}
-					t, failed = nil, nil
-				}
-				log.Info("yielded", zap.String("reason", m.Reason), zap.Uint64("last_version", y.LastVersion))
-				err = conn.Send(sctx, y)
-			default:
-				err = fmt.Errorf("protocol: unexpected %v from the supervisor", m.Type())
-			}
-			cancel()
-			if err != nil {
-				return err
-			}
+	return func() {
+		signal.Stop(sigs)
+		close(quit)
+		wg.Wait()
+	}
+}
+
+// generation is one worker generation, as handoff.Serve drives it: its configuration, the files the supervisor
+// handed it, and the turn it serves, if any.
+type generation struct {
+	c          config
+	log        *zap.Logger
+	conn       *handoff.Conn
+	n          uint64
+	build      string
+	supervisor struct {
+		PID   int
+		Build string
+	}
+	token string
+	fail  context.CancelCauseFunc // ends Serve: the turn stopped serving by itself
+
+	mu    sync.Mutex
+	files handoff.Files // the region may be replaced (replaceRegion) while a turn serves
+	turn  *turn         // owned by Serve's goroutine
+}
+
+// Prepare is the check before standby; see check.
+func (g *generation) Prepare(context.Context) error {
+	err := g.check()
+	if err == nil {
+		g.log.Info("worker in standby")
+	}
+	return err
+}
+
+// Start takes the store and the region and serves; a turn that is not ready by its own health rules lets go of
+// everything before it says so (the supervisor starts the previous generation again, which needs them).
+func (g *generation) Start(_ context.Context, m handoff.Start) handoff.Ready {
+	t, err := g.start(m.VersionFloor)
+	if err != nil {
+		g.log.Error("could not start serving", zap.Error(err))
+		return handoff.Ready{Reason: err.Error()}
+	}
+	r := readyReport(t)
+	if !r.Healthy {
+		g.log.Error("not ready after starting; stepping back", zap.String("reason", r.Reason))
+		t.end()
+		return r
+	}
+	g.turn = t
+	g.log.Info("serving", zap.String("reason", m.Reason), zap.Uint64("version", t.board.Version()))
+	return r
+}
+
+// Yield ends the turn: no new requests, in-flight ones answered, the floor saved, the region and store let go.
+func (g *generation) Yield(_ context.Context, m handoff.Yield) handoff.Yielded {
+	var y handoff.Yielded
+	if t := g.turn; t != nil {
+		g.turn = nil
+		var err error
+		if y.LastVersion, err = t.end(); err != nil {
+			y.Reason = err.Error()
 		}
 	}
+	g.log.Info("yielded", zap.String("reason", m.Reason), zap.Uint64("last_version", y.LastVersion))
+	return y
+}
+
+// replaceRegion takes a region the writer had to recreate (it was removed or replaced at its path) in place of the
+// one this generation was handed, for its next turns, and sends it to the supervisor, which hands it to the next
+// generations. It runs on the writer's repair path: the send is one small frame on a socket the supervisor reads
+// all the time.
+func (g *generation) replaceRegion(f *os.File) {
+	g.mu.Lock()
+	old := g.files[fileRegion]
+	g.files[fileRegion] = f
+	g.mu.Unlock()
+	if old != nil {
+		old.Close()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), handoffTimeout)
+	defer cancel()
+	if err := g.conn.SendFiles(ctx, handoff.NamedFile{Name: fileRegion, File: f}); err != nil {
+		g.fail(fmt.Errorf("hand the recreated region to the supervisor: %w", err))
+		return
+	}
+	g.log.Info("handed the recreated region to the supervisor")
+}
+
+func (g *generation) file(name string) *os.File {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.files[name]
+}
+
+func (g *generation) closeFiles() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.files.Close()
 }
 
 // readyReport is the worker's answer to Start: its health, checked afresh, which the supervisor shows in its
@@ -194,25 +226,10 @@ func readyReport(t *turn) handoff.Ready {
 	return handoff.Ready{Healthy: true, RegionVersion: h.Version, Report: report}
 }
 
-// turnEnv is what a worker keeps between turns: its configuration and the files the supervisor handed it.
-type turnEnv struct {
-	c          config
-	log        *zap.Logger
-	files      handoff.Files
-	gen        uint64
-	build      string
-	supervisor struct {
-		PID   int
-		Build string
-	}
-	token          string
-	regionReplaced func(*os.File) // Config.RegionReplaced of every turn's worker
-}
-
 // check does what can be done before the turn without writing anything: the files are there and of the right
 // kinds, the token is readable, the state dir is usable.
-func (e *turnEnv) check() error {
-	region := e.files[fileRegion]
+func (e *generation) check() error {
+	region := e.file(fileRegion)
 	if region == nil {
 		return errors.New("the supervisor did not hand over the region")
 	}
@@ -220,14 +237,14 @@ func (e *turnEnv) check() error {
 		return fmt.Errorf("region %s is not a regular file (%v)", e.c.shm, err)
 	}
 	for _, addr := range e.c.listen {
-		if e.files[fileAPI+addr] == nil {
+		if e.file(fileAPI+addr) == nil {
 			return fmt.Errorf("the supervisor did not hand over the listener %s", addr)
 		}
 		if strings.HasPrefix(addr, "tcp:") && e.c.tokenFile == "" {
 			return fmt.Errorf("--listen %s needs --token-file", addr)
 		}
 	}
-	if e.c.metrics != "" && e.files[fileMetrics] == nil {
+	if e.c.metrics != "" && e.file(fileMetrics) == nil {
 		return errors.New("the supervisor did not hand over the metrics listener")
 	}
 	if e.c.tokenFile != "" {
@@ -264,11 +281,10 @@ type turn struct {
 	served   chan error // Serve's (and the metrics server's) end
 	servers  int        // how many will send on served
 	ran      chan error // Run's end
-	failed   chan error // the API stopped by itself
 }
 
 // start takes the store and the region and serves.
-func (e *turnEnv) start(floor uint64) (_ *turn, err error) {
+func (e *generation) start(floor uint64) (_ *turn, err error) {
 	t := &turn{log: e.log}
 	defer func() {
 		if err != nil {
@@ -285,7 +301,7 @@ func (e *turnEnv) start(floor uint64) (_ *turn, err error) {
 		return nil, err
 	}
 	floor = max(floor, stored)
-	region, err := fdutil.Dup(e.files[fileRegion], e.c.shm) // the writer owns and closes its copy
+	region, err := fdutil.Dup(e.file(fileRegion), e.c.shm) // the writer owns and closes its copy
 	if err != nil {
 		return nil, err
 	}
@@ -293,7 +309,7 @@ func (e *turnEnv) start(floor uint64) (_ *turn, err error) {
 	// unreadable) continues recreateJump above the floor: the store's floor trails the last publish by the few
 	// milliseconds it takes to save, and after a crash versions published in that window may still be in a
 	// reader's memory.
-	t.board, err = writer.New(region, writer.Options{Size: e.c.shmSize, Generation: e.gen, VersionFloor: floor, RecreateJump: recreateJump})
+	t.board, err = writer.New(region, writer.Options{Size: e.c.shmSize, Generation: e.n, VersionFloor: floor, RecreateJump: recreateJump})
 	if err != nil {
 		region.Close()
 		return nil, err
@@ -301,14 +317,14 @@ func (e *turnEnv) start(floor uint64) (_ *turn, err error) {
 	if what := t.board.Opened(); what != "" {
 		e.log.Info("region opened", zap.String("found", what), zap.Uint64("floor", floor), zap.Uint64("version", t.board.Version()))
 	}
-	cfg := worker.Config{Board: t.board, Store: t.st, Log: e.log, Generation: e.gen, Build: e.build, RegionReplaced: e.regionReplaced}
+	cfg := worker.Config{Board: t.board, Store: t.st, Log: e.log, Generation: e.n, Build: e.build, RegionReplaced: e.replaceRegion}
 	cfg.Supervisor.PID, cfg.Supervisor.Build = e.supervisor.PID, e.supervisor.Build
 	if t.w, err = worker.New(cfg); err != nil {
 		return nil, err
 	}
 	var listeners []worker.Listener
 	for _, addr := range e.c.listen {
-		l, err := net.FileListener(e.files[fileAPI+addr]) // a duplicate: closing it leaves the supervisor's open
+		l, err := net.FileListener(e.file(fileAPI + addr)) // a duplicate: closing it leaves the supervisor's open
 		if err != nil {
 			for _, l := range listeners {
 				l.Close()
@@ -322,7 +338,7 @@ func (e *turnEnv) start(floor uint64) (_ *turn, err error) {
 		listeners = append(listeners, wl)
 	}
 	var metrics net.Listener
-	if f := e.files[fileMetrics]; f != nil {
+	if f := e.file(fileMetrics); f != nil {
 		if metrics, err = net.FileListener(f); err != nil {
 			for _, l := range listeners {
 				l.Close()
@@ -336,13 +352,13 @@ func (e *turnEnv) start(floor uint64) (_ *turn, err error) {
 	runCtx, stopRun := context.WithCancel(context.Background())
 	httpCtx, stopHTTP := context.WithCancel(context.Background())
 	t.stopRun, t.stopHTTP = stopRun, stopHTTP
-	t.ran, t.served, t.failed = make(chan error, 1), make(chan error, 2), make(chan error, 1)
+	t.ran, t.served = make(chan error, 1), make(chan error, 2)
 	go func() { t.ran <- t.w.Run(runCtx) }()
 	n := 1
 	go func() {
 		err := t.w.Serve(httpCtx, listeners)
-		if httpCtx.Err() == nil { // it stopped by itself
-			t.failed <- fmt.Errorf("api: %w", err)
+		if httpCtx.Err() == nil { // it stopped by itself: the generation ends
+			e.fail(fmt.Errorf("serving failed: api: %w", err))
 		}
 		t.served <- err
 	}()

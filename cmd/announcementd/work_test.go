@@ -16,7 +16,7 @@ func TestTurnStartFailureReturnsItsError(t *testing.T) {
 	if err := os.WriteFile(notADir, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	e := &turnEnv{c: config{stateDir: notADir}, log: zap.NewNop()}
+	e := &generation{c: config{stateDir: notADir}, log: zap.NewNop()}
 	defer func() {
 		if r := recover(); r != nil {
 			t.Fatalf("start panicked instead of returning its error: %v", r)

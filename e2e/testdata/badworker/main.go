@@ -12,6 +12,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -53,46 +54,37 @@ func run() error {
 	if err != nil {
 		return fmt.Errorf("$ANNOUNCEMENTD_GENERATION: %w", err)
 	}
+	if mode != "standby" && mode != "ready" {
+		return fmt.Errorf("unknown mode %q", mode)
+	}
 	conn, err := handoff.FileConn(os.NewFile(3, "handoff"))
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if _, err := conn.Handshake(ctx, handoff.Hello{Role: handoff.RoleWorker, Generation: gen, Build: "badworker " + mode}); err != nil {
-		return err
-	}
-	if err := conn.CheckPeer(os.Getppid(), os.Getuid()); err != nil {
-		return err
-	}
-	files, err := conn.RecvFiles(ctx)
+	_, files, err := handoff.Join(ctx, conn, handoff.Hello{Role: handoff.RoleWorker, Generation: gen, Build: "badworker " + mode}, os.Getppid(), os.Getuid())
 	if err != nil {
+		conn.Close()
 		return err
 	}
 	defer files.Close()
-	switch mode {
-	case "standby":
-		if err := conn.Send(ctx, handoff.Standby{Reason: standbyReason}); err != nil {
-			return err
-		}
-	case "ready":
-		if err := conn.Send(ctx, handoff.Standby{Healthy: true}); err != nil {
-			return err
-		}
-		m, err := conn.Recv(ctx)
-		if err != nil {
-			return err
-		}
-		if _, ok := m.(handoff.Start); !ok {
-			return fmt.Errorf("got %v, want start", m.Type())
-		}
-		if err := conn.Send(ctx, handoff.Ready{Reason: readyReason}); err != nil {
-			return err
-		}
-	default:
-		return fmt.Errorf("unknown mode %q", mode)
+	// Until the supervisor closes the connection or kills this process.
+	return handoff.Serve(ctx, conn, bad{}, handoff.ServeOptions{})
+}
+
+// bad fails where its mode says.
+type bad struct{}
+
+func (bad) Prepare(context.Context) error {
+	if mode == "standby" {
+		return errors.New(standbyReason)
 	}
-	conn.Recv(ctx) // until the supervisor closes the connection or kills this process
 	return nil
 }
+
+func (bad) Start(context.Context, handoff.Start) handoff.Ready {
+	return handoff.Ready{Reason: readyReason}
+}
+
+func (bad) Yield(context.Context, handoff.Yield) handoff.Yielded { return handoff.Yielded{} }
