@@ -21,6 +21,13 @@
 //     worker whose supervisor dies gets SIGTERM (parent-death signal) and end-of-file on its connection.
 //   - Every step that waits on a worker has a deadline (ReadyTimeout, DrainTimeout).
 //
+// # States
+//
+// The loop is an explicit state machine (state.go): starting, serving, reloading, upgrading, restarting, stopping,
+// stopped. Every change goes through enter, which refuses an edge the table does not have and tells Status and
+// Config.OnTransition; every way a generation comes to serve goes through promote. docs/SUPERVISOR.md has the
+// diagram. Processes are started through env (generation.go), the seam the in-process tests replace.
+//
 // # Goroutines
 //
 // Run's goroutine (the loop) owns every generation and all state but the Status view, which a mutex guards. Each

@@ -18,17 +18,60 @@ import (
 	"github.com/announcementd/announcementd/handoff"
 )
 
+// env is the supervisor's seam to the operating system, as tableflip's env is its: how a worker process is
+// started. osEnv starts real processes; the tests' in-process workers (fake_test.go) stand in for them, so that the
+// state machine runs under t.Parallel with no process at all.
+type env struct {
+	// start starts `binary args...` with environ and handoffEnd as its fd 3. The caller closes its handoffEnd
+	// once start returned.
+	start func(binary string, args, environ []string, handoffEnd *os.File) (process, error)
+}
+
+// process is a started worker: what the supervisor needs of it.
+type process interface {
+	// Pid is the pid the kernel stamps on the worker's end of the handoff connection (CheckPeer).
+	Pid() int
+	// Wait waits for the process to end and says how it ended; it is called once.
+	Wait() error
+	// Kill ends it at once (SIGKILL).
+	Kill() error
+}
+
+var osEnv = env{start: startProcess}
+
+// startProcess starts a real worker process.
+func startProcess(binary string, args, environ []string, handoffEnd *os.File) (process, error) {
+	cmd := exec.Command(binary, args...)
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr // the worker logs where the supervisor does (the journal)
+	cmd.ExtraFiles = []*os.File{handoffEnd}       // fd 3
+	cmd.Env = environ
+	// If the supervisor dies, the worker is told at once (it also sees end-of-file on fd 3 and stops).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	return osProcess{cmd}, nil
+}
+
+type osProcess struct{ cmd *exec.Cmd }
+
+func (p osProcess) Pid() int    { return p.cmd.Process.Pid }
+func (p osProcess) Wait() error { return p.cmd.Wait() }
+func (p osProcess) Kill() error { return p.cmd.Process.Kill() }
+
 // generation is one worker process and the supervisor's end of its handoff connection. The supervisor's loop
 // goroutine owns it; only the exit watcher touches it besides (through exited and exitErr).
 type generation struct {
 	n       uint64
-	cmd     *exec.Cmd
+	proc    process
 	conn    *handoff.Conn
 	build   string // from the worker's Hello
 	started time.Time
 	serving time.Time       // when it last answered a healthy Ready; zero while not serving
 	report  json.RawMessage // the worker's report with that Ready (its health), for status
-	log     *zap.Logger
+	// regionVersion is the region version of that Ready.
+	regionVersion uint64
+	log           *zap.Logger
 
 	exited  chan struct{} // closed once the process has been reaped
 	exitErr error         // the process's end; read only after exited is closed
@@ -55,23 +98,18 @@ func (s *Supervisor) spawn(ctx context.Context, n uint64) (*generation, error) {
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(s.cfg.Binary, append([]string{"worker"}, s.cfg.WorkerArgs...)...)
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr // the worker logs where the supervisor does (the journal)
-	cmd.ExtraFiles = []*os.File{workerEnd}        // fd 3
-	cmd.Env = append(os.Environ(), EnvGeneration+"="+strconv.FormatUint(n, 10))
-	// If the supervisor dies, the worker is told at once (it also sees end-of-file on fd 3 and stops).
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
-	err = cmd.Start()
+	environ := append(os.Environ(), EnvGeneration+"="+strconv.FormatUint(n, 10))
+	proc, err := s.env.start(s.cfg.Binary, append([]string{"worker"}, s.cfg.WorkerArgs...), environ, workerEnd)
 	workerEnd.Close() // the child has its copy; ours would hide the child's exit
 	if err != nil {
 		conn.Close()
 		return nil, fmt.Errorf("start %s: %w", s.cfg.Binary, err)
 	}
-	g := &generation{n: n, cmd: cmd, conn: conn, started: time.Now(), exited: make(chan struct{}),
+	g := &generation{n: n, proc: proc, conn: conn, started: time.Now(), exited: make(chan struct{}),
 		inbox: make(chan inbound), done: make(chan struct{}), onFiles: s.replaceFiles,
-		log: s.log.With(zap.Uint64("generation", n), zap.Int("worker_pid", cmd.Process.Pid))}
+		log: s.log.With(zap.Uint64("generation", n), zap.Int("worker_pid", proc.Pid()))}
 	go func() {
-		g.exitErr = cmd.Wait()
+		g.exitErr = proc.Wait()
 		close(g.exited)
 	}()
 	g.log.Info("worker started", zap.String("binary", s.cfg.Binary))
@@ -97,7 +135,7 @@ func (s *Supervisor) prepare(ctx context.Context, g *generation) error {
 	if err != nil {
 		return err
 	}
-	if err := g.conn.CheckPeer(g.cmd.Process.Pid, os.Getuid()); err != nil {
+	if err := g.conn.CheckPeer(g.proc.Pid(), os.Getuid()); err != nil {
 		return err
 	}
 	go g.read()
@@ -140,7 +178,7 @@ func (g *generation) start(ctx context.Context, timeout time.Duration, reason st
 	case !r.Healthy:
 		return r, g.failure("start", fmt.Errorf("worker reports unhealthy: %s", r.Reason))
 	}
-	g.serving, g.report = time.Now(), r.Report
+	g.serving, g.report, g.regionVersion = time.Now(), r.Report, r.RegionVersion
 	g.log.Info("worker serving", zap.String("reason", reason), zap.Uint64("region_version", r.RegionVersion))
 	return r, nil
 }
@@ -221,7 +259,7 @@ func (g *generation) close() {
 
 // failure names the generation and the step in err.
 func (g *generation) failure(step string, err error) error {
-	return fmt.Errorf("generation %d (pid %d) %s: %w", g.n, g.cmd.Process.Pid, step, err)
+	return fmt.Errorf("generation %d (pid %d) %s: %w", g.n, g.proc.Pid(), step, err)
 }
 
 // stop closes the connection (a worker that yielded exits on end-of-file) and waits at most grace for the exit,
@@ -241,7 +279,7 @@ func (g *generation) stop(grace time.Duration) {
 // kill ends the process with SIGKILL and waits until it is reaped.
 func (g *generation) kill() {
 	g.close()
-	_ = g.cmd.Process.Kill()
+	_ = g.proc.Kill()
 	<-g.exited
 }
 

@@ -14,6 +14,8 @@ type Status struct {
 	Build     string    `json:"build"`
 	Binary    string    `json:"binary"`
 	StartedAt time.Time `json:"started_at"`
+	// State is where the supervisor is in its life (state.go): starting, serving, reloading, ...
+	State State `json:"state"`
 	// Generations are the live workers: the serving one first, then one in standby during a reload.
 	Generations []GenerationStatus `json:"generations"`
 	Restarts    int                `json:"restarts"` // workers restarted after a crash, since this supervisor started
@@ -91,7 +93,7 @@ func (s *Supervisor) publish() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.view.Generations = s.view.Generations[:0:0]
-	s.view.CrashesInARow = s.crashes
+	s.view.State, s.view.CrashesInARow = s.state, s.crashes
 	worker := healthcheck.Check{Name: "worker", Critical: true}
 	if g := s.current; g != nil {
 		s.view.Generations = append(s.view.Generations, g.status("serving"))
@@ -117,5 +119,5 @@ func (s *Supervisor) publishCandidate(g *generation) {
 }
 
 func (g *generation) status(state string) GenerationStatus {
-	return GenerationStatus{Generation: g.n, PID: g.cmd.Process.Pid, Build: g.build, State: state, StartedAt: g.started.UTC(), Report: g.report}
+	return GenerationStatus{Generation: g.n, PID: g.proc.Pid(), Build: g.build, State: state, StartedAt: g.started.UTC(), Report: g.report}
 }

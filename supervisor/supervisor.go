@@ -17,8 +17,7 @@ import (
 	"github.com/announcementd/announcementd/healthcheck"
 )
 
-// EnvGeneration tells a worker its generation number, and a supervisor started by a self-upgrade the number of its
-// first generation.
+// EnvGeneration tells a worker its generation number.
 const EnvGeneration = "ANNOUNCEMENTD_GENERATION"
 
 // Defaults of Config.
@@ -65,34 +64,41 @@ type Config struct {
 	RestartBackoff time.Duration
 
 	// Upgrader, when set, lets a reload replace the supervisor itself when Binary's contents differ from Self
-	// (upgrade.go). Parent is set in a supervisor started that way (DialParent).
-	Upgrader Upgrader
-	Parent   *Parent
+	// (upgrade.go); the two supervisors meet at UpgradeSocket, a path in a private directory. Parent is set in a
+	// supervisor started that way (DialParent).
+	Upgrader      Upgrader
+	UpgradeSocket string
+	Parent        *Parent
 	// PIDFile, when set, is rewritten with this process's pid after a self-upgrade was rolled back (the new
 	// supervisor had written its own).
 	PIDFile string
-	// FirstGeneration is the number of the first worker generation; default 1.
+	// FirstGeneration is the number of the first worker generation; default 1, or what Parent says.
 	FirstGeneration uint64
+	// OnTransition, when set, is called by the loop at each change of state (state.go), before the loop goes on:
+	// it must not block. The service manager's adapter (sd_notify) hangs on it.
+	OnTransition func(Transition)
 }
 
 // Supervisor runs one worker generation at a time and replaces it on reload or crash.
 type Supervisor struct {
 	cfg     Config
+	env     env
 	log     *zap.Logger
 	started time.Time
 	reloads chan chan ReloadResult // the loop takes one request per reload and answers every one it took
-	files   []handoff.NamedFile    // Config.Files, as replaced since; owned by the loop
 	done    chan struct{}          // closed when Run returns
 
 	// Owned by the loop goroutine.
-	next    uint64 // the next generation number
-	current *generation
-	crashes int // in a row: since the last reload that reached serving, or the last generation that served 30 s
+	state   State
+	files   []handoff.NamedFile // Config.Files, as replaced since
+	next    uint64              // the next generation number
+	current *generation         // the serving generation; nil in starting, restarting and stopped
+	crashes int                 // in a row: since the last reload that reached serving, or the last generation that served 30 s
 	binary  fileIDCache
-	// upgradeSpent: a self-upgrade got as far as tableflip's hand-over and was then rolled back; tableflip cannot
-	// upgrade this process again, so reloads roll the worker only.
-	upgradeSpent bool
-	stopping     func() bool // whether Run's ctx is done (a reload runs without it)
+	// noUpgrade, when set, says why this supervisor cannot replace itself any more (a self-upgrade got as far as
+	// tableflip's hand-over and was then rolled back: tableflip upgrades a process once); reloads then roll the
+	// worker only.
+	noUpgrade error
 
 	mu     sync.Mutex
 	view   Status               // what Status returns; the loop updates it at each transition
@@ -100,7 +106,9 @@ type Supervisor struct {
 }
 
 // New checks cfg and returns a supervisor; Run starts it.
-func New(cfg Config) (*Supervisor, error) {
+func New(cfg Config) (*Supervisor, error) { return newSupervisor(cfg, osEnv) }
+
+func newSupervisor(cfg Config, e env) (*Supervisor, error) {
 	if cfg.Binary == "" {
 		return nil, errors.New("supervisor: no worker binary")
 	}
@@ -111,11 +119,15 @@ func New(cfg Config) (*Supervisor, error) {
 	cfg.DrainTimeout = cmp.Or(cfg.DrainTimeout, DefaultDrainTimeout)
 	cfg.RestartLimit = cmp.Or(cfg.RestartLimit, DefaultRestartLimit)
 	cfg.RestartBackoff = cmp.Or(cfg.RestartBackoff, DefaultRestartBackoff)
+	if cfg.FirstGeneration == 0 && cfg.Parent != nil {
+		cfg.FirstGeneration = cfg.Parent.generation
+	}
 	cfg.FirstGeneration = cmp.Or(cfg.FirstGeneration, 1)
 	s := &Supervisor{
-		cfg: cfg, log: cfg.Log, started: time.Now(),
+		cfg: cfg, env: e, log: cfg.Log, started: time.Now(),
 		reloads: make(chan chan ReloadResult),
 		done:    make(chan struct{}),
+		state:   StateStarting,
 		next:    cfg.FirstGeneration,
 		files:   slices.Clone(cfg.Files),
 		health:  healthcheck.NewMonitor(time.Now),
@@ -131,74 +143,123 @@ var ErrGaveUp = errors.New("worker keeps crashing")
 // Run starts the first generation and supervises until ctx is done, when the serving generation yields (finishing
 // its requests) and exits. It returns early with an error when the first generation cannot start, or when
 // workers crash more than RestartLimit times in a row, and with nil after handing over to a new supervisor
-// (self-upgrade). No worker outlives Run.
-func (s *Supervisor) Run(ctx context.Context) error {
+// (self-upgrade). No worker outlives Run. Each state's step runs until the state changes (state.go).
+func (s *Supervisor) Run(ctx context.Context) (err error) {
 	defer close(s.done)
-	s.stopping = func() bool { return ctx.Err() != nil }
-	if err := s.first(ctx); err != nil {
+	defer func() {
+		if s.state != StateStopped {
+			s.enter(StateStopped, stopReason(err), nil)
+		}
+	}()
+	if err := s.starting(ctx); err != nil {
 		return err
 	}
 	for {
-		if s.current == nil {
-			if err := s.restart(ctx); err != nil {
+		switch s.state {
+		case StateServing:
+			s.serving(ctx)
+		case StateRestarting:
+			if err := s.restarting(ctx); err != nil {
 				return err
 			}
-			if s.current == nil { // ctx ended during the backoff
-				return nil
-			}
-			continue
-		}
-		select {
-		case <-ctx.Done():
-			s.shutdown()
+		case StateStopped:
 			return nil
-		case <-s.current.exited:
-			s.crashed()
-		case in := <-s.current.inbox:
-			switch m := in.m.(type) {
-			case handoff.Files:
-				s.replaceFiles(m)
-			case nil: // the connection ended: the exit follows
-			default:
-				s.current.log.Warn("unexpected message from the serving worker", zap.Stringer("type", m.Type()))
-			}
-		case req := <-s.reloads:
-			waiters := append([]chan ReloadResult{req}, s.takeWaiting()...)
-			// A stop asked for during a reload waits for it: cutting it short would kill workers mid-handover.
-			res := s.reload(context.WithoutCancel(ctx))
-			for _, w := range waiters {
-				w <- res
-			}
-			if res.Outcome == OutcomeUpgraded {
-				return nil
-			}
+		default:
+			panic("supervisor: the loop is in " + string(s.state)) // the other states run inside these steps
 		}
 	}
 }
 
-// first starts generation one of this supervisor. After a self-upgrade the old supervisor's worker serves until
-// this one's is in standby; then the old one yields, and only then may this one's take the store (takeOver).
-func (s *Supervisor) first(ctx context.Context) error {
+func stopReason(err error) string {
+	switch {
+	case err == nil:
+		return "stop"
+	case errors.Is(err, ErrGaveUp):
+		return "gave up"
+	case errors.Is(err, ErrHandedBack):
+		return "handed back"
+	}
+	return "failed: " + err.Error()
+}
+
+// starting brings generation one of this supervisor to serving. After a self-upgrade the old supervisor's worker
+// serves until this one's is in standby; then the old one yields, and only then may this one's take the store
+// (takeOver).
+func (s *Supervisor) starting(ctx context.Context) error {
 	g, err := s.spawn(ctx, s.take())
 	if err != nil {
 		s.cfg.Parent.Fail(err)
 		return err
 	}
 	if s.cfg.Parent != nil {
-		if err := s.takeOver(ctx, g); err != nil {
-			g.kill()
-			return err
-		}
-		s.publish()
-		return nil
+		return s.takeOver(ctx, g)
 	}
-	if err := s.serve(ctx, g, "first"); err != nil {
+	if err := s.promote(ctx, g, "first", 0); err != nil {
 		return err
 	}
 	if s.cfg.Upgrader != nil {
 		return s.cfg.Upgrader.Ready() // writes the pid file
 	}
 	return nil
+}
+
+// promote starts g, continuing above floor, and once it answers a healthy Ready makes it the serving generation
+// and enters serving. It is the one way a generation comes to serve: the first start, a take-over, a restart, a
+// reload and a rollback all go through it. On failure g is killed and the error returned; the state is left to
+// the caller.
+//
+// A reload that reaches serving starts a new crash streak: a new build serves, by an operator's decision, and the
+// crashes of the build it replaced say nothing about it. A rollback or a restart leaves the streak alone (the
+// build that was crashing is still the one serving).
+func (s *Supervisor) promote(ctx context.Context, g *generation, reason string, floor uint64, reload ...ReloadResult) error {
+	if _, err := g.start(ctx, s.cfg.ReadyTimeout, reason, floor); err != nil {
+		g.kill()
+		return err
+	}
+	s.current = g
+	if reason == reasonReload && s.crashes > 0 {
+		s.log.Info("a new generation serves after a reload; the crash streak starts again", zap.Int("crashes_before", s.crashes))
+		s.crashes = 0
+	}
+	var r *ReloadResult
+	if len(reload) > 0 {
+		r = &reload[0]
+	}
+	s.enter(StateServing, reason, r)
+	return nil
+}
+
+// Reasons a generation is started with (handoff.Start's reason) and transitions are made for.
+const (
+	reasonReload   = "reload"
+	reasonRestart  = "restart"
+	reasonRollback = "rollback"
+)
+
+// serving waits for the next event while a generation serves, and handles it.
+func (s *Supervisor) serving(ctx context.Context) {
+	g := s.current
+	select {
+	case <-ctx.Done():
+		s.stopping()
+	case <-g.exited:
+		s.crashed()
+	case in := <-g.inbox:
+		switch m := in.m.(type) {
+		case handoff.Files:
+			s.replaceFiles(m)
+		case nil: // the connection ended: the exit follows
+		default:
+			g.log.Warn("unexpected message from the serving worker", zap.Stringer("type", m.Type()))
+		}
+	case req := <-s.reloads:
+		waiters := append([]chan ReloadResult{req}, s.takeWaiting()...)
+		// A stop asked for during a reload waits for it: cutting it short would kill workers mid-handover.
+		res := s.reload(context.WithoutCancel(ctx), ctx)
+		for _, w := range waiters {
+			w <- res
+		}
+	}
 }
 
 // replaceFiles takes files a worker sent in place of the files of the same names, for the next generations, and
@@ -217,18 +278,6 @@ func (s *Supervisor) replaceFiles(files handoff.Files) {
 		s.files[i].File = f
 		s.log.Info("a worker replaced a file; the next generations get the new one", zap.String("name", name))
 	}
-}
-
-// serve starts g, with no previous writer to follow, and makes it the serving generation; g is killed if it
-// fails.
-func (s *Supervisor) serve(ctx context.Context, g *generation, reason string) error {
-	if _, err := g.start(ctx, s.cfg.ReadyTimeout, reason, 0); err != nil {
-		g.kill()
-		return err
-	}
-	s.current = g
-	s.publish()
-	return nil
 }
 
 // take returns the next generation number and consumes it.
@@ -251,7 +300,7 @@ func (s *Supervisor) takeWaiting() []chan ReloadResult {
 	}
 }
 
-// crashed handles the exit of the serving generation, which was not asked to go.
+// crashed handles the exit of the serving generation, which was not asked to go: serving → restarting.
 func (s *Supervisor) crashed() {
 	g := s.current
 	s.current = nil
@@ -264,12 +313,12 @@ func (s *Supervisor) crashed() {
 	s.mu.Lock()
 	s.view.Restarts++
 	s.mu.Unlock()
-	s.publish()
+	s.enter(StateRestarting, "crash", nil)
 }
 
-// restart starts a new generation after a crash, after the backoff. A generation that fails to start counts as
-// another crash.
-func (s *Supervisor) restart(ctx context.Context) error {
+// restarting starts a new generation after the backoff: restarting → serving, or stopped when ctx ends or the
+// crashes pass the limit. A generation that fails to start counts as another crash.
+func (s *Supervisor) restarting(ctx context.Context) error {
 	for {
 		if s.cfg.RestartLimit > 0 && s.crashes > s.cfg.RestartLimit {
 			return fmt.Errorf("%w: %d times in a row (limit %d)", ErrGaveUp, s.crashes, s.cfg.RestartLimit)
@@ -278,26 +327,32 @@ func (s *Supervisor) restart(ctx context.Context) error {
 		s.log.Info("restarting the worker", zap.Duration("after", delay))
 		select {
 		case <-ctx.Done():
+			s.enter(StateStopped, "stop", nil)
 			return nil
 		case <-time.After(delay):
 		}
 		g, err := s.spawn(ctx, s.take())
 		if err == nil {
-			err = s.serve(ctx, g, "restart")
+			err = s.promote(ctx, g, reasonRestart, 0)
 		}
 		if err == nil {
 			return nil
 		}
 		if ctx.Err() != nil {
+			s.enter(StateStopped, "stop", nil)
 			return nil
 		}
 		s.crashes++
 		s.log.Error("restart failed", zap.Error(err), zap.Int("crashes_in_a_row", s.crashes))
+		s.publish()
 	}
 }
 
-// reload replaces the serving generation with one from the binary on disk, or rolls back to it.
-func (s *Supervisor) reload(ctx context.Context) ReloadResult {
+// reload replaces the serving generation with one from the binary on disk, or rolls back to it: serving →
+// reloading → serving (the new generation, or the old one still or again), or restarting when neither serves.
+// When the binary changed it is a self-upgrade instead (upgrade.go). stop is Run's ctx: a stop asked for meanwhile
+// is passed on to a new supervisor.
+func (s *Supervisor) reload(ctx, stop context.Context) ReloadResult {
 	old := s.current
 	res := ReloadResult{Kind: "reload", StartedAt: time.Now().UTC(), From: old.n}
 	if s.cfg.Upgrader != nil {
@@ -305,74 +360,71 @@ func (s *Supervisor) reload(ctx context.Context) ReloadResult {
 		switch {
 		case err != nil:
 			return s.record(res.finish(OutcomeFailed, err.Error()))
-		case changed && s.upgradeSpent:
-			s.log.Warn("the binary changed, but this supervisor cannot replace itself any more (a self-upgrade was rolled back); rolling the worker only. Restart the service to upgrade the supervisor.")
+		case changed && s.noUpgrade != nil:
+			s.log.Warn("the binary changed, but this supervisor cannot replace itself; rolling the worker only. Restart the service to upgrade the supervisor.", zap.NamedError("because", s.noUpgrade))
 		case changed:
-			return s.upgrade(ctx, res)
+			return s.upgrade(ctx, stop, res)
 		}
 	}
+	s.enter(StateReloading, reasonReload, nil)
 	s.log.Info("reload: starting a new generation", zap.Uint64("from", old.n))
-	next, err := s.spawn(ctx, s.take())
-	res.To = s.next - 1
+	res.To = s.take()
+	next, err := s.spawn(ctx, res.To)
 	if err != nil {
 		// The old generation never stopped serving.
 		s.log.Warn("reload failed; the serving generation continues", zap.Error(err))
-		return s.record(res.finish(OutcomeFailed, err.Error()))
+		res = res.finish(OutcomeFailed, err.Error())
+		s.enter(StateServing, "reload failed", &res)
+		return res
 	}
 	res.Build = next.build
 	s.publishCandidate(next)
 
 	// One writer at a time: the old generation finishes its requests and lets go of the store and the region
 	// before the new one takes them. Connections that arrive meanwhile wait in the listen backlog.
-	y, err := old.yield(ctx, "reload", s.cfg.DrainTimeout)
+	y, err := old.yield(ctx, reasonReload, s.cfg.DrainTimeout)
 	if err != nil {
 		s.log.Error("the serving generation did not yield; killing it", zap.Error(err))
 		old.kill()
 	}
-	if _, err := next.start(ctx, s.cfg.ReadyTimeout, "reload", y.LastVersion); err != nil {
-		next.kill()
-		return s.record(s.rollback(ctx, old, res, err))
+	done := res.finish(OutcomeServing, "")
+	if err := s.promote(ctx, next, reasonReload, y.LastVersion, done); err != nil {
+		return s.rollback(ctx, old, res, err)
 	}
-	s.current = next
-	// A reload that reaches serving starts a new crash streak: a new build serves, by an operator's decision,
-	// and the crashes of the build it replaced say nothing about it. A rollback or a failed reload leaves the
-	// streak alone (the build that was crashing is still the one serving).
-	if s.crashes > 0 {
-		s.log.Info("a new generation serves after a reload; the crash streak starts again", zap.Int("crashes_before", s.crashes))
-		s.crashes = 0
-	}
-	res = res.finish(OutcomeServing, "")
-	s.record(res)
 	old.stop(s.cfg.DrainTimeout)
 	s.publish()
-	return res
+	return done
 }
 
-// rollback resumes old after the new generation failed once started.
+// rollback starts old again after the new generation failed once started: → serving ("rolled back"), or
+// restarting when old cannot serve either.
 func (s *Supervisor) rollback(ctx context.Context, old *generation, res ReloadResult, cause error) ReloadResult {
 	s.log.Error("reload failed; rolling back", zap.Error(cause))
+	s.current = nil
 	if !old.alive() {
-		s.current = nil // the crash path restarts from the binary on disk
-		return res.finish(OutcomeFailed, cause.Error()+"; the old generation is gone too, restarting")
+		res = res.finish(OutcomeFailed, cause.Error()+"; the old generation is gone too, restarting")
+		s.enter(StateRestarting, "reload failed", &res)
+		return res
 	}
-	if _, err := old.start(ctx, s.cfg.ReadyTimeout, "rollback", 0); err != nil {
-		old.kill()
-		s.current = nil
-		return res.finish(OutcomeFailed, fmt.Sprintf("%v; rollback failed: %v", cause, err))
+	rolled := res.finish(OutcomeRolledBack, cause.Error())
+	if err := s.promote(ctx, old, reasonRollback, 0, rolled); err != nil {
+		res = res.finish(OutcomeFailed, fmt.Sprintf("%v; rollback failed: %v", cause, err))
+		s.enter(StateRestarting, "rollback failed", &res)
+		return res
 	}
-	s.current = old
-	return res.finish(OutcomeRolledBack, cause.Error())
+	return rolled
 }
 
-// shutdown lets the serving generation finish its requests and exit.
-func (s *Supervisor) shutdown() {
+// stopping lets the serving generation finish its requests and exit: serving → stopping → stopped.
+func (s *Supervisor) stopping() {
+	s.enter(StateStopping, "stop", nil)
 	g := s.current
 	s.current = nil
 	if _, err := g.yield(context.Background(), "shutdown", s.cfg.DrainTimeout); err != nil {
 		g.log.Warn("worker did not yield cleanly", zap.Error(err))
 	}
 	g.stop(s.cfg.DrainTimeout)
-	s.publish()
+	s.enter(StateStopped, "stop", nil)
 }
 
 // Reload asks for a reload and waits for its outcome. A reload asked for while another runs waits for it to end

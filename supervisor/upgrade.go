@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"path/filepath"
 	"runtime"
 	"strconv"
 	"syscall"
@@ -19,9 +18,10 @@ import (
 )
 
 // A self-upgrade is a reload whose new generation is a whole new supervisor with its first worker. tableflip starts
-// the new supervisor with every fd; the two supervisors then talk over a private Unix socket (its path in
-// EnvUpgradeSocket, in a 0700 directory; each side checks the other's pid with the kernel), with the handoff
-// protocol, the old supervisor in the supervisor's role:
+// the new supervisor with every fd; the two supervisors then talk over a Unix socket at Config.UpgradeSocket (in the
+// private runtime directory; both are started with the same flags, so both know the path, and each side checks the
+// other's pid with the kernel), with the handoff protocol, the old supervisor in the supervisor's role. The old
+// one's Hello carries the new one's first generation number:
 //
 //	old supervisor                          new supervisor
 //	                                 ←      Hello, then Standby (its worker is in standby, or why not)
@@ -33,9 +33,6 @@ import (
 // So a new build whose worker fails after Start is rolled back like any reload: the old supervisor starts its own
 // worker again, and the new supervisor leaves without touching the fds (Run returns ErrHandedBack).
 
-// EnvUpgradeSocket tells a supervisor started by a self-upgrade where the old supervisor waits for it.
-const EnvUpgradeSocket = "ANNOUNCEMENTD_UPGRADE_SOCKET"
-
 // ErrHandedBack is matched by Run's error in a supervisor started by a self-upgrade when the old supervisor kept
 // the service (the new worker failed, or the old supervisor gave up on the upgrade). The process must leave the
 // inherited fds and sockets alone: they are still in use.
@@ -43,22 +40,18 @@ var ErrHandedBack = errors.New("the upgrade was rolled back: the old supervisor 
 
 // Parent is a new supervisor's link to the supervisor it replaces.
 type Parent struct {
-	conn  *handoff.Conn
-	files handoff.Files
+	conn       *handoff.Conn
+	files      handoff.Files
+	generation uint64 // this supervisor's first generation, from the old one's Hello
 }
 
 // Files are the files the old supervisor hands its workers, as they are now (a region a worker had to recreate is
 // the new one). The caller owns them.
 func (p *Parent) Files() handoff.Files { return p.files }
 
-// DialParent connects a supervisor started by a self-upgrade to the old one; it returns nil, nil when this process
-// was not started by one. Call it first, so that any failure can be reported with Fail.
-func DialParent(ctx context.Context) (*Parent, error) {
-	path := os.Getenv(EnvUpgradeSocket)
-	if path == "" {
-		return nil, nil
-	}
-	os.Unsetenv(EnvUpgradeSocket) // not for the workers
+// DialParent connects a supervisor started by a self-upgrade (tableflip's HasParent) to the old one, waiting at
+// path (Config.UpgradeSocket). Call it first, so that any failure can be reported with Fail.
+func DialParent(ctx context.Context, path string) (*Parent, error) {
 	var d net.Dialer
 	nc, err := d.DialContext(ctx, "unix", path)
 	if err != nil {
@@ -69,15 +62,14 @@ func DialParent(ctx context.Context) (*Parent, error) {
 		nc.Close()
 		return nil, err
 	}
-	gen, _ := strconv.ParseUint(os.Getenv(EnvGeneration), 10, 64)
 	hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	_, files, err := handoff.Join(hctx, conn, handoff.Hello{Role: handoff.RoleWorker, Generation: gen}, os.Getppid(), os.Getuid())
+	peer, files, err := handoff.Join(hctx, conn, handoff.Hello{Role: handoff.RoleWorker}, os.Getppid(), os.Getuid())
 	if err != nil {
 		conn.Close()
 		return nil, fmt.Errorf("old supervisor: %w", err)
 	}
-	return &Parent{conn: conn, files: files}, nil
+	return &Parent{conn: conn, files: files, generation: peer.Generation}, nil
 }
 
 // Fail tells the old supervisor why this one cannot take over, and closes the link.
@@ -112,12 +104,12 @@ func (s *Supervisor) takeOver(ctx context.Context, g *generation) error {
 	case link.err != nil:
 		return fmt.Errorf("%w: %w", ErrHandedBack, link.err)
 	case err != nil:
+		g.kill()
 		return fmt.Errorf("%w: waiting for the old supervisor: %w", ErrHandedBack, err)
 	default:
+		g.kill()
 		return fmt.Errorf("%w: the old supervisor closed the link", ErrHandedBack)
 	}
-	s.current = g
-	s.record(link.res.finish(OutcomeServing, ""))
 	return nil
 }
 
@@ -125,7 +117,6 @@ func (s *Supervisor) takeOver(ctx context.Context, g *generation) error {
 type takeOverLink struct {
 	s       *Supervisor
 	g       *generation
-	res     ReloadResult
 	started bool  // g serves
 	err     error // why g could not start
 }
@@ -140,40 +131,45 @@ func (l *takeOverLink) Prepare(context.Context) error {
 
 func (l *takeOverLink) Start(ctx context.Context, m handoff.Start) handoff.Ready {
 	g := l.g
-	l.res = ReloadResult{Kind: "upgrade", StartedAt: time.Now().UTC(), From: g.n - 1, To: g.n, Build: g.build}
-	r, err := g.start(ctx, l.s.cfg.ReadyTimeout, "upgrade", m.VersionFloor)
-	if err != nil {
-		// Our worker goes before the old supervisor hears of it: the old worker it resumes needs the store.
-		g.kill()
+	res := ReloadResult{Kind: "upgrade", StartedAt: time.Now().UTC(), From: g.n - 1, To: g.n, Build: g.build}
+	// On failure promote kills our worker before the old supervisor hears of it: the old worker it resumes needs
+	// the store.
+	if err := l.s.promote(ctx, g, "upgrade", m.VersionFloor, res.finish(OutcomeServing, "")); err != nil {
 		l.err = err
 		return handoff.Ready{Reason: err.Error()}
 	}
 	l.started = true
-	return handoff.Ready{Healthy: true, RegionVersion: r.RegionVersion}
+	return handoff.Ready{Healthy: true, RegionVersion: g.regionVersion}
 }
 
 func (l *takeOverLink) Yield(context.Context, handoff.Yield) handoff.Yielded {
 	return handoff.Yielded{}
 }
 
-// upgrade replaces this supervisor with the binary on disk; see the top of this file.
-func (s *Supervisor) upgrade(ctx context.Context, res ReloadResult) ReloadResult {
+// upgrade replaces this supervisor with the binary on disk (see the top of this file): serving → upgrading →
+// stopped (the new one took over), serving (it failed before the hand-over; or after it, rolled back), or
+// restarting (neither serves). stop is Run's ctx: a stop asked for during the upgrade reached this process only,
+// and is passed on to the new one.
+func (s *Supervisor) upgrade(ctx, stop context.Context, res ReloadResult) ReloadResult {
+	s.enter(StateUpgrading, "upgrade", nil)
 	res.Kind, res.To = "upgrade", s.take() // the new supervisor's first generation: the number is spent either way
 	s.log.Info("reload: the binary changed; upgrading the supervisor", zap.String("binary", s.cfg.Binary))
-	dir, err := os.MkdirTemp("", "announcementd-upgrade-") // 0700: only this uid reaches the socket
-	if err != nil {
-		return s.record(res.finish(OutcomeFailed, "upgrade socket: "+err.Error()))
+	failed := func(reason string) ReloadResult {
+		s.log.Warn("supervisor upgrade failed; this one continues", zap.String("reason", reason))
+		res = res.finish(OutcomeFailed, reason)
+		s.enter(StateServing, "upgrade failed", &res)
+		return res
 	}
-	defer os.RemoveAll(dir)
-	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: filepath.Join(dir, "s"), Net: "unix"})
-	if err != nil {
-		return s.record(res.finish(OutcomeFailed, "upgrade socket: "+err.Error()))
+	if s.cfg.UpgradeSocket == "" {
+		return failed("no upgrade socket configured")
 	}
+	os.Remove(s.cfg.UpgradeSocket) // one a killed supervisor left; the directory is private
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: s.cfg.UpgradeSocket, Net: "unix"})
+	if err != nil {
+		return failed("upgrade socket: " + err.Error())
+	}
+	l.SetUnlinkOnClose(true)
 	defer l.Close()
-	// The new supervisor inherits the environment: where to reach us, and the generation count.
-	os.Setenv(EnvUpgradeSocket, l.Addr().String())
-	os.Setenv(EnvGeneration, strconv.FormatUint(res.To, 10))
-	defer os.Unsetenv(EnvUpgradeSocket)
 
 	type linked struct {
 		conn    *handoff.Conn
@@ -183,13 +179,13 @@ func (s *Supervisor) upgrade(ctx context.Context, res ReloadResult) ReloadResult
 	}
 	linkc := make(chan linked, 1)
 	go func() {
-		conn, pid, sb, err := s.acceptNewSupervisor(l)
+		conn, pid, sb, err := s.acceptNewSupervisor(l, res.To)
 		linkc <- linked{conn, pid, sb, err}
 	}()
 	upErr := s.cfg.Upgrader.Upgrade()
 	if upErr != nil {
 		// tableflip v1.2.3 leaves the child's ends of its two pipes to finalizers; collect them now, so that
-		// failed upgrades do not pile up fds.
+		// failed upgrades do not pile up fds (e2e TestBadBinaries counts them and fails without this).
 		runtime.GC()
 		l.Close() // ends the accept if the new supervisor never came
 	}
@@ -197,36 +193,26 @@ func (s *Supervisor) upgrade(ctx context.Context, res ReloadResult) ReloadResult
 	if lk.conn != nil {
 		defer lk.conn.Close()
 	}
-	if upErr == nil {
-		// The new supervisor wrote its pid into the pid file when it said ready. Unless it takes over, the file
-		// must name this process again, at once.
-		defer func() {
-			if last := s.Status().LastReload; last == nil || last.Outcome != OutcomeUpgraded {
-				if err := s.writePIDFile(); err != nil {
-					s.log.Error("pid file", zap.Error(err))
-				}
-			}
-		}()
-	}
 	switch {
 	case upErr != nil:
 		reason := "new supervisor: " + upErr.Error()
 		if lk.err == nil && !lk.standby.Healthy {
 			reason += ": " + lk.standby.Reason
 		}
-		s.log.Warn("supervisor upgrade failed; this one continues", zap.String("reason", reason))
-		return s.record(res.finish(OutcomeFailed, reason))
+		return failed(reason)
 	case lk.err != nil || !lk.standby.Healthy:
-		// The new supervisor said ready to tableflip but not to us: it will give up waiting for Start.
-		s.upgradeSpent = true
-		reason := fmt.Sprint("new supervisor: ", lk.err, lk.standby.Reason)
-		return s.record(res.finish(OutcomeFailed, reason))
+		// The new supervisor said ready to tableflip (it wrote the pid file) but not to us: it will give up
+		// waiting for Start. tableflip will not upgrade this process again.
+		s.noUpgrade = errors.New("a self-upgrade was rolled back after tableflip's hand-over")
+		s.rewritePIDFile()
+		return failed(fmt.Sprint("new supervisor: ", lk.err, lk.standby.Reason))
 	}
 
-	y, err := s.current.yield(ctx, "upgrade", s.cfg.DrainTimeout)
+	old := s.current
+	y, err := old.yield(ctx, "upgrade", s.cfg.DrainTimeout)
 	if err != nil {
 		s.log.Error("the serving generation did not yield; killing it", zap.Error(err))
-		s.current.kill()
+		old.kill()
 	}
 	rctx, cancel := context.WithTimeout(ctx, s.cfg.ReadyTimeout+5*time.Second)
 	defer cancel()
@@ -242,24 +228,34 @@ func (s *Supervisor) upgrade(ctx context.Context, res ReloadResult) ReloadResult
 			err = fmt.Errorf("new supervisor: %s", r.Reason)
 		}
 	}
-	if err == nil {
-		s.current.stop(s.cfg.DrainTimeout)
-		s.current = nil
-		if s.stopping() {
-			// A stop asked for during the upgrade reached this process only; the new one must hear it too.
-			s.log.Info("stopping: passing the stop on to the new supervisor", zap.Int("pid", lk.pid))
-			syscall.Kill(lk.pid, syscall.SIGTERM)
-		}
-		return s.record(res.finish(OutcomeUpgraded, ""))
+	if err != nil {
+		// The new build failed after its start: resume our worker. tableflip cannot upgrade this process again.
+		s.noUpgrade = errors.New("a self-upgrade was rolled back after tableflip's hand-over")
+		lk.conn.Close() // the new supervisor leaves
+		s.rewritePIDFile()
+		return s.rollback(ctx, old, res, err)
 	}
-	// The new build failed after its start: resume our worker. tableflip cannot upgrade this process again.
-	s.upgradeSpent = true
-	lk.conn.Close() // the new supervisor leaves
-	return s.record(s.rollback(ctx, s.current, res, err))
+	old.stop(s.cfg.DrainTimeout)
+	s.current = nil
+	if stop.Err() != nil {
+		s.log.Info("stopping: passing the stop on to the new supervisor", zap.Int("pid", lk.pid))
+		syscall.Kill(lk.pid, syscall.SIGTERM)
+	}
+	res = res.finish(OutcomeUpgraded, "")
+	s.enter(StateStopped, "upgraded", &res)
+	return res
+}
+
+// rewritePIDFile puts this process's pid back in the pid file after a self-upgrade did not take over: the new
+// supervisor wrote its own when it said ready.
+func (s *Supervisor) rewritePIDFile() {
+	if err := s.writePIDFile(); err != nil {
+		s.log.Error("pid file", zap.Error(err))
+	}
 }
 
 // acceptNewSupervisor accepts the new supervisor's link on l, checks it is our child, and reads its Standby.
-func (s *Supervisor) acceptNewSupervisor(l *net.UnixListener) (*handoff.Conn, int, handoff.Standby, error) {
+func (s *Supervisor) acceptNewSupervisor(l *net.UnixListener, first uint64) (*handoff.Conn, int, handoff.Standby, error) {
 	deadline := time.Now().Add(2*s.cfg.ReadyTimeout + 10*time.Second)
 	l.SetDeadline(deadline)
 	uc, err := l.AcceptUnix()
@@ -273,7 +269,7 @@ func (s *Supervisor) acceptNewSupervisor(l *net.UnixListener) (*handoff.Conn, in
 	}
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
-	peer, err := conn.Handshake(ctx, handoff.Hello{Role: handoff.RoleSupervisor, Generation: s.next, Build: s.cfg.Build})
+	peer, err := conn.Handshake(ctx, handoff.Hello{Role: handoff.RoleSupervisor, Generation: first, Build: s.cfg.Build})
 	if err == nil {
 		// Only our child may take over: its pid is the one the kernel stamped on its hello.
 		if st, serr := procfs.ReadStat(peer.PID); serr != nil || st.PPID != os.Getpid() {

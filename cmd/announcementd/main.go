@@ -101,7 +101,7 @@ func parseFlags(args []string) (config, error) {
 	}
 	n, err := humanize.ParseBytes(size)
 	if err != nil {
-		return c, fmt.Errorf("--shm-size %q: %v", size, err)
+		return c, fmt.Errorf("--shm-size %q: %w", size, err)
 	}
 	c.shmSize = n
 	c.listen = listen

@@ -68,9 +68,12 @@ func supervise(ctx context.Context, log *zap.Logger, c config, args []string) (e
 	}
 	ready := &readyUpgrader{Upgrader: upg}
 	// Started by a self-upgrade: reach the old supervisor first, so that it hears why if this one cannot take over.
-	parent, err := supervisor.DialParent(ctx)
-	if err != nil {
-		return err
+	upgradeSocket := filepath.Join(c.runtimeDir, "upgrade.sock")
+	var parent *supervisor.Parent
+	if upg.HasParent() {
+		if parent, err = supervisor.DialParent(ctx, upgradeSocket); err != nil {
+			return err
+		}
 	}
 	defer func() {
 		// Stop closes the fds, and removes the sockets unless a new supervisor took them. A supervisor started by
@@ -93,18 +96,12 @@ func supervise(ctx context.Context, log *zap.Logger, c config, args []string) (e
 	if err != nil {
 		return fail(fmt.Errorf("control socket: %w", err))
 	}
-	first := uint64(1)
-	if parent != nil {
-		if first, err = strconv.ParseUint(os.Getenv(supervisor.EnvGeneration), 10, 64); err != nil {
-			return fail(fmt.Errorf("started by a supervisor upgrade without a valid $%s: %w", supervisor.EnvGeneration, err))
-		}
-	}
 	sup, err := supervisor.New(supervisor.Config{
 		Binary: binary, WorkerArgs: args, Files: files,
 		Build: buildString(self), Self: self, Log: log,
 		ReadyTimeout: c.readyTimeout, DrainTimeout: c.drainTimeout,
 		RestartLimit: c.restartLimit, RestartBackoff: c.restartBackoff,
-		Upgrader: ready, Parent: parent, PIDFile: pidFile, FirstGeneration: first,
+		Upgrader: ready, UpgradeSocket: upgradeSocket, Parent: parent, PIDFile: pidFile,
 	})
 	if err != nil {
 		return fail(err)
