@@ -57,3 +57,17 @@ func CodeOf(err error) Code {
 	}
 	return CodeIO
 }
+
+// ErrFull is matched (errors.Is) by every refusal of a set larger than a region holds: a *FullError, from the
+// writer, the store or the worker alike.
+var ErrFull = errors.New("the region is full")
+
+// FullError refuses a set of Count announcements for a region that holds Capacity.
+type FullError struct{ Count, Capacity int }
+
+func (e *FullError) Error() string {
+	return fmt.Sprintf("the region is full: %d announcements, its capacity is %d", e.Count, e.Capacity)
+}
+
+// Is makes errors.Is(err, ErrFull) true.
+func (e *FullError) Is(target error) bool { return target == ErrFull }

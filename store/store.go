@@ -31,6 +31,7 @@ import (
 	bolterrors "go.etcd.io/bbolt/errors"
 
 	"github.com/announcementd/announcementd/announcement"
+	"github.com/announcementd/announcementd/board"
 )
 
 // Options configures Open. The zero value is what the daemon uses.
@@ -117,7 +118,7 @@ func (s *Store) Path() string { return s.path }
 // applied before deletes, so an id in both ends up deleted. Deleting an id that is not stored is not an error;
 // deleted lists the ids that were stored, in the order given. If an announcement is invalid, Apply returns its
 // *announcement.ValidationError unchanged and changes nothing. With limit > 0, a change whose result would hold more
-// than limit announcements is refused with a *FullError and changes nothing.
+// than limit announcements is refused with a *board.FullError (Capacity: limit) and changes nothing.
 func (s *Store) Apply(puts []announcement.Announcement, deletes []uint64, limit int) (deleted []uint64, err error) {
 	if len(puts) == 0 && len(deletes) == 0 {
 		return nil, nil
@@ -136,7 +137,10 @@ func (s *Store) Apply(puts []announcement.Announcement, deletes []uint64, limit 
 		// time in a fresh transaction: so it must start from scratch, and only the last run's result counts.
 		deleted = deleted[:0]
 		b := tx.Bucket(bucketAnnouncements)
-		n := count(tx)
+		n, err := count(tx)
+		if err != nil {
+			return err
+		}
 		for i := range puts {
 			k := idKey(puts[i].ID)
 			if b.Get(k) == nil {
@@ -160,25 +164,17 @@ func (s *Store) Apply(puts []announcement.Announcement, deletes []uint64, limit 
 		// Checked on the result, inside the transaction: bbolt serialises writers, so concurrent changes cannot
 		// overfill together, and a change that replaces or deletes as much as it adds always fits.
 		if limit > 0 && n > limit {
-			return &FullError{Count: n, Limit: limit}
+			return &board.FullError{Count: n, Capacity: limit}
 		}
 		return putCount(tx, n)
 	})
-	var full *FullError
-	if errors.As(err, &full) {
-		return nil, full
+	if errors.Is(err, board.ErrFull) {
+		return nil, err
 	}
 	if err != nil {
 		return nil, fmt.Errorf("store %s: apply: %w", s.path, err)
 	}
 	return deleted, nil
-}
-
-// FullError refuses a change whose result would hold more announcements than the caller's limit.
-type FullError struct{ Count, Limit int }
-
-func (e *FullError) Error() string {
-	return fmt.Sprintf("this change would make %d announcements, the limit is %d", e.Count, e.Limit)
 }
 
 // DeleteExpired deletes those of ids whose stored announcement has expired at now (unix ns), and returns them.
@@ -204,7 +200,11 @@ func (s *Store) DeleteExpired(ids []uint64, now int64) (deleted []uint64, err er
 			}
 			deleted = append(deleted, id)
 		}
-		return putCount(tx, count(tx)-len(deleted))
+		n, err := count(tx)
+		if err != nil {
+			return err
+		}
+		return putCount(tx, n-len(deleted))
 	})
 	if err != nil {
 		return nil, fmt.Errorf("store %s: delete expired: %w", s.path, err)
@@ -246,7 +246,11 @@ func (s *Store) List() ([]announcement.Announcement, error) {
 	var all []announcement.Announcement
 	err := s.db.View(func(tx *bbolt.Tx) error {
 		b := tx.Bucket(bucketAnnouncements)
-		all = make([]announcement.Announcement, 0, b.Stats().KeyN)
+		n, err := count(tx) // exact, where Stats().KeyN walks the whole bucket
+		if err != nil {
+			return err
+		}
+		all = make([]announcement.Announcement, 0, n)
 		return b.ForEach(func(k, v []byte) error {
 			a, err := decode(k, v)
 			if err != nil {
@@ -264,9 +268,9 @@ func (s *Store) List() ([]announcement.Announcement, error) {
 
 // Len returns how many announcements are stored.
 func (s *Store) Len() (n int, err error) {
-	err = s.db.View(func(tx *bbolt.Tx) error {
-		n = count(tx)
-		return nil
+	err = s.db.View(func(tx *bbolt.Tx) (err error) {
+		n, err = count(tx)
+		return err
 	})
 	if err != nil {
 		return 0, fmt.Errorf("store %s: len: %w", s.path, err)
@@ -285,13 +289,14 @@ func load(b *bbolt.Bucket, id uint64) (announcement.Announcement, bool, error) {
 	return a, err == nil, err
 }
 
-// count is the number of announcements (see keyCount).
-func count(tx *bbolt.Tx) int {
+// count is the number of announcements (see keyCount). Open always writes it; a value that is not 8 bytes is
+// ErrCorrupt, as a damaged floor is (and Open, which counts again, repairs it).
+func count(tx *bbolt.Tx) (int, error) {
 	v := tx.Bucket(bucketMeta).Get(keyCount)
 	if len(v) != 8 {
-		return 0 // Open always writes it
+		return 0, fmt.Errorf("meta key %q: %d bytes, want 8: %w", keyCount, len(v), ErrCorrupt)
 	}
-	return int(binary.BigEndian.Uint64(v))
+	return int(binary.BigEndian.Uint64(v)), nil
 }
 
 func putCount(tx *bbolt.Tx, n int) error {

@@ -21,6 +21,7 @@ import (
 	bolterrors "go.etcd.io/bbolt/errors"
 
 	"github.com/announcementd/announcementd/announcement"
+	"github.com/announcementd/announcementd/board"
 )
 
 // The test binary doubles as the helper process of the crash and lock tests.
@@ -560,8 +561,8 @@ func TestApplyLimit(t *testing.T) {
 	if _, err := s.Apply([]announcement.Announcement{ann(1), ann(2), ann(3)}, nil, 3); err != nil {
 		t.Fatal(err)
 	}
-	var full *FullError
-	if _, err := s.Apply([]announcement.Announcement{ann(4)}, nil, 3); !errors.As(err, &full) || full.Count != 4 || full.Limit != 3 {
+	var full *board.FullError
+	if _, err := s.Apply([]announcement.Announcement{ann(4)}, nil, 3); !errors.As(err, &full) || full.Count != 4 || full.Capacity != 3 {
 		t.Fatalf("growing past the limit: %v", err)
 	}
 	if _, err := s.Apply([]announcement.Announcement{ann(4), ann(1)}, []uint64{2}, 3); err != nil {
@@ -616,5 +617,27 @@ func TestEmptyContentFromAnOlderBuild(t *testing.T) {
 	}
 	if _, err := s.Apply([]announcement.Announcement{{ID: 6}}, nil, 0); !announcement.IsValidation(err) {
 		t.Fatalf("Apply of an empty content: %v; want a validation error", err)
+	}
+}
+
+// A damaged count is ErrCorrupt, as a damaged floor is: it once read as 0, which let Apply fill past the limit.
+// Open counts again and repairs it.
+func TestDamagedCountIsCorrupt(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "announcements.db")
+	s := open(t, path)
+	mustApply(t, s, []announcement.Announcement{ann(1), ann(2), ann(3)})
+	if err := s.db.Update(func(tx *bbolt.Tx) error { return tx.Bucket(bucketMeta).Put(keyCount, []byte("bad")) }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Len(); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("Len with a damaged count: %v", err)
+	}
+	if _, err := s.Apply([]announcement.Announcement{ann(4)}, nil, 3); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("Apply with a damaged count and a limit: %v", err)
+	}
+	s.Close()
+	s = open(t, path)
+	if n, err := s.Len(); err != nil || n != 3 {
+		t.Fatalf("after reopening: %d, %v", n, err)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/announcementd/announcementd/announcement"
+	"github.com/announcementd/announcementd/board"
 	"github.com/announcementd/announcementd/healthcheck"
 )
 
@@ -327,7 +328,7 @@ func (w *Worker) fail(rw http.ResponseWriter, r *http.Request, err error) {
 		writeError(rw, he.status, he.code, he.msg)
 	case announcement.IsValidation(err):
 		writeError(rw, http.StatusBadRequest, "invalid", err.Error())
-	case errors.Is(err, ErrFull):
+	case errors.Is(err, board.ErrFull):
 		writeError(rw, http.StatusConflict, "full", err.Error())
 	default:
 		w.log.Error("request failed", zap.String("method", r.Method), zap.String("path", r.URL.Path), zap.Error(err))
@@ -342,7 +343,7 @@ func resultOf(err error) string {
 		return "ok"
 	case announcement.IsValidation(err):
 		return "invalid"
-	case errors.Is(err, ErrFull):
+	case errors.Is(err, board.ErrFull):
 		return "full"
 	}
 	return "error"

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/announcementd/announcementd/announcement"
+	"github.com/announcementd/announcementd/board/boardtest"
 	"github.com/announcementd/announcementd/board/writer"
 	"github.com/announcementd/announcementd/store"
 )
@@ -33,6 +34,7 @@ func openGeneration(t *testing.T, dir string) *generation {
 	if err != nil {
 		t.Fatal(err)
 	}
+	boardtest.CheckOnCleanup(t, bw.Path(), bw.Version)
 	w, err := New(Config{Board: bw, Store: st})
 	if err != nil {
 		t.Fatal(err)

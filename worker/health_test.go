@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/announcementd/announcementd/announcement"
+	"github.com/announcementd/announcementd/board/boardtest"
 	"github.com/announcementd/announcementd/board/writer"
 	"github.com/announcementd/announcementd/healthcheck"
 	"github.com/announcementd/announcementd/internal/sandbox"
@@ -72,6 +73,7 @@ func startWorker(t *testing.T, path string, opts writer.Options, now func() time
 		t.Fatal(err)
 	}
 	t.Cleanup(closeAll)
+	boardtest.CheckOnCleanup(t, path, w.Version)
 	return w
 }
 

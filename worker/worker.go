@@ -23,7 +23,6 @@ package worker
 import (
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"maps"
 	"os"
@@ -149,9 +148,6 @@ type Result struct {
 	Deleted []uint64 // ids that existed and were deleted
 }
 
-// ErrFull is returned (wrapped) when a change would hold more announcements than the board can show.
-var ErrFull = errors.New("the region is full")
-
 // Apply makes puts and deletes durable and visible, atomically: one store transaction, one board version. It
 // returns when the board shows the result.
 func (w *Worker) Apply(puts []announcement.Announcement, deletes []uint64) (Result, error) {
@@ -168,11 +164,7 @@ func (w *Worker) apply(puts []announcement.Announcement, deletes []uint64) (Resu
 			return Result{}, fmt.Errorf("announcement %d: %w", puts[i].ID, err)
 		}
 	}
-	deleted, err := w.cfg.Store.Apply(puts, deletes, w.cfg.Board.Capacity())
-	var full *store.FullError
-	if errors.As(err, &full) {
-		return Result{}, fmt.Errorf("%w: %v; its capacity is %d", ErrFull, full, w.cfg.Board.Capacity())
-	}
+	deleted, err := w.cfg.Store.Apply(puts, deletes, w.cfg.Board.Capacity()) // a *board.FullError says so
 	if err != nil {
 		return Result{}, err
 	}

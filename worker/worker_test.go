@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/announcementd/announcementd/announcement"
+	"github.com/announcementd/announcementd/board"
+	"github.com/announcementd/announcementd/board/boardtest"
 	"github.com/announcementd/announcementd/board/reader"
 	"github.com/announcementd/announcementd/board/writer"
 	"github.com/announcementd/announcementd/store"
@@ -27,6 +29,7 @@ func newWorker(t *testing.T) (*Worker, string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { bw.Close() })
+	boardtest.CheckOnCleanup(t, path, bw.Version)
 	w, err := New(Config{Board: bw, Store: st})
 	if err != nil {
 		t.Fatal(err)
@@ -84,7 +87,7 @@ func TestConcurrentWritesRespectCapacity(t *testing.T) {
 			switch {
 			case err == nil:
 				ok++
-			case errors.Is(err, ErrFull):
+			case errors.Is(err, board.ErrFull):
 				full++
 			default:
 				t.Error(err)

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/announcementd/announcementd/board"
+	"github.com/announcementd/announcementd/board/boardtest"
 	"github.com/announcementd/announcementd/board/reader"
 	"github.com/announcementd/announcementd/board/writer"
 )
@@ -171,6 +172,7 @@ func TestBoardNoLongerAtItsPathMoves(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer w2.Close()
+	boardtest.CheckOnCleanup(t, path, w2.Version)
 	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("a board appeared at the path before the first publish: %v", err)
 	}
@@ -205,6 +207,7 @@ func TestNewFileAppearsWithItsFirstVersion(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer w.Close()
+	boardtest.CheckOnCleanup(t, path, w.Version)
 	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("the board is at its path before its first publish: %v", err)
 	}

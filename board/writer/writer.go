@@ -126,18 +126,11 @@ func (w *Writer) Version() uint64 {
 	return w.version
 }
 
-// FullError reports a set larger than the region holds.
-type FullError struct{ Count, Capacity int }
-
-func (e *FullError) Error() string {
-	return fmt.Sprintf("the region is full: %d announcements, its capacity is %d", e.Count, e.Capacity)
-}
-
 // Publish makes recs the board's content and returns the version that shows it. The records are sorted by id;
 // ids must be unique. Publishing the content already shown returns the current version without a new one.
 func (w *Writer) Publish(recs []board.Record) (uint64, error) {
 	if len(recs) > int(w.hdr.Capacity) {
-		return 0, &FullError{len(recs), int(w.hdr.Capacity)}
+		return 0, &board.FullError{Count: len(recs), Capacity: int(w.hdr.Capacity)}
 	}
 	byID := func(a, b board.Record) int { return cmp.Compare(a.ID, b.ID) }
 	sorted := recs

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/announcementd/announcementd/board"
+	"github.com/announcementd/announcementd/board/boardtest"
 	"github.com/announcementd/announcementd/board/reader"
 	"github.com/announcementd/announcementd/board/writer"
 )
@@ -33,6 +34,7 @@ func open(t *testing.T, path string, opts writer.Options) *writer.Writer {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { w.Close() })
+	boardtest.CheckOnCleanup(t, path, w.Version) // runs first: the board as the test left it
 	return w
 }
 
