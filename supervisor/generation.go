@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"sync"
 	"syscall"
@@ -98,7 +99,11 @@ func (s *Supervisor) spawn(ctx context.Context, n uint64) (*generation, error) {
 	if err != nil {
 		return nil, err
 	}
-	environ := append(os.Environ(), EnvGeneration+"="+strconv.FormatUint(n, 10))
+	environ := s.cfg.WorkerEnv
+	if environ == nil {
+		environ = os.Environ()
+	}
+	environ = append(slices.Clone(environ), EnvGeneration+"="+strconv.FormatUint(n, 10))
 	proc, err := s.env.start(s.cfg.Binary, append([]string{"worker"}, s.cfg.WorkerArgs...), environ, workerEnd)
 	workerEnd.Close() // the child has its copy; ours would hide the child's exit
 	if err != nil {

@@ -40,6 +40,8 @@ type Transition struct {
 	// "reload", "rolled back", "crash", "gave up", "upgraded", "stop", ...
 	Generation uint64
 	Reason     string
+	// RegionVersion is the region version the serving generation reported when it started serving.
+	RegionVersion uint64
 	// Reload is the outcome of the reload or upgrade that ended with this change, if one did.
 	Reload *ReloadResult
 }
@@ -54,7 +56,7 @@ func (s *Supervisor) enter(to State, reason string, reload *ReloadResult) {
 	s.state = to
 	tr := Transition{From: from, To: to, At: time.Now(), Reason: reason, Reload: reload}
 	if s.current != nil {
-		tr.Generation = s.current.n
+		tr.Generation, tr.RegionVersion = s.current.n, s.current.regionVersion
 	}
 	if reload != nil {
 		s.record(*reload)

@@ -46,6 +46,9 @@ type Config struct {
 	// a new file at this path is what the next generation runs.
 	Binary     string
 	WorkerArgs []string
+	// WorkerEnv is the workers' environment (with EnvGeneration added); default os.Environ(). The caller leaves out
+	// what is the supervisor's alone (the service manager's variables).
+	WorkerEnv []string
 	// Files are handed to every generation, in this order. The supervisor never interprets them, and owns them from
 	// New on: a worker may send a file of the same name to replace one (say, a region it had to recreate), and the
 	// supervisor closes the one it replaces.

@@ -25,6 +25,7 @@ import (
 	"github.com/announcementd/announcementd/handoff"
 	"github.com/announcementd/announcementd/internal/securefs"
 	"github.com/announcementd/announcementd/supervisor"
+	"github.com/announcementd/announcementd/systemd"
 )
 
 // The files the supervisor hands each worker generation.
@@ -97,11 +98,12 @@ func supervise(ctx context.Context, log *zap.Logger, c config, args []string) (e
 		return fail(fmt.Errorf("control socket: %w", err))
 	}
 	sup, err := supervisor.New(supervisor.Config{
-		Binary: binary, WorkerArgs: args, Files: files,
+		Binary: binary, WorkerArgs: args, WorkerEnv: systemd.WorkerEnv(os.Environ()), Files: files,
 		Build: buildString(self), Self: self, Log: log,
 		ReadyTimeout: c.readyTimeout, DrainTimeout: c.drainTimeout,
 		RestartLimit: c.restartLimit, RestartBackoff: c.restartBackoff,
 		Upgrader: ready, UpgradeSocket: upgradeSocket, Parent: parent, PIDFile: pidFile,
+		OnTransition: systemd.NewNotifier(log).Observe,
 	})
 	if err != nil {
 		return fail(err)
