@@ -5,7 +5,7 @@ SHM       ?= /dev/shm/notice_v1
 FUZZTIME  ?= 30s
 export PATH := /usr/local/go/bin:$(PATH)
 
-.PHONY: help build run test bench lint fuzz clean
+.PHONY: help build run test bench lint fuzz storm clean
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-6s %s\n", $$1, $$2}'
@@ -41,6 +41,9 @@ fuzz: ## fuzz the board reader, the handoff decoder and the API body decoder, FU
 	$(GO) test ./handoff -run '^$$' -fuzz FuzzParseControl -fuzztime $(FUZZTIME)
 	$(GO) test ./worker -run '^$$' -fuzz FuzzDecodePut -fuzztime $(FUZZTIME)
 	$(GO) test ./worker -run '^$$' -fuzz FuzzDecodeBatch -fuzztime $(FUZZTIME)
+
+storm: build ## the fault storm (root): 1,000 faults on the built daemon under load, in under 10 minutes; prints its figures and seed (STORMFLAGS=-storm.seed=N ...)
+	$(GO) test -count=1 -v -timeout 12m -run '^TestStorm$$' ./storm -args -storm.faults=1000 -storm.duration=8m30s $(STORMFLAGS)
 
 clean: ## remove build outputs
 	rm -rf $(BIN)
