@@ -41,13 +41,18 @@ var faultKinds = []faultKind{
 	{"state-full", 7, true},
 }
 
-func pickKind(rng *rand.Rand) faultKind {
+// pickKind draws a kind among those allowed (all when allowed is empty), by weight.
+func pickKind(rng *rand.Rand, allowed []string) faultKind {
+	var kinds []faultKind
 	total := 0
 	for _, k := range faultKinds {
-		total += k.weight
+		if len(allowed) == 0 || slices.Contains(allowed, k.name) {
+			kinds = append(kinds, k)
+			total += k.weight
+		}
 	}
 	n := rng.IntN(total)
-	for _, k := range faultKinds {
+	for _, k := range kinds {
 		if n < k.weight {
 			return k
 		}

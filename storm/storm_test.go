@@ -31,6 +31,7 @@ var (
 	stormSeed     = flag.Uint64("storm.seed", 0, "the seed of the fault sequence (0: from the clock; the run prints it)")
 	stormDuration = flag.Duration("storm.duration", 50*time.Second, "the longest the faults may take; fewer faults than asked in that time fail the run")
 	stormLog      = flag.String("storm.log", "", "copy the daemon's log to this file at the end")
+	stormKinds    = flag.String("storm.kinds", "", "only these fault kinds, comma-separated (to narrow a failure down); default all")
 	stormTrace    = flag.Bool("storm.trace", false, "log every step as it ends")
 	stormReaders  = flag.Duration("storm.reader-wait", recoverWithin, "how long after a fault a reader may take to reach the board's version before it is reported as not following and restarted")
 )
@@ -120,6 +121,7 @@ type storm struct {
 	reloads    []reloadResult
 	fds        map[int][]int // supervisor pid -> its fd counts, one per step
 	fdOrder    []int
+	kinds      []string // the fault kinds allowed (-storm.kinds); empty: all
 	stuck      []stuckReader
 	unreadable []string // the board refused by the Go reader at a checkpoint, for a moment
 	abortedBy  string
@@ -181,7 +183,18 @@ func TestStorm(t *testing.T) {
 		seed = uint64(time.Now().UnixNano())
 	}
 	t.Logf("storm: seed %d (again: go test ./storm -run TestStorm -args -storm.seed=%d -storm.faults=%d)", seed, seed, *stormFaults)
+	var kinds []string
+	for _, k := range strings.Split(*stormKinds, ",") {
+		if k = strings.TrimSpace(k); k == "" {
+			continue
+		}
+		if !slices.ContainsFunc(faultKinds, func(fk faultKind) bool { return fk.name == k }) {
+			t.Fatalf("-storm.kinds: no fault kind %q", k)
+		}
+		kinds = append(kinds, k)
+	}
 	s := setup(t, seed)
+	s.kinds = kinds
 	s.run(*stormFaults, *stormDuration)
 	s.finish(*stormFaults)
 }
@@ -394,7 +407,7 @@ func (s *storm) step(rng *rand.Rand) bool {
 	}
 	delay := time.Duration(rng.IntN(301)) * time.Millisecond
 	for range count {
-		rec.faults = append(rec.faults, &fault{kind: pickKind(rng), rng: rand.New(rand.NewPCG(rng.Uint64(), rng.Uint64()))})
+		rec.faults = append(rec.faults, &fault{kind: pickKind(rng, s.kinds), rng: rand.New(rand.NewPCG(rng.Uint64(), rng.Uint64()))})
 	}
 	rec.start = time.Now()
 	var wg sync.WaitGroup
@@ -1019,7 +1032,11 @@ func (s *storm) recipe(n int) string {
 		return fmt.Sprintf("  seed %d", s.seed)
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "  reproduce: go test ./storm -run TestStorm -args -storm.seed=%d -storm.faults=%d (the step numbers below are the seed's)\n", s.seed, *stormFaults)
+	kinds := ""
+	if len(s.kinds) > 0 {
+		kinds = " -storm.kinds=" + strings.Join(s.kinds, ",")
+	}
+	fmt.Fprintf(&b, "  reproduce: go test ./storm -run TestStorm -args -storm.seed=%d -storm.faults=%d%s (the step numbers below are the seed's)\n", s.seed, *stormFaults, kinds)
 	for _, r := range s.steps[max(0, n-4):n] {
 		fmt.Fprintf(&b, "  %s\n", r)
 	}
