@@ -62,6 +62,8 @@ type followWriter struct {
 //	                 over the path, supersede the old one: what the daemon does), rename-nosupersede, or unlink
 //	                 (remove the path, create the new file in place; the old one is not marked)
 //	truncate         close the writer and truncate its file at the path to 4096 bytes (no new file yet)
+//	shrink N         truncate the current file to N bytes under its writer, which restores it in place (same
+//	                 inode) at its next publish: the publish faults, and the writer repairs and republishes
 //	churn N K P      N times: new (mostly rename, every 5th rename-nosupersede, every 7th unlink), then K
 //	                 publishes P µs apart (so that the followers are reading while the files change)
 //	heartbeat on|off
@@ -131,6 +133,11 @@ func (fw *followWriter) do(f []string) error {
 		fw.w.Close()
 		fw.w = nil
 		return os.Truncate(fw.path, 4096)
+	case "shrink":
+		if fw.w == nil {
+			return errors.New("no writer")
+		}
+		return os.Truncate(fw.path, int64(arg(1)))
 	case "churn":
 		for i := 1; i <= arg(1); i++ {
 			mode := "rename"
@@ -606,6 +613,33 @@ func TestFollowRecreations(t *testing.T) {
 	waitFollowers(t, ps, fmt.Sprintf("the final version %d", final), reached(final))
 	stopFollowers(t, ps)
 	checkFollowers(t, w, ps, final)
+}
+
+// TestFollowRestoredInPlace: the board is truncated under its writer, which restores it in place (same file,
+// same inode) as the daemon's writer does. Every follower reports it lost while it is short, then follows it again
+// at the next version. They used to stay lost for good: the path still named the file they had given up on.
+func TestFollowRestoredInPlace(t *testing.T) {
+	path := followPath(t, "restore")
+	w := startFollowWriter(t, path)
+	v := w.do("burst 3")
+	ps := startFollowers(t, path, 60000)
+	waitFollowers(t, ps, fmt.Sprintf("version %d", v), reached(v))
+	const rounds = 3
+	for i := range rounds {
+		w.do("shrink 1000")
+		waitFollowers(t, ps, "a truncated board reported lost", func(p *follower) bool { return len(p.lost) > i })
+		v = w.do("burst 1") // faults, restores the file in place and publishes
+		waitFollowers(t, ps, fmt.Sprintf("version %d of the restored file", v), reached(v))
+		v = w.do("burst 5")
+		waitFollowers(t, ps, fmt.Sprintf("version %d", v), reached(v))
+	}
+	stopFollowers(t, ps)
+	checkFollowers(t, w, ps, v)
+	for _, p := range ps {
+		if p.end.Reopens != 0 || len(p.lost) != rounds {
+			t.Errorf("%s follower: %d reopens (the file is the same one), lost %v (want %d times)", p.name, p.end.Reopens, p.lost, rounds)
+		}
+	}
 }
 
 // TestFollowUnlinkWithoutSupersede: the path is removed and a new board created in its place, the old one never

@@ -50,7 +50,8 @@ type Update struct {
 // Follower follows the board at a path across the writer's replacements of the file (FORMAT.md §5, "Following
 // the path"). It reopens the path when the open board is superseded, when the path names another file than the
 // open one (stat dev/ino: an unlink and recreate, or a rename over it, even before the old file is marked), and
-// when the open file was truncated under the mapping. It never returns a version lower than one it returned
+// when the open file was truncated under the mapping: then the same file, once whole again (the writer restores
+// it in place), is opened, validated and mapped afresh. It never returns a version lower than one it returned
 // before. A Follower keeps the file open (one descriptor) to fstat it. It is not safe for concurrent use.
 //
 // Touching pages of a file that shrank raises SIGBUS; the follower turns that fault into a truncated file (and
@@ -178,10 +179,14 @@ func (f *Follower) refresh() {
 		}
 	}
 	n, err := follow(f.path)
-	if err == nil && (n.dev != c.dev || n.ino != c.ino) {
+	// A new file at the path; or the same one, truncated under the old mapping and now whole again (the writer
+	// restores a truncated file in place): follow validated it afresh and mapped it at its size now.
+	if err == nil && (n.dev != c.dev || n.ino != c.ino || c.bad != nil) {
+		if n.dev != c.dev || n.ino != c.ino {
+			f.reopens++ // a move to a new file; a file restored in place is the same one
+		}
 		c.close()
 		f.cur = n
-		f.reopens++
 		f.lost = nil
 		return
 	}

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -266,5 +267,36 @@ func TestNewFollowerFailsOnMissingPath(t *testing.T) {
 	_, err := reader.NewFollower(filepath.Join(t.TempDir(), "none"), reader.FollowOptions{})
 	if board.CodeOf(err) != board.CodeIO {
 		t.Fatalf("NewFollower on a missing path: %v", err)
+	}
+}
+
+// A file truncated under the follower's mapping and then restored in place by its writer (same inode, as the
+// daemon repairs a truncation) is followed again: the follower opens, validates and maps it afresh. It used to
+// stay lost for good, since the path still named the file it had given up on.
+func TestFollowerTruncatedAndRestoredInPlace(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "notice")
+	w := openWriter(t, path, writer.Options{})
+	v1 := publish(t, w, "one")
+	f := newFollower(t, path, reader.FollowOptions{})
+	next(t, f, 0)
+	var before syscall.Stat_t
+	syscall.Stat(path, &before)
+	if err := os.Truncate(path, 1000); err != nil {
+		t.Fatal(err)
+	}
+	if u := next(t, f, v1); !errors.Is(u.Lost, &board.Error{Code: board.CodeTruncated}) {
+		t.Fatalf("update for a truncated file: %+v", u)
+	}
+	if _, _, err := w.Heal(); err != nil { // restores the size in place and republishes above v1
+		t.Fatal(err)
+	}
+	var after syscall.Stat_t
+	syscall.Stat(path, &after)
+	if after.Ino != before.Ino {
+		t.Fatal("the writer did not repair in place: the test tests nothing")
+	}
+	u, reopened := nextChange(t, f, v1)
+	if u.Lost != nil || u.Snapshot.Version <= v1 || content(u) != "one" || reopened != 0 {
+		t.Fatalf("after the repair in place: %+v, %d reopens", u, reopened)
 	}
 }

@@ -1353,7 +1353,11 @@ static void notice__follow_refresh(notice_follower *f)
         return;
     }
     if (notice__open(f->path, &nb, &nfd, &st) == NOTICE_OK) {
-        if (st.st_dev != f->dev || st.st_ino != f->ino) {
+        /* A new file at the path; or the same one, truncated under the old mapping and now whole again (the writer
+         * restores a truncated file in place): notice__open validated it afresh and mapped its size now. */
+        if (st.st_dev != f->dev || st.st_ino != f->ino || f->bad) {
+            if (st.st_dev != f->dev || st.st_ino != f->ino)
+                f->reopens++; /* a move to a new file; a file restored in place is the same one */
             notice_close(f->b);
             close(f->fd);
             f->b = nb;
@@ -1362,7 +1366,6 @@ static void notice__follow_refresh(notice_follower *f)
             f->ino = st.st_ino;
             f->bad = 0;
             f->lost = 0;
-            f->reopens++;
             return;
         }
         notice_close(nb); /* the path still names the retired file: its replacement is not there yet */

@@ -547,10 +547,13 @@ class Follower:
         except BoardError:
             new = None
         if new is not None:
-            if (new.dev, new.ino) != (b.dev, b.ino):
+            # A new file at the path; or the same one, truncated under the old mapping and now whole again (the
+            # writer restores a truncated file in place): Board.open validated it afresh and mapped its size now.
+            if (new.dev, new.ino) != (b.dev, b.ino) or self._bad:
+                if (new.dev, new.ino) != (b.dev, b.ino):
+                    self.reopens += 1  # a move to a new file; a file restored in place is the same one
                 b.close()
                 self.board, self._bad, self.lost = new, False, None
-                self.reopens += 1
                 return
             new.close()  # the path still names the retired file
         self.lost = reason  # None: the open file is only no longer at the path, and still readable
