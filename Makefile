@@ -25,11 +25,11 @@ test: build ## vet, then every test with the race detector (Go, C, Python, cross
 	$(GO) test -race -count=1 -timeout 15m ./...
 
 bench: build ## measure the board, the worker's API, the region guard, and reload vs cold restart (runs bin/announcementd); print the tables
-	$(GO) run ./internal/cmd/boardbench
-	$(GO) run ./internal/cmd/workerbench
-	$(GO) run ./internal/cmd/guardbench
-	$(GO) run ./internal/cmd/reloadbench -daemon $(BIN)/announcementd
-	$(GO) run ./internal/cmd/healbench -daemon $(BIN)/announcementd
+	$(GO) run ./bench/boardbench
+	$(GO) run ./bench/workerbench
+	$(GO) run ./bench/guardbench
+	$(GO) run ./bench/reloadbench -daemon $(BIN)/announcementd
+	$(GO) run ./bench/healbench -daemon $(BIN)/announcementd
 
 lint: ## gofmt and go vet must be clean
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo 'gofmt: files above need formatting'; exit 1; }

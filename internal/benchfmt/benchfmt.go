@@ -1,4 +1,4 @@
-// Package benchfmt holds what the benchmark commands (internal/cmd/*bench) print the same way: the machine line
+// Package benchfmt holds what the benchmark commands (bench/*bench) print the same way: the machine line
 // and ratios against a baseline from the same run.
 package benchfmt
 
