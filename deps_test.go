@@ -34,7 +34,7 @@ func join(lists ...[]string) []string { return slices.Concat(lists...) }
 //	file safety:         internal/securefs, internal/fdutil (the writer and the daemon open files through them)
 //	the format:          board, board/internal/shm, board/reader, board/writer, board/golden
 //	the model and store: announcement, store
-//	shared definitions:  healthcheck, handoff
+//	shared definitions:  healthcheck, handoff, wire (the JSON of both HTTP APIs)
 //	the roles:           worker (the announcements), supervisor (fds, processes, signals), systemd (the adapter)
 //	the commands:        cmd/announcementd, cmd/announcementctl, bench/*
 //
@@ -55,6 +55,7 @@ var deps = map[string]rule{
 
 	"healthcheck": {},
 	"handoff":     {ext: xsys},
+	"wire":        {mod: []string{"healthcheck"}},
 
 	"worker": {
 		mod: []string{"announcement", "board", "board/writer", "healthcheck", "store"},
