@@ -58,7 +58,7 @@ var deps = map[string]rule{
 	"wire":        {mod: []string{"healthcheck"}},
 
 	"worker": {
-		mod: []string{"announcement", "board", "board/writer", "healthcheck", "store"},
+		mod: []string{"announcement", "board", "board/writer", "healthcheck", "store", "wire"},
 		ext: join(zap, prometheus),
 	},
 	"supervisor": {mod: []string{"handoff", "healthcheck", "internal/procfs"}, ext: zap},

@@ -16,8 +16,9 @@ type Announcement struct {
 
 // PutRequest is the body of PUT /v1/announcements/{id}, and each element of a batch's put list.
 type PutRequest struct {
-	// ID is required in a batch; in a PUT the id is in the path, and the body may repeat it. Never 0 when sent.
-	ID       uint64 `json:"id,omitempty"`
+	// ID is required in a batch; in a PUT the id is in the path, and the body may repeat it (0 is the same as
+	// leaving it out).
+	ID       uint64 `json:"id"`
 	Content  string `json:"content"`
 	Priority int32  `json:"priority"`
 	// EffectiveAt is when it takes effect; absent means now.
@@ -26,10 +27,11 @@ type PutRequest struct {
 	TTL string `json:"ttl,omitempty"`
 }
 
-// BatchRequest is the body of POST /v1/batch: all or nothing, one store transaction, one board version.
+// BatchRequest is the body of POST /v1/batch: all or nothing, one store transaction, one board version. Both
+// lists are optional (null is the same as empty).
 type BatchRequest struct {
-	Put    []PutRequest `json:"put,omitempty"`
-	Delete []uint64     `json:"delete,omitempty"`
+	Put    []PutRequest `json:"put"`
+	Delete []uint64     `json:"delete"`
 }
 
 // AnnouncementResponse answers PUT and GET /v1/announcements/{id}.

@@ -3,7 +3,6 @@ package worker
 import (
 	"crypto/sha256"
 	"crypto/subtle"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -16,7 +15,7 @@ import (
 
 	"github.com/announcementd/announcementd/announcement"
 	"github.com/announcementd/announcementd/board"
-	"github.com/announcementd/announcementd/healthcheck"
+	"github.com/announcementd/announcementd/wire"
 )
 
 // Body limits: one announcement is well under 2 KiB of JSON; a batch may replace a full 4 MiB board.
@@ -25,34 +24,9 @@ const (
 	maxBatchBody = 8 << 20
 )
 
-// putRequest is the body of PUT /v1/announcements/{id} and of each put in a batch (docs/API.md).
-type putRequest struct {
-	ID       uint64 `json:"id"` // required in a batch; in PUT the id is in the path (and may be repeated here)
-	Content  string `json:"content"`
-	Priority int32  `json:"priority"`
-	// EffectiveAt is RFC 3339; absent means now.
-	EffectiveAt *time.Time `json:"effective_at,omitempty"`
-	// TTL is a Go duration ("90s", "10m", "24h"); absent or "0s" means it never expires.
-	TTL string `json:"ttl,omitempty"`
-}
-
-type batchRequest struct {
-	Put    []putRequest `json:"put"`
-	Delete []uint64     `json:"delete"`
-}
-
-// announcementJSON is how the API shows an announcement.
-type announcementJSON struct {
-	ID          uint64     `json:"id"`
-	Content     string     `json:"content"`
-	Priority    int32      `json:"priority"`
-	EffectiveAt time.Time  `json:"effective_at"`
-	ExpiresAt   *time.Time `json:"expires_at,omitempty"`
-	Visible     bool       `json:"visible"`
-}
-
-func (w *Worker) toJSON(a announcement.Announcement) announcementJSON {
-	j := announcementJSON{ID: a.ID, Content: a.Content, Priority: a.Priority,
+// toJSON is a as the API shows it.
+func (w *Worker) toJSON(a announcement.Announcement) wire.Announcement {
+	j := wire.Announcement{ID: a.ID, Content: a.Content, Priority: a.Priority,
 		EffectiveAt: time.Unix(0, a.EffectiveAt).UTC(), Visible: a.VisibleAt(w.cfg.Now().UnixNano())}
 	if a.ExpiresAt != 0 {
 		t := time.Unix(0, a.ExpiresAt).UTC()
@@ -62,7 +36,7 @@ func (w *Worker) toJSON(a announcement.Announcement) announcementJSON {
 }
 
 // toAnnouncement validates a request into an announcement.
-func (w *Worker) toAnnouncement(id uint64, r putRequest) (announcement.Announcement, error) {
+func (w *Worker) toAnnouncement(id uint64, r wire.PutRequest) (announcement.Announcement, error) {
 	now := w.cfg.Now().UnixNano()
 	a := announcement.Announcement{ID: id, Content: r.Content, Priority: r.Priority, EffectiveAt: now}
 	if r.EffectiveAt != nil {
@@ -98,9 +72,8 @@ func (w *Worker) Handler(token string) http.Handler {
 	mux.HandleFunc("GET /v1/status", w.handleStatus)
 	mux.HandleFunc("GET /healthz", w.handleLive)
 	mux.HandleFunc("GET /readyz", w.handleReady)
-	mux.HandleFunc("/", func(rw http.ResponseWriter, r *http.Request) {
-		writeError(rw, http.StatusNotFound, "not_found", fmt.Sprintf("no such endpoint: %s %s (see docs/API.md)", r.Method, r.URL.Path))
-	})
+	// Every other path and method is a 404 (docs/API.md), so the API never answers 405.
+	mux.Handle("/", wire.NotFound("docs/API.md"))
 	var h http.Handler = mux
 	if token != "" {
 		h = requireToken(token, h)
@@ -118,7 +91,7 @@ func requireToken(token string, next http.Handler) http.Handler {
 		sum := sha256.Sum256([]byte(got))
 		if subtle.ConstantTimeCompare(sum[:], want[:]) != 1 || !ok {
 			rw.Header().Set("WWW-Authenticate", `Bearer realm="announcementd"`)
-			writeError(rw, http.StatusUnauthorized, "unauthorized", "a valid bearer token is required (see --token-file)")
+			wire.WriteError(rw, http.StatusUnauthorized, wire.CodeUnauthorized, "a valid bearer token is required (see --token-file)")
 			return
 		}
 		next.ServeHTTP(rw, r)
@@ -150,7 +123,7 @@ func (w *Worker) handlePut(rw http.ResponseWriter, r *http.Request) {
 		w.refuse(rw, r, err)
 		return
 	}
-	var req putRequest
+	var req wire.PutRequest
 	if err := decode(rw, r, maxBody, putShape, &req); err != nil {
 		w.refuse(rw, r, err)
 		return
@@ -169,7 +142,7 @@ func (w *Worker) handlePut(rw http.ResponseWriter, r *http.Request) {
 		w.fail(rw, r, err)
 		return
 	}
-	writeJSON(rw, http.StatusOK, map[string]any{"version": res.Version, "announcement": w.toJSON(a)})
+	wire.WriteJSON(rw, http.StatusOK, wire.AnnouncementResponse{Version: res.Version, Announcement: w.toJSON(a)})
 }
 
 func (w *Worker) handleGet(rw http.ResponseWriter, r *http.Request) {
@@ -180,10 +153,10 @@ func (w *Worker) handleGet(rw http.ResponseWriter, r *http.Request) {
 	}
 	a, ok := w.Get(id)
 	if !ok {
-		writeError(rw, http.StatusNotFound, "not_found", fmt.Sprintf("no announcement with id %d", id))
+		wire.WriteError(rw, http.StatusNotFound, wire.CodeNotFound, fmt.Sprintf("no announcement with id %d", id))
 		return
 	}
-	writeJSON(rw, http.StatusOK, map[string]any{"version": w.Version(), "announcement": w.toJSON(a)})
+	wire.WriteJSON(rw, http.StatusOK, wire.AnnouncementResponse{Version: w.Version(), Announcement: w.toJSON(a)})
 }
 
 func (w *Worker) handleDelete(rw http.ResponseWriter, r *http.Request) {
@@ -198,23 +171,23 @@ func (w *Worker) handleDelete(rw http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if len(res.Deleted) == 0 {
-		writeError(rw, http.StatusNotFound, "not_found", fmt.Sprintf("no announcement with id %d", id))
+		wire.WriteError(rw, http.StatusNotFound, wire.CodeNotFound, fmt.Sprintf("no announcement with id %d", id))
 		return
 	}
-	writeJSON(rw, http.StatusOK, map[string]any{"version": res.Version, "deleted": id})
+	wire.WriteJSON(rw, http.StatusOK, wire.DeleteResponse{Version: res.Version, Deleted: id})
 }
 
 func (w *Worker) handleList(rw http.ResponseWriter, r *http.Request) {
 	all := w.List()
-	out := make([]announcementJSON, len(all))
+	out := make([]wire.Announcement, len(all))
 	for i, a := range all {
 		out[i] = w.toJSON(a)
 	}
-	writeJSON(rw, http.StatusOK, map[string]any{"version": w.Version(), "announcements": out})
+	wire.WriteJSON(rw, http.StatusOK, wire.ListResponse{Version: w.Version(), Announcements: out})
 }
 
 func (w *Worker) handleBatch(rw http.ResponseWriter, r *http.Request) {
-	var req batchRequest
+	var req wire.BatchRequest
 	if err := decode(rw, r, maxBatchBody, batchShape, &req); err != nil {
 		w.refuse(rw, r, err)
 		return
@@ -254,65 +227,28 @@ func (w *Worker) handleBatch(rw http.ResponseWriter, r *http.Request) {
 	if deleted == nil {
 		deleted = []uint64{}
 	}
-	writeJSON(rw, http.StatusOK, map[string]any{"version": res.Version, "put": len(puts), "deleted": deleted})
+	wire.WriteJSON(rw, http.StatusOK, wire.BatchResponse{Version: res.Version, Put: len(puts), Deleted: deleted})
 }
 
-// Status is the worker's part of `status`.
-type Status struct {
-	Supervisor struct {
-		PID   int    `json:"pid"`
-		Build string `json:"build"`
-	} `json:"supervisor"`
-	Worker struct {
-		PID        int       `json:"pid"`
-		Generation uint64    `json:"generation"`
-		Build      string    `json:"build"`
-		StartedAt  time.Time `json:"started_at"`
-	} `json:"worker"`
-	Region struct {
-		Path     string `json:"path"`
-		Version  uint64 `json:"version"`
-		Capacity int    `json:"capacity"`
-		Size     uint64 `json:"size"`
-	} `json:"region"`
-	Announcements int `json:"announcements"`
-	// Health is the state's name (a string, as before checks); HealthReasons and Checks say why.
-	Health        string              `json:"health"`
-	HealthReasons []string            `json:"health_reasons"`
-	Checks        []healthcheck.Check `json:"checks"`
-	Guard         guardStatus         `json:"guard"`
-	// CountersSaved: the store holds every count this status and /metrics show (the service's totals), so a
-	// kill -9 now would lose none. Normally true within milliseconds of a count.
-	CountersSaved bool `json:"counters_saved"`
-}
-
-// Status reports the worker's state.
-func (w *Worker) Status() Status {
-	var s Status
-	s.Supervisor.PID, s.Supervisor.Build = w.cfg.Supervisor.PID, w.cfg.Supervisor.Build
-	s.Worker.PID, s.Worker.Generation, s.Worker.Build, s.Worker.StartedAt = os.Getpid(), w.cfg.Generation, w.cfg.Build, w.started.UTC()
+// Status reports the worker's state: the answer to GET /v1/status.
+func (w *Worker) Status() wire.WorkerStatus {
+	s := wire.WorkerStatus{
+		Supervisor: wire.SupervisorBrief{PID: w.cfg.Supervisor.PID, Build: w.cfg.Supervisor.Build},
+		Worker:     wire.WorkerInfo{PID: os.Getpid(), Generation: w.cfg.Generation, Build: w.cfg.Build, StartedAt: w.started.UTC()},
+	}
 	h := w.cfg.Board.Header()
-	s.Region.Path, s.Region.Version, s.Region.Capacity, s.Region.Size = w.cfg.Board.Path(), w.Version(), int(h.Capacity), h.RegionSize
+	s.Region = wire.RegionInfo{Path: w.cfg.Board.Path(), Version: w.Version(), Capacity: int(h.Capacity), Size: h.RegionSize}
 	s.Announcements = w.held()
 	rep := w.Health(false)
-	s.Health, s.HealthReasons, s.Checks = rep.Health.String(), rep.Reasons, rep.Checks
+	s.Health, s.HealthReasons, s.Checks = rep.Health, rep.Reasons, rep.Checks
 	s.Guard = w.guardStatus()
 	s.CountersSaved = w.counters.allSaved()
 	return s
 }
 
 func (w *Worker) handleStatus(rw http.ResponseWriter, r *http.Request) {
-	writeJSON(rw, http.StatusOK, w.Status())
+	wire.WriteJSON(rw, http.StatusOK, w.Status())
 }
-
-// httpError is an error with its HTTP status and code.
-type httpError struct {
-	status int
-	code   string
-	msg    string
-}
-
-func (e *httpError) Error() string { return e.msg }
 
 // refuse answers a write refused before it reached Apply, counting it as an invalid publish.
 func (w *Worker) refuse(rw http.ResponseWriter, r *http.Request, err error) {
@@ -320,19 +256,20 @@ func (w *Worker) refuse(rw http.ResponseWriter, r *http.Request, err error) {
 	w.fail(rw, r, err)
 }
 
-// fail answers err as JSON: 400 for bad input, 409 for a full board, 500 otherwise (logged).
+// fail answers err as a wire.Error: its own status and code for a *wire.Error (a body refused by decode), 400
+// invalid for bad input, 409 full for a full board (board.ErrFull), 500 internal otherwise (logged).
 func (w *Worker) fail(rw http.ResponseWriter, r *http.Request, err error) {
-	var he *httpError
+	var we *wire.Error
 	switch {
-	case errors.As(err, &he):
-		writeError(rw, he.status, he.code, he.msg)
+	case errors.As(err, &we):
+		wire.WriteError(rw, we.Status, we.Code, we.Message)
 	case announcement.IsValidation(err):
-		writeError(rw, http.StatusBadRequest, "invalid", err.Error())
+		wire.WriteError(rw, http.StatusBadRequest, wire.CodeInvalid, err.Error())
 	case errors.Is(err, board.ErrFull):
-		writeError(rw, http.StatusConflict, "full", err.Error())
+		wire.WriteError(rw, http.StatusConflict, wire.CodeFull, err.Error())
 	default:
 		w.log.Error("request failed", zap.String("method", r.Method), zap.String("path", r.URL.Path), zap.Error(err))
-		writeError(rw, http.StatusInternalServerError, "internal", err.Error())
+		wire.WriteError(rw, http.StatusInternalServerError, wire.CodeInternal, err.Error())
 	}
 }
 
@@ -347,16 +284,4 @@ func resultOf(err error) string {
 		return "full"
 	}
 	return "error"
-}
-
-func writeError(rw http.ResponseWriter, status int, code, msg string) {
-	writeJSON(rw, status, map[string]string{"error": msg, "code": code})
-}
-
-func writeJSON(rw http.ResponseWriter, status int, v any) {
-	rw.Header().Set("Content-Type", "application/json")
-	rw.WriteHeader(status)
-	enc := json.NewEncoder(rw)
-	enc.SetIndent("", "  ")
-	enc.Encode(v)
 }

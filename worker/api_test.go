@@ -12,7 +12,7 @@ import (
 )
 
 // goTerms are what Go's encoding/json puts in its errors and a client must never see.
-var goTerms = []string{"Go value", "Go struct", "worker.", "putRequest", "batchRequest", "unmarshal", "int32", "uint64", "json:"}
+var goTerms = []string{"Go value", "Go struct", "worker.", "putRequest", "batchRequest", "wire.", "PutRequest", "BatchRequest", "unmarshal", "int32", "uint64", "json:"}
 
 // call sends one request to w's API and returns the status and the JSON error answer.
 func call(t *testing.T, h http.Handler, method, path, body string, header ...string) (int, string, string) {

@@ -14,6 +14,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/announcementd/announcementd/announcement"
+	"github.com/announcementd/announcementd/wire"
 )
 
 // Request bodies are read in two passes. The first (check) walks the body's JSON tokens against the request's
@@ -79,16 +80,16 @@ func (s *shape) field(name string) *field {
 }
 
 // decode reads a JSON body of at most limit bytes into v, which must be the struct that s describes. Errors are
-// an *httpError (body_too_large, bad_body, bad_json) or an *announcement.ValidationError (invalid), with messages
+// a *wire.Error (body_too_large, bad_body, bad_json) or an *announcement.ValidationError (invalid), with messages
 // in the API's terms: field paths such as put[2].content, and line and column in the body.
 func decode(rw http.ResponseWriter, r *http.Request, limit int64, s *shape, v any) error {
 	body, err := io.ReadAll(http.MaxBytesReader(rw, r.Body, limit))
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			return &httpError{http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("the body is larger than %d bytes", limit)}
+			return &wire.Error{Status: http.StatusRequestEntityTooLarge, Code: wire.CodeBodyTooLarge, Message: fmt.Sprintf("the body is larger than %d bytes", limit)}
 		}
-		return &httpError{http.StatusBadRequest, "bad_body", "reading the body: " + err.Error()}
+		return &wire.Error{Status: http.StatusBadRequest, Code: wire.CodeBadBody, Message: "reading the body: " + err.Error()}
 	}
 	return decodeBody(body, s, v)
 }
@@ -100,7 +101,7 @@ func decodeBody(body []byte, s *shape, v any) error {
 	}
 	if err := json.Unmarshal(body, v); err != nil {
 		// check accepted the body, so this is a bug; the decoder's message would name Go types.
-		return &httpError{http.StatusBadRequest, "bad_json", "the body is not valid JSON for this request"}
+		return &wire.Error{Status: http.StatusBadRequest, Code: wire.CodeBadJSON, Message: "the body is not valid JSON for this request"}
 	}
 	return nil
 }
@@ -154,7 +155,7 @@ func (c *checker) pos(off int64) string {
 }
 
 func (c *checker) badJSON(msg string) error {
-	return &httpError{http.StatusBadRequest, "bad_json", "the body is not valid JSON for this request: " + msg}
+	return &wire.Error{Status: http.StatusBadRequest, Code: wire.CodeBadJSON, Message: "the body is not valid JSON for this request: " + msg}
 }
 
 func invalidf(format string, args ...any) error {

@@ -12,6 +12,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/announcementd/announcementd/announcement"
+	"github.com/announcementd/announcementd/wire"
 )
 
 // What the API accepts still decodes as before: null as an absent field, surrogate pairs, a U+FFFD the client
@@ -19,21 +20,21 @@ import (
 func TestDecodeAcceptsValidBodies(t *testing.T) {
 	for _, c := range []struct {
 		body string
-		want putRequest
+		want wire.PutRequest
 	}{
-		{`{"content":"x"}`, putRequest{Content: "x"}},
-		{`{"content":"x","priority":null,"ttl":null,"effective_at":null}`, putRequest{Content: "x"}},
-		{`{"content":"\ud83d\ude00 \u00e9","priority":-2147483648,"ttl":"1h","id":5}`, putRequest{ID: 5, Content: "😀 é", Priority: -1 << 31, TTL: "1h"}},
-		{`{"content":"\ufffd and ` + "\ufffd" + `"}`, putRequest{Content: "\ufffd and \ufffd"}},
-		{`{"content":"a\\udcff"}`, putRequest{Content: `a\udcff`}}, // an escaped backslash, then text
-		{" \n{ \"content\" : \"x\" }\n ", putRequest{Content: "x"}},
+		{`{"content":"x"}`, wire.PutRequest{Content: "x"}},
+		{`{"content":"x","priority":null,"ttl":null,"effective_at":null}`, wire.PutRequest{Content: "x"}},
+		{`{"content":"\ud83d\ude00 \u00e9","priority":-2147483648,"ttl":"1h","id":5}`, wire.PutRequest{ID: 5, Content: "😀 é", Priority: -1 << 31, TTL: "1h"}},
+		{`{"content":"\ufffd and ` + "\ufffd" + `"}`, wire.PutRequest{Content: "\ufffd and \ufffd"}},
+		{`{"content":"a\\udcff"}`, wire.PutRequest{Content: `a\udcff`}}, // an escaped backslash, then text
+		{" \n{ \"content\" : \"x\" }\n ", wire.PutRequest{Content: "x"}},
 	} {
-		var got putRequest
+		var got wire.PutRequest
 		if err := decodeBody([]byte(c.body), putShape, &got); err != nil || !reflect.DeepEqual(got, c.want) {
 			t.Errorf("%q: %+v, %v; want %+v", c.body, got, err, c.want)
 		}
 	}
-	var b batchRequest
+	var b wire.BatchRequest
 	if err := decodeBody([]byte(`{"put":[{"id":1,"content":"a"},{"id":2,"content":"b","priority":3}],"delete":[7,18446744073709551615]}`), batchShape, &b); err != nil ||
 		len(b.Put) != 2 || b.Put[1].Priority != 3 || !reflect.DeepEqual(b.Delete, []uint64{7, 1<<64 - 1}) {
 		t.Errorf("batch: %+v, %v", b, err)
@@ -46,7 +47,7 @@ func TestDecodeAcceptsValidBodies(t *testing.T) {
 // client did not spell out, and which decodes again to the same request once re-encoded.
 func FuzzDecodePut(f *testing.F) {
 	f.Fuzz(func(t *testing.T, body []byte) {
-		var v, again putRequest
+		var v, again wire.PutRequest
 		if fuzzDecode(t, body, putShape, &v, &again) {
 			checkSpelled(t, body, v.Content, v.TTL)
 		}
@@ -55,7 +56,7 @@ func FuzzDecodePut(f *testing.F) {
 
 func FuzzDecodeBatch(f *testing.F) {
 	f.Fuzz(func(t *testing.T, body []byte) {
-		var v, again batchRequest
+		var v, again wire.BatchRequest
 		if fuzzDecode(t, body, batchShape, &v, &again) {
 			for _, p := range v.Put {
 				checkSpelled(t, body, p.Content, p.TTL)
@@ -69,13 +70,13 @@ func FuzzDecodeBatch(f *testing.F) {
 func fuzzDecode(t *testing.T, body []byte, s *shape, v, again any) bool {
 	err := decodeBody(body, s, v)
 	if err != nil {
-		var he *httpError
+		var he *wire.Error
 		switch {
 		case errors.As(err, &he):
-			if he.status != http.StatusBadRequest || he.code != "bad_json" {
-				t.Fatalf("%q: %d %s %v", body, he.status, he.code, err)
+			if he.Status != http.StatusBadRequest || he.Code != "bad_json" {
+				t.Fatalf("%q: %d %s %v", body, he.Status, he.Code, err)
 			}
-			if he.msg == "the body is not valid JSON for this request" {
+			if he.Message == "the body is not valid JSON for this request" {
 				t.Fatalf("%q: the check accepted a body the struct decode refused", body)
 			}
 		case announcement.IsValidation(err):
@@ -171,9 +172,9 @@ func TestShapesMatchTheirStructs(t *testing.T) {
 		s   *shape
 		typ reflect.Type
 	}{
-		{putShape, reflect.TypeFor[putRequest]()},
-		{batchShape, reflect.TypeFor[batchRequest]()},
-		{batchShape.fields[0].shape.elem, reflect.TypeFor[putRequest]()},
+		{putShape, reflect.TypeFor[wire.PutRequest]()},
+		{batchShape, reflect.TypeFor[wire.BatchRequest]()},
+		{batchShape.fields[0].shape.elem, reflect.TypeFor[wire.PutRequest]()},
 	} {
 		var tags, names []string
 		for i := range c.typ.NumField() {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/announcementd/announcementd/board/writer"
 	"github.com/announcementd/announcementd/healthcheck"
+	"github.com/announcementd/announcementd/wire"
 )
 
 // The worker's health checks (docs/HEALTH.md). Later guards (a remapped or recreated region, repaired content)
@@ -221,26 +222,9 @@ func (w *Worker) Health(fresh bool) healthcheck.Report {
 	return w.health.Report(w.Version())
 }
 
-// guardStatus is the guard's part of status. Repairs and FaultsRecovered are the service's totals, across
-// worker generations; ThisGeneration counts the same since this worker started (worker.started_at).
-type guardStatus struct {
-	Locked          bool              `json:"locked"`
-	LockError       string            `json:"lock_error,omitempty"`
-	Pages           int               `json:"pages"`
-	ResidentPages   int               `json:"resident_pages"`
-	Repairs         map[string]uint64 `json:"repairs"`
-	FaultsRecovered uint64            `json:"faults_recovered"`
-	ThisGeneration  guardCounts       `json:"this_generation"`
-}
-
-// guardCounts are the guard's counts over some period.
-type guardCounts struct {
-	Repairs         map[string]uint64 `json:"repairs"`
-	FaultsRecovered uint64            `json:"faults_recovered"`
-}
-
-func (w *Worker) guardStatus() guardStatus {
-	var s guardStatus
+// guardStatus is the guard's part of status: the service's totals, and this generation's counts.
+func (w *Worker) guardStatus() wire.GuardStatus {
+	var s wire.GuardStatus
 	locked, err := w.cfg.Board.Locked()
 	s.Locked = locked
 	if err != nil {
@@ -263,13 +247,13 @@ func (w *Worker) guardStatus() guardStatus {
 func (w *Worker) handleLive(rw http.ResponseWriter, r *http.Request) {
 	fresh, _ := strconv.ParseBool(r.URL.Query().Get("check"))
 	rep := w.Health(fresh)
-	writeJSON(rw, rep.LiveStatus(), rep)
+	wire.WriteJSON(rw, rep.LiveStatus(), rep)
 }
 
 // handleReady is /readyz: readiness, 200 when ready (healthcheck.Report.Ready). It always checks the region first.
 func (w *Worker) handleReady(rw http.ResponseWriter, r *http.Request) {
 	rep := w.Health(true)
-	writeJSON(rw, rep.ReadyStatus(), rep)
+	wire.WriteJSON(rw, rep.ReadyStatus(), rep)
 }
 
 func boolFloat(b bool) float64 {

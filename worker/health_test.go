@@ -25,6 +25,7 @@ import (
 	"github.com/announcementd/announcementd/healthcheck"
 	"github.com/announcementd/announcementd/internal/sandbox"
 	"github.com/announcementd/announcementd/store"
+	"github.com/announcementd/announcementd/wire"
 )
 
 func TestMain(m *testing.M) {
@@ -162,11 +163,11 @@ func TestHealthOK(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var s Status
+	var s wire.WorkerStatus
 	if err := json.Unmarshal(b, &s); err != nil {
 		t.Fatal(err)
 	}
-	if s.Health != "ok" || s.HealthReasons == nil || len(s.HealthReasons) != 0 || len(s.Checks) != 5 || !s.Guard.Locked ||
+	if s.Health != healthcheck.OK || s.HealthReasons == nil || len(s.HealthReasons) != 0 || len(s.Checks) != 5 || !s.Guard.Locked ||
 		s.Guard.Pages != 16 || s.Guard.ResidentPages != 16 || s.Guard.Repairs[RepairResidency] != 0 {
 		t.Fatalf("status %s", b)
 	}
@@ -222,8 +223,8 @@ func TestHealthFollowsTheHeartbeat(t *testing.T) {
 	if code, r, err := a.health("/healthz"); err != nil || code != 200 || r.Health != healthcheck.OK {
 		t.Fatalf("after a beat: %d %+v %v", code, r, err)
 	}
-	var s Status
-	if _, b, _ := a.get("/v1/status"); json.Unmarshal(b, &s) != nil || s.Health != "ok" {
+	var s wire.WorkerStatus
+	if _, b, _ := a.get("/v1/status"); json.Unmarshal(b, &s) != nil || s.Health != healthcheck.OK {
 		t.Fatalf("status after a beat: %+v", s)
 	}
 }
@@ -247,8 +248,8 @@ func TestHealthAfterAFailedPublish(t *testing.T) {
 	if ready, _, err := a.health("/readyz"); err != nil || ready != 503 {
 		t.Fatalf("/readyz %d %v", ready, err)
 	}
-	var s Status
-	if _, b, _ := a.get("/v1/status"); json.Unmarshal(b, &s) != nil || s.Health != "degraded" || len(s.HealthReasons) != 1 {
+	var s wire.WorkerStatus
+	if _, b, _ := a.get("/v1/status"); json.Unmarshal(b, &s) != nil || s.Health != healthcheck.Degraded || len(s.HealthReasons) != 1 {
 		t.Fatalf("status %+v", s)
 	}
 }
@@ -289,7 +290,7 @@ func TestResidencyRepairedByACheck(t *testing.T) {
 			t.Fatalf("after %s (check %d): %v residency repairs, want 1", path, i+1, got)
 		}
 	}
-	var s Status
+	var s wire.WorkerStatus
 	if _, b, _ := a.get("/v1/status"); json.Unmarshal(b, &s) != nil || s.Guard.Repairs[RepairResidency] != 1 || s.Guard.ResidentPages != 256 {
 		t.Fatalf("status %+v", s.Guard)
 	}

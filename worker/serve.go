@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/announcementd/announcementd/wire"
 )
 
 // Listener is one API listener. Token, when set, is required as a bearer token on every request it serves.
@@ -64,7 +66,7 @@ func (w *Worker) Serve(ctx context.Context, listeners []Listener) error {
 		draining.Add(1)
 		go func() {
 			defer draining.Done()
-			err := srv.Serve(l)
+			err := srv.Serve(wire.Listener(l)) // net/http's own refusals (431, 400) are JSON too
 			if ctx.Err() == nil && !errors.Is(err, http.ErrServerClosed) {
 				errc <- fmt.Errorf("serve %s: %w", l.Addr(), err)
 			}

@@ -2,12 +2,14 @@ package worker
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -15,6 +17,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/announcementd/announcementd/wire"
 )
 
 // A hand-over between two Serves of one listening socket fails no request. Clients hammer the API, half on
@@ -118,4 +122,57 @@ func dupListener(t *testing.T, l net.Listener) net.Listener {
 		t.Fatal(err)
 	}
 	return next
+}
+
+// Every error the API answers is JSON, on a real listener through Serve: a path or a method it does not have (a
+// 404, never a 405: docs/API.md), a missing token, and header fields over the 16 KiB limit, which net/http refuses
+// before any handler runs.
+func TestServeAnswersEveryErrorAsJSON(t *testing.T) {
+	w, _ := newWorker(t)
+	sock := filepath.Join(t.TempDir(), "api.sock")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- w.Serve(ctx, []Listener{{Listener: l, Token: "s3cret"}}) }()
+	defer func() {
+		stop()
+		if err := <-served; err != nil {
+			t.Error(err)
+		}
+	}()
+	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+	}}}
+	for _, tc := range []struct {
+		method, path, token string
+		header              int // bytes of an extra header field
+		status              int
+		code                string
+	}{
+		{"GET", "/v2/nothing", "s3cret", 0, 404, wire.CodeNotFound},
+		{"POST", "/v1/status", "s3cret", 0, 404, wire.CodeNotFound},
+		{"GET", "/v1/status", "wrong", 0, 401, wire.CodeUnauthorized},
+		{"GET", "/v1/status", "s3cret", 24 << 10, 431, wire.CodeHeadersTooLarge}, // net/http allows 4 KiB of slack
+		{"GET", "/v1/status", "s3cret", 0, 200, ""},
+	} {
+		req, _ := http.NewRequest(tc.method, "http://announcementd"+tc.path, nil)
+		req.Header.Set("Authorization", "Bearer "+tc.token)
+		if tc.header > 0 {
+			req.Header.Set("X-Padding", strings.Repeat("p", tc.header))
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatalf("%s %s: %v", tc.method, tc.path, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		var e wire.Error
+		if resp.StatusCode != tc.status || resp.Header.Get("Content-Type") != "application/json" || json.Unmarshal(body, &e) != nil || e.Code != tc.code {
+			t.Errorf("%s %s (%d header bytes): %d %q %s; want %d as JSON with code %q", tc.method, tc.path, tc.header,
+				resp.StatusCode, resp.Header.Get("Content-Type"), body, tc.status, tc.code)
+		}
+	}
 }
