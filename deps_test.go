@@ -38,8 +38,8 @@ func join(lists ...[]string) []string { return slices.Concat(lists...) }
 //	the roles:           worker (the announcements), supervisor (fds, processes, signals), systemd (the adapter)
 //	the commands:        cmd/announcementd, cmd/announcementctl, bench/*
 //
-// The thin-supervisor rule is the supervisor's row: handoff, healthcheck and internal/procfs of this module, and
-// zap; never the board, the store, the worker, the announcement model or systemd. The CLI's row keeps it free of
+// The thin-supervisor rule is the supervisor's row: handoff, healthcheck, internal/procfs and wire of this module,
+// and zap; never the board, the store, the worker, the announcement model or systemd. The CLI's row keeps it free of
 // the daemon's dependencies.
 var deps = map[string]rule{
 	// The format and its readers and writer: the standard library and x/sys only.
@@ -61,11 +61,11 @@ var deps = map[string]rule{
 		mod: []string{"announcement", "board", "board/writer", "healthcheck", "store", "wire"},
 		ext: join(zap, prometheus),
 	},
-	"supervisor": {mod: []string{"handoff", "healthcheck", "internal/procfs"}, ext: zap},
+	"supervisor": {mod: []string{"handoff", "healthcheck", "internal/procfs", "wire"}, ext: zap},
 	"systemd":    {mod: []string{"supervisor"}, ext: join(zap, []string{"github.com/coreos/go-systemd/v22/"})},
 
 	"cmd/announcementd": {
-		mod: []string{"board/writer", "handoff", "healthcheck", "internal/fdutil", "internal/securefs", "store", "supervisor", "systemd", "worker"},
+		mod: []string{"board/writer", "handoff", "healthcheck", "internal/fdutil", "internal/securefs", "store", "supervisor", "systemd", "wire", "worker"},
 		ext: join(xsys, zap, prometheus, []string{"github.com/cloudflare/tableflip", "github.com/dustin/go-humanize"}),
 	},
 	"cmd/announcementctl": {mod: []string{"board", "board/reader", "healthcheck"}},
@@ -80,7 +80,7 @@ var deps = map[string]rule{
 	"bench/boardbench":  {mod: []string{"board", "board/reader", "board/writer", "internal/benchfmt", "internal/stress"}, ext: xsys},
 	"bench/guardbench":  {mod: []string{"board", "board/writer", "internal/benchfmt", "store", "worker"}, ext: xsys},
 	"bench/healbench":   {mod: []string{"board", "board/reader", "internal/benchfmt"}},
-	"bench/reloadbench": {mod: []string{"internal/benchfmt", "supervisor"}},
+	"bench/reloadbench": {mod: []string{"internal/benchfmt", "wire"}},
 	"bench/workerbench": {mod: []string{"announcement", "board", "board/reader", "board/writer", "internal/benchfmt", "store", "worker"}},
 
 	// Packages of tests only (and the module root, which holds this file).

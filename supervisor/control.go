@@ -2,43 +2,40 @@ package supervisor
 
 import (
 	"context"
-	"encoding/json"
 	"net/http"
+
+	"github.com/announcementd/announcementd/wire"
 )
 
-// ControlHandler serves the supervisor's control API (docs/API.md, "Control socket"):
+// ControlHandler serves the supervisor's control API (docs/SUPERVISOR.md, "Control API"):
 //
-//	GET  /v1/status            the supervisor's Status
-//	POST /v1/reload            start a reload; 202 at once
-//	POST /v1/reload?wait=1     wait for the reload's outcome: 200 with a ReloadResult (ok says whether it served)
+//	GET  /v1/status            the supervisor's status: a wire.SupervisorStatus
+//	POST /v1/reload            start a reload; 202 at once, with a wire.ReloadAccepted
+//	POST /v1/reload?wait=1     wait for the reload's outcome: 200 with a wire.ReloadResult (ok says whether it served)
+//
+// Every error is a wire.Error: 400 bad_request for another wait, 503 unavailable once the supervisor stops, 404
+// not_found and 405 method_not_allowed for what the API does not have. Serve it on a wire.Listener, so that the
+// errors net/http answers itself are JSON too.
 func ControlHandler(s *Supervisor) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/status", func(rw http.ResponseWriter, r *http.Request) {
-		writeJSON(rw, http.StatusOK, s.Status())
+		wire.WriteJSON(rw, http.StatusOK, s.Status())
 	})
 	mux.HandleFunc("POST /v1/reload", func(rw http.ResponseWriter, r *http.Request) {
 		switch r.URL.Query().Get("wait") {
 		case "", "0", "false":
 			go s.Reload(context.WithoutCancel(r.Context()))
-			writeJSON(rw, http.StatusAccepted, map[string]any{"accepted": true})
+			wire.WriteJSON(rw, http.StatusAccepted, wire.ReloadAccepted{Accepted: true})
 		case "1", "true":
 			res, err := s.Reload(r.Context())
 			if err != nil {
-				writeJSON(rw, http.StatusServiceUnavailable, map[string]any{"error": map[string]string{"code": "unavailable", "message": err.Error()}})
+				wire.WriteError(rw, http.StatusServiceUnavailable, wire.CodeUnavailable, err.Error())
 				return
 			}
-			writeJSON(rw, http.StatusOK, res)
+			wire.WriteJSON(rw, http.StatusOK, res)
 		default:
-			writeJSON(rw, http.StatusBadRequest, map[string]any{"error": map[string]string{"code": "bad_request", "message": "wait must be 1 or 0"}})
+			wire.WriteError(rw, http.StatusBadRequest, wire.CodeBadRequest, "wait must be 1 or 0")
 		}
 	})
-	return mux
-}
-
-func writeJSON(rw http.ResponseWriter, status int, v any) {
-	rw.Header().Set("Content-Type", "application/json")
-	rw.WriteHeader(status)
-	enc := json.NewEncoder(rw)
-	enc.SetIndent("", "  ")
-	enc.Encode(v)
+	return wire.Handler(mux, "docs/SUPERVISOR.md")
 }

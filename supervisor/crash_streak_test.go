@@ -5,6 +5,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/announcementd/announcementd/wire"
 )
 
 // crashServing kills the serving generation, which must be gen, and waits until the restarted one (gen+1) serves.
@@ -17,7 +19,7 @@ func crashServing(t *testing.T, h *harness, gen uint64) {
 	if err := syscall.Kill(g.PID, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	h.waitStatus("the restarted generation serving", func(st Status) bool {
+	h.waitStatus("the restarted generation serving", func(st wire.SupervisorStatus) bool {
 		return len(st.Generations) == 1 && st.Generations[0].Generation == gen+1 && st.Generations[0].State == "serving"
 	})
 }
@@ -37,7 +39,7 @@ func TestSuccessfulReloadStartsANewCrashStreak(t *testing.T) {
 	if st := h.sup.Status(); st.CrashesInARow != limit || st.Restarts != limit {
 		t.Fatalf("after %d crashes: %d in a row, %d restarts", limit, st.CrashesInARow, st.Restarts)
 	}
-	checkResult(t, reload(t, h), true, OutcomeServing, gen, gen+1)
+	checkResult(t, reload(t, h), true, wire.OutcomeServing, gen, gen+1)
 	gen++
 	if st := h.sup.Status(); st.CrashesInARow != 0 {
 		t.Fatalf("after a successful reload: %d crashes in a row; want 0", st.CrashesInARow)
@@ -53,7 +55,7 @@ func TestSuccessfulReloadStartsANewCrashStreak(t *testing.T) {
 
 	// A true crash loop: a reload to a healthy build resets the streak, then every worker dies right after it
 	// serves. The supervisor restarts limit times and gives up at the crash past the limit.
-	checkResult(t, reload(t, h), true, OutcomeServing, gen, gen+1)
+	checkResult(t, reload(t, h), true, wire.OutcomeServing, gen, gen+1)
 	gen++
 	h.setMode(0, modeCrashAfterReady)
 	crashed := serving(t, h.sup.Status()).PID
@@ -85,9 +87,9 @@ func TestRollbackKeepsTheCrashStreak(t *testing.T) {
 		gen++
 	}
 	h.setMode(gen+1, modeUnhealthyReady)
-	checkResult(t, reload(t, h), false, OutcomeRolledBack, gen, gen+1)
+	checkResult(t, reload(t, h), false, wire.OutcomeRolledBack, gen, gen+1)
 	h.setMode(gen+2, modeExit) // a reload that fails before its start leaves the streak alone as well
-	checkResult(t, reload(t, h), false, OutcomeFailed, gen, gen+2)
+	checkResult(t, reload(t, h), false, wire.OutcomeFailed, gen, gen+2)
 	if st := h.sup.Status(); st.CrashesInARow != limit || serving(t, st).Generation != gen {
 		t.Fatalf("after a rollback and a failed reload: %d crashes in a row, %+v; want %d, generation %d serving", st.CrashesInARow, st.Generations, limit, gen)
 	}

@@ -31,6 +31,7 @@ import (
 
 	"github.com/announcementd/announcementd/handoff"
 	"github.com/announcementd/announcementd/internal/procfs"
+	"github.com/announcementd/announcementd/wire"
 )
 
 const fakeEnv = "SUPERVISOR_TEST_FAKE_WORKER"
@@ -318,7 +319,7 @@ func (h *harness) run() {
 func (h *harness) start() int {
 	h.t.Helper()
 	h.run()
-	st := h.waitStatus("the first generation serving", func(st Status) bool {
+	st := h.waitStatus("the first generation serving", func(st wire.SupervisorStatus) bool {
 		return len(st.Generations) == 1 && st.Generations[0].State == "serving"
 	})
 	return st.Generations[0].PID
@@ -365,7 +366,7 @@ func (h *harness) cleanup() {
 }
 
 // waitStatus polls Status until cond holds, and fails the test if it does not within 20 s or if Run returns first.
-func (h *harness) waitStatus(what string, cond func(Status) bool) Status {
+func (h *harness) waitStatus(what string, cond func(wire.SupervisorStatus) bool) wire.SupervisorStatus {
 	h.t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
@@ -388,7 +389,7 @@ func (h *harness) waitStatus(what string, cond func(Status) bool) Status {
 // waitFor polls cond until it holds, and fails the test if it does not within 20 s.
 func (h *harness) waitFor(what string, cond func() bool) {
 	h.t.Helper()
-	h.waitStatus(what, func(Status) bool { return cond() })
+	h.waitStatus(what, func(wire.SupervisorStatus) bool { return cond() })
 }
 
 // setMode makes generation gen behave as mode; gen 0 sets the default for every generation without its own.
@@ -482,7 +483,7 @@ func (h *harness) regionLines() []string {
 }
 
 // serving returns the serving generation in st, and fails the test unless exactly one generation is live.
-func serving(t *testing.T, st Status) GenerationStatus {
+func serving(t *testing.T, st wire.SupervisorStatus) wire.GenerationStatus {
 	t.Helper()
 	if len(st.Generations) != 1 || st.Generations[0].State != "serving" {
 		t.Fatalf("live generations %+v, want one serving", st.Generations)

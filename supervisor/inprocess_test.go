@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/announcementd/announcementd/handoff"
+	"github.com/announcementd/announcementd/wire"
 )
 
 // In-process workers: the env seam (generation.go) with goroutines for processes. Each speaks the real handoff
@@ -246,7 +247,7 @@ func (m *machine) expectPath(want ...string) {
 	}
 }
 
-func (m *machine) reload() ReloadResult {
+func (m *machine) reload() wire.ReloadResult {
 	m.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -260,10 +261,10 @@ func (m *machine) reload() ReloadResult {
 func TestMachineFirstReloadStop(t *testing.T) {
 	m := newMachine(t, func(uint64) behaviour { return healthy })
 	m.waitState(StateServing, 1)
-	if res := m.reload(); res.Outcome != OutcomeServing || res.From != 1 || res.To != 2 {
+	if res := m.reload(); res.Outcome != wire.OutcomeServing || res.From != 1 || res.To != 2 {
 		t.Fatalf("reload: %+v", res)
 	}
-	if st := m.sup.Status(); st.State != StateServing || len(st.Generations) != 1 || st.Generations[0].Generation != 2 {
+	if st := m.sup.Status(); st.State != string(StateServing) || len(st.Generations) != 1 || st.Generations[0].Generation != 2 {
 		t.Fatalf("status after the reload: %+v", st)
 	}
 	m.stop()
@@ -276,7 +277,7 @@ func TestMachineFirstReloadStop(t *testing.T) {
 	if got := m.env.proc(2).calls; !slices.Equal(got, []string{"prepare", "start reload", "yield shutdown"}) {
 		t.Fatalf("generation 2 was asked %q", got)
 	}
-	if tr := m.trans[2]; tr.Reload == nil || tr.Reload.Outcome != OutcomeServing || tr.Generation != 2 {
+	if tr := m.trans[2]; tr.Reload == nil || tr.Reload.Outcome != wire.OutcomeServing || tr.Generation != 2 {
 		t.Fatalf("the reload's transition: %+v", tr)
 	}
 }
@@ -290,9 +291,9 @@ func TestMachineReloadFailures(t *testing.T) {
 		outcome string
 		path    []string
 	}{
-		{"unhealthy standby", behaviour{standby: errors.New("inproc: no state dir")}, OutcomeFailed,
+		{"unhealthy standby", behaviour{standby: errors.New("inproc: no state dir")}, wire.OutcomeFailed,
 			[]string{"starting→serving (first)", "serving→reloading (reload)", "reloading→serving (reload failed)"}},
-		{"unhealthy ready", behaviour{}, OutcomeRolledBack,
+		{"unhealthy ready", behaviour{}, wire.OutcomeRolledBack,
 			[]string{"starting→serving (first)", "serving→reloading (reload)", "reloading→serving (rollback)"}},
 	}
 	for _, c := range cases {
@@ -309,7 +310,7 @@ func TestMachineReloadFailures(t *testing.T) {
 				t.Fatalf("reload: %+v", res)
 			}
 			m.expectPath(c.path...)
-			if st := m.sup.Status(); st.State != StateServing || st.Generations[0].Generation != 1 || st.LastReload.Outcome != c.outcome {
+			if st := m.sup.Status(); st.State != string(StateServing) || st.Generations[0].Generation != 1 || st.LastReload.Outcome != c.outcome {
 				t.Fatalf("status: %+v", st)
 			}
 		})
@@ -353,7 +354,7 @@ func TestMachineCrashes(t *testing.T) {
 		if p[0] != "starting→serving (first)" || p[len(p)-1] != "restarting→stopped (gave up)" || len(p) != 2+2*3+1 {
 			t.Fatalf("path %q", p)
 		}
-		if st := m.sup.Status(); st.State != StateStopped || st.Restarts != 4 {
+		if st := m.sup.Status(); st.State != string(StateStopped) || st.Restarts != 4 {
 			t.Fatalf("status: %+v", st)
 		}
 	})
@@ -415,7 +416,7 @@ func TestMachineReloadsCoalesce(t *testing.T) {
 	m := newMachine(t, func(uint64) behaviour { return healthy })
 	m.waitState(StateServing, 1)
 	var wg sync.WaitGroup
-	results := make([]ReloadResult, 8)
+	results := make([]wire.ReloadResult, 8)
 	for i := range results {
 		wg.Go(func() { results[i] = m.reload() })
 	}

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/announcementd/announcementd/wire"
 )
 
 // State is where the supervisor is in its life. docs/SUPERVISOR.md has the diagram; transitions lists every edge,
@@ -43,12 +45,12 @@ type Transition struct {
 	// RegionVersion is the region version the serving generation reported when it started serving.
 	RegionVersion uint64
 	// Reload is the outcome of the reload or upgrade that ended with this change, if one did.
-	Reload *ReloadResult
+	Reload *wire.ReloadResult
 }
 
 // enter moves the loop to state to, for reason, and tells Status and Config.OnTransition. It is the only place the
 // state changes. An edge that is not in transitions is a bug in the loop: it panics.
-func (s *Supervisor) enter(to State, reason string, reload *ReloadResult) {
+func (s *Supervisor) enter(to State, reason string, reload *wire.ReloadResult) {
 	from := s.state
 	if from != "" && !slices.Contains(transitions[from], to) {
 		panic(fmt.Sprintf("supervisor: no transition from %s to %s (%s)", from, to, reason))

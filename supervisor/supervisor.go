@@ -15,6 +15,7 @@ import (
 
 	"github.com/announcementd/announcementd/handoff"
 	"github.com/announcementd/announcementd/healthcheck"
+	"github.com/announcementd/announcementd/wire"
 )
 
 // EnvGeneration tells a worker its generation number.
@@ -88,8 +89,8 @@ type Supervisor struct {
 	env     env
 	log     *zap.Logger
 	started time.Time
-	reloads chan chan ReloadResult // the loop takes one request per reload and answers every one it took
-	done    chan struct{}          // closed when Run returns
+	reloads chan chan wire.ReloadResult // the loop takes one request per reload and answers every one it took
+	done    chan struct{}               // closed when Run returns
 
 	// Owned by the loop goroutine.
 	state   State
@@ -104,8 +105,8 @@ type Supervisor struct {
 	noUpgrade error
 
 	mu     sync.Mutex
-	view   Status               // what Status returns; the loop updates it at each transition
-	health *healthcheck.Monitor // the supervisor's own checks, updated with the view
+	view   wire.SupervisorStatus // what Status returns; the loop updates it at each transition
+	health *healthcheck.Monitor  // the supervisor's own checks, updated with the view
 }
 
 // New checks cfg and returns a supervisor; Run starts it.
@@ -128,14 +129,14 @@ func newSupervisor(cfg Config, e env) (*Supervisor, error) {
 	cfg.FirstGeneration = cmp.Or(cfg.FirstGeneration, 1)
 	s := &Supervisor{
 		cfg: cfg, env: e, log: cfg.Log, started: time.Now(),
-		reloads: make(chan chan ReloadResult),
+		reloads: make(chan chan wire.ReloadResult),
 		done:    make(chan struct{}),
 		state:   StateStarting,
 		next:    cfg.FirstGeneration,
 		files:   slices.Clone(cfg.Files),
 		health:  healthcheck.NewMonitor(time.Now),
 	}
-	s.view = Status{PID: os.Getpid(), Build: cfg.Build, Binary: cfg.Binary, StartedAt: s.started.UTC()}
+	s.view = wire.SupervisorStatus{PID: os.Getpid(), Build: cfg.Build, Binary: cfg.Binary, StartedAt: s.started.UTC()}
 	s.publish()
 	return s, nil
 }
@@ -214,7 +215,7 @@ func (s *Supervisor) starting(ctx context.Context) error {
 // A reload that reaches serving starts a new crash streak: a new build serves, by an operator's decision, and the
 // crashes of the build it replaced say nothing about it. A rollback or a restart leaves the streak alone (the
 // build that was crashing is still the one serving).
-func (s *Supervisor) promote(ctx context.Context, g *generation, reason string, floor uint64, reload ...ReloadResult) error {
+func (s *Supervisor) promote(ctx context.Context, g *generation, reason string, floor uint64, reload ...wire.ReloadResult) error {
 	if _, err := g.start(ctx, s.cfg.ReadyTimeout, reason, floor); err != nil {
 		g.kill()
 		return err
@@ -224,7 +225,7 @@ func (s *Supervisor) promote(ctx context.Context, g *generation, reason string, 
 		s.log.Info("a new generation serves after a reload; the crash streak starts again", zap.Int("crashes_before", s.crashes))
 		s.crashes = 0
 	}
-	var r *ReloadResult
+	var r *wire.ReloadResult
 	if len(reload) > 0 {
 		r = &reload[0]
 	}
@@ -256,7 +257,7 @@ func (s *Supervisor) serving(ctx context.Context) {
 			g.log.Warn("unexpected message from the serving worker", zap.Stringer("type", m.Type()))
 		}
 	case req := <-s.reloads:
-		waiters := append([]chan ReloadResult{req}, s.takeWaiting()...)
+		waiters := append([]chan wire.ReloadResult{req}, s.takeWaiting()...)
 		// A stop asked for during a reload waits for it: cutting it short would kill workers mid-handover.
 		res := s.reload(context.WithoutCancel(ctx), ctx)
 		for _, w := range waiters {
@@ -291,8 +292,8 @@ func (s *Supervisor) take() uint64 {
 }
 
 // takeWaiting collects reload requests already queued: one reload answers all of them.
-func (s *Supervisor) takeWaiting() []chan ReloadResult {
-	var ws []chan ReloadResult
+func (s *Supervisor) takeWaiting() []chan wire.ReloadResult {
+	var ws []chan wire.ReloadResult
 	for {
 		select {
 		case w := <-s.reloads:
@@ -355,14 +356,14 @@ func (s *Supervisor) restarting(ctx context.Context) error {
 // reloading → serving (the new generation, or the old one still or again), or restarting when neither serves.
 // When the binary changed it is a self-upgrade instead (upgrade.go). stop is Run's ctx: a stop asked for meanwhile
 // is passed on to a new supervisor.
-func (s *Supervisor) reload(ctx, stop context.Context) ReloadResult {
+func (s *Supervisor) reload(ctx, stop context.Context) wire.ReloadResult {
 	old := s.current
-	res := ReloadResult{Kind: "reload", StartedAt: time.Now().UTC(), From: old.n}
+	res := wire.ReloadResult{Kind: wire.KindReload, StartedAt: time.Now().UTC(), From: old.n}
 	if s.cfg.Upgrader != nil {
 		changed, err := s.binary.differs(s.cfg.Binary, s.cfg.Self)
 		switch {
 		case err != nil:
-			return s.record(res.finish(OutcomeFailed, err.Error()))
+			return s.record(finish(res, wire.OutcomeFailed, err.Error()))
 		case changed && s.noUpgrade != nil:
 			s.log.Warn("the binary changed, but this supervisor cannot replace itself; rolling the worker only. Restart the service to upgrade the supervisor.", zap.NamedError("because", s.noUpgrade))
 		case changed:
@@ -376,7 +377,7 @@ func (s *Supervisor) reload(ctx, stop context.Context) ReloadResult {
 	if err != nil {
 		// The old generation never stopped serving.
 		s.log.Warn("reload failed; the serving generation continues", zap.Error(err))
-		res = res.finish(OutcomeFailed, err.Error())
+		res = finish(res, wire.OutcomeFailed, err.Error())
 		s.enter(StateServing, "reload failed", &res)
 		return res
 	}
@@ -390,7 +391,7 @@ func (s *Supervisor) reload(ctx, stop context.Context) ReloadResult {
 		s.log.Error("the serving generation did not yield; killing it", zap.Error(err))
 		old.kill()
 	}
-	done := res.finish(OutcomeServing, "")
+	done := finish(res, wire.OutcomeServing, "")
 	if err := s.promote(ctx, next, reasonReload, y.LastVersion, done); err != nil {
 		return s.rollback(ctx, old, res, err)
 	}
@@ -401,17 +402,17 @@ func (s *Supervisor) reload(ctx, stop context.Context) ReloadResult {
 
 // rollback starts old again after the new generation failed once started: → serving ("rolled back"), or
 // restarting when old cannot serve either.
-func (s *Supervisor) rollback(ctx context.Context, old *generation, res ReloadResult, cause error) ReloadResult {
+func (s *Supervisor) rollback(ctx context.Context, old *generation, res wire.ReloadResult, cause error) wire.ReloadResult {
 	s.log.Error("reload failed; rolling back", zap.Error(cause))
 	s.current = nil
 	if !old.alive() {
-		res = res.finish(OutcomeFailed, cause.Error()+"; the old generation is gone too, restarting")
+		res = finish(res, wire.OutcomeFailed, cause.Error()+"; the old generation is gone too, restarting")
 		s.enter(StateRestarting, "reload failed", &res)
 		return res
 	}
-	rolled := res.finish(OutcomeRolledBack, cause.Error())
+	rolled := finish(res, wire.OutcomeRolledBack, cause.Error())
 	if err := s.promote(ctx, old, reasonRollback, 0, rolled); err != nil {
-		res = res.finish(OutcomeFailed, fmt.Sprintf("%v; rollback failed: %v", cause, err))
+		res = finish(res, wire.OutcomeFailed, fmt.Sprintf("%v; rollback failed: %v", cause, err))
 		s.enter(StateRestarting, "rollback failed", &res)
 		return res
 	}
@@ -433,19 +434,19 @@ func (s *Supervisor) stopping() {
 // Reload asks for a reload and waits for its outcome. A reload asked for while another runs waits for it to end
 // and then starts a fresh one, so it always runs the binary on disk at the time it was asked; requests queued
 // together share one reload.
-func (s *Supervisor) Reload(ctx context.Context) (ReloadResult, error) {
-	w := make(chan ReloadResult, 1)
+func (s *Supervisor) Reload(ctx context.Context) (wire.ReloadResult, error) {
+	w := make(chan wire.ReloadResult, 1)
 	select {
 	case s.reloads <- w:
 	case <-s.done:
-		return ReloadResult{}, errors.New("the supervisor is stopping")
+		return wire.ReloadResult{}, errors.New("the supervisor is stopping")
 	case <-ctx.Done():
-		return ReloadResult{}, ctx.Err()
+		return wire.ReloadResult{}, ctx.Err()
 	}
 	select {
 	case r := <-w:
 		return r, nil
 	case <-ctx.Done():
-		return ReloadResult{}, fmt.Errorf("waiting for the reload: %w", ctx.Err())
+		return wire.ReloadResult{}, fmt.Errorf("waiting for the reload: %w", ctx.Err())
 	}
 }

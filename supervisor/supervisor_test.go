@@ -20,9 +20,11 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/announcementd/announcementd/wire"
 )
 
-func reload(t *testing.T, h *harness) ReloadResult {
+func reload(t *testing.T, h *harness) wire.ReloadResult {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -33,7 +35,7 @@ func reload(t *testing.T, h *harness) ReloadResult {
 	return res
 }
 
-func checkResult(t *testing.T, res ReloadResult, ok bool, outcome string, from, to uint64) {
+func checkResult(t *testing.T, res wire.ReloadResult, ok bool, outcome string, from, to uint64) {
 	t.Helper()
 	if res.OK != ok || res.Outcome != outcome || res.Kind != "reload" || res.From != from || res.To != to {
 		t.Errorf("reload result %+v; want ok %v, outcome %q, kind reload, from %d to %d", res, ok, outcome, from, to)
@@ -43,7 +45,7 @@ func checkResult(t *testing.T, res ReloadResult, ok bool, outcome string, from, 
 	}
 }
 
-func checkLastReload(t *testing.T, st Status, want ReloadResult) {
+func checkLastReload(t *testing.T, st wire.SupervisorStatus, want wire.ReloadResult) {
 	t.Helper()
 	if st.LastReload == nil {
 		t.Fatalf("status has no last reload; want %+v", want)
@@ -146,7 +148,7 @@ func TestReload(t *testing.T) {
 	pid1 := h.start()
 
 	res := reload(t, h)
-	checkResult(t, res, true, OutcomeServing, 1, 2)
+	checkResult(t, res, true, wire.OutcomeServing, 1, 2)
 	if res.Build != "fake-2" {
 		t.Errorf("result build %q, want fake-2", res.Build)
 	}
@@ -162,7 +164,7 @@ func TestReload(t *testing.T) {
 	checkMessages(t, h, 2, "files region", "standby", "start reload", "ready")
 
 	res = reload(t, h)
-	checkResult(t, res, true, OutcomeServing, 2, 3)
+	checkResult(t, res, true, wire.OutcomeServing, 2, 3)
 	pid3 := serving(t, h.sup.Status()).PID
 	checkChildren(t, pid3)
 
@@ -197,7 +199,7 @@ func TestReloadFailsBeforeStart(t *testing.T) {
 			h.setMode(2, tc.mode)
 
 			res := reload(t, h)
-			checkResult(t, res, false, OutcomeFailed, 1, 2)
+			checkResult(t, res, false, wire.OutcomeFailed, 1, 2)
 			if !strings.Contains(res.Reason, tc.reason) {
 				t.Errorf("reason %q; want it to mention %q", res.Reason, tc.reason)
 			}
@@ -222,7 +224,7 @@ func TestReloadFailsBeforeStart(t *testing.T) {
 
 			// The supervisor goes on: the next reload works.
 			res = reload(t, h)
-			checkResult(t, res, true, OutcomeServing, 1, 3)
+			checkResult(t, res, true, wire.OutcomeServing, 1, 3)
 			if err := h.stop(); err != nil {
 				t.Fatal(err)
 			}
@@ -240,7 +242,7 @@ func TestStopWaitsForReload(t *testing.T) {
 	pid1 := h.start()
 
 	type answer struct {
-		res ReloadResult
+		res wire.ReloadResult
 		err error
 	}
 	answered := make(chan answer, 1)
@@ -248,7 +250,7 @@ func TestStopWaitsForReload(t *testing.T) {
 		res, err := h.sup.Reload(context.Background())
 		answered <- answer{res, err}
 	}()
-	st := h.waitStatus("generation 2 in standby", func(st Status) bool { return len(st.Generations) == 2 })
+	st := h.waitStatus("generation 2 in standby", func(st wire.SupervisorStatus) bool { return len(st.Generations) == 2 })
 	if g := st.Generations; g[0].Generation != 1 || g[0].State != "serving" || g[0].PID != pid1 ||
 		g[1].Generation != 2 || g[1].State != "standby" || g[1].PID != h.pidOf(2) || g[1].Build != "fake-2" {
 		t.Errorf("during the reload: generations %+v", g)
@@ -266,7 +268,7 @@ func TestStopWaitsForReload(t *testing.T) {
 	if a.err != nil {
 		t.Fatalf("Reload: %v", a.err)
 	}
-	checkResult(t, a.res, true, OutcomeServing, 1, 2)
+	checkResult(t, a.res, true, wire.OutcomeServing, 1, 2)
 	checkMessages(t, h, 1, "files region", "standby", "start first", "ready", "yield reload", "gate open", "eof")
 	// The new generation was started, served, and then stopped by the shutdown.
 	checkMessages(t, h, 2, "files region", "standby", "start reload", "ready", "yield shutdown", "eof")
@@ -286,7 +288,7 @@ func TestReloadRollsBack(t *testing.T) {
 			h.setMode(2, tc.mode)
 
 			res := reload(t, h)
-			checkResult(t, res, false, OutcomeRolledBack, 1, 2)
+			checkResult(t, res, false, wire.OutcomeRolledBack, 1, 2)
 			if !strings.Contains(res.Reason, tc.reason) {
 				t.Errorf("reason %q; want it to mention %q", res.Reason, tc.reason)
 			}
@@ -308,7 +310,7 @@ func TestReloadRollsBack(t *testing.T) {
 
 			// The rolled-back generation serves for real: it yields to the next reload.
 			res = reload(t, h)
-			checkResult(t, res, true, OutcomeServing, 1, 3)
+			checkResult(t, res, true, wire.OutcomeServing, 1, 3)
 			if err := h.stop(); err != nil {
 				t.Fatal(err)
 			}
@@ -325,7 +327,7 @@ func TestReloadKillsAWorkerThatDoesNotYield(t *testing.T) {
 	pid1 := h.start()
 
 	res := reload(t, h)
-	checkResult(t, res, true, OutcomeServing, 1, 2)
+	checkResult(t, res, true, wire.OutcomeServing, 1, 2)
 	g := serving(t, h.sup.Status())
 	if g.Generation != 2 || g.PID != h.pidOf(2) {
 		t.Errorf("serving %+v; want generation 2", g)
@@ -352,11 +354,11 @@ func TestReloadWithNothingToRollBackTo(t *testing.T) {
 	pid1 := h.start()
 
 	res := reload(t, h)
-	checkResult(t, res, false, OutcomeFailed, 1, 2)
+	checkResult(t, res, false, wire.OutcomeFailed, 1, 2)
 	if !strings.Contains(res.Reason, "fake: unhealthy ready") || !strings.Contains(res.Reason, "restarting") {
 		t.Errorf("reason %q", res.Reason)
 	}
-	st := h.waitStatus("generation 3 serving", func(st Status) bool {
+	st := h.waitStatus("generation 3 serving", func(st wire.SupervisorStatus) bool {
 		return len(st.Generations) == 1 && st.Generations[0].Generation == 3 && st.Generations[0].State == "serving"
 	})
 	checkLastReload(t, st, res)
@@ -381,7 +383,7 @@ func TestCrashRestart(t *testing.T) {
 	if err := syscall.Kill(pid1, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	st := h.waitStatus("generation 2 serving", func(st Status) bool {
+	st := h.waitStatus("generation 2 serving", func(st wire.SupervisorStatus) bool {
 		return len(st.Generations) == 1 && st.Generations[0].Generation == 2 && st.Generations[0].State == "serving"
 	})
 	g := st.Generations[0]
@@ -394,7 +396,7 @@ func TestCrashRestart(t *testing.T) {
 
 	// The restarted generation is an ordinary one: it reloads.
 	res := reload(t, h)
-	checkResult(t, res, true, OutcomeServing, 2, 3)
+	checkResult(t, res, true, wire.OutcomeServing, 2, 3)
 	if err := h.stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -470,7 +472,7 @@ func TestConcurrentReloads(t *testing.T) {
 	}()
 
 	const n = 5
-	results := make([]ReloadResult, n)
+	results := make([]wire.ReloadResult, n)
 	errs := make([]error, n)
 	var wg sync.WaitGroup
 	gate := make(chan struct{})
@@ -489,7 +491,7 @@ func TestConcurrentReloads(t *testing.T) {
 
 	ran := map[uint64]bool{} // the reloads that ran, by their new generation
 	for i := range n {
-		if errs[i] != nil || !results[i].OK || results[i].Outcome != OutcomeServing {
+		if errs[i] != nil || !results[i].OK || results[i].Outcome != wire.OutcomeServing {
 			t.Errorf("reload %d: %+v, %v", i, results[i], errs[i])
 		}
 		ran[results[i].To] = true
@@ -544,31 +546,31 @@ func TestNoFdLeak(t *testing.T) {
 	}
 	before := openFds(t)
 	h.start()
-	checkResult(t, reload(t, h), true, OutcomeServing, 1, 2)
+	checkResult(t, reload(t, h), true, wire.OutcomeServing, 1, 2)
 	if err := os.Remove(link); err != nil {
 		t.Fatal(err)
 	}
-	if res := reload(t, h); res.OK || res.Outcome != OutcomeFailed || !strings.Contains(res.Reason, "no such file") {
+	if res := reload(t, h); res.OK || res.Outcome != wire.OutcomeFailed || !strings.Contains(res.Reason, "no such file") {
 		t.Errorf("reload without a binary: %+v", res)
 	}
 	if err := os.Symlink(bin, link); err != nil {
 		t.Fatal(err)
 	}
 	h.setMode(4, modeExit)
-	checkResult(t, reload(t, h), false, OutcomeFailed, 2, 4)
+	checkResult(t, reload(t, h), false, wire.OutcomeFailed, 2, 4)
 	h.setMode(5, modeUnhealthyStandby)
-	checkResult(t, reload(t, h), false, OutcomeFailed, 2, 5)
+	checkResult(t, reload(t, h), false, wire.OutcomeFailed, 2, 5)
 	h.setMode(6, modeUnhealthyReady)
-	checkResult(t, reload(t, h), false, OutcomeRolledBack, 2, 6)
+	checkResult(t, reload(t, h), false, wire.OutcomeRolledBack, 2, 6)
 	h.setMode(7, modeExitOnStart)
-	checkResult(t, reload(t, h), false, OutcomeRolledBack, 2, 7)
+	checkResult(t, reload(t, h), false, wire.OutcomeRolledBack, 2, 7)
 	if err := syscall.Kill(serving(t, h.sup.Status()).PID, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	h.waitStatus("generation 8 serving", func(st Status) bool {
+	h.waitStatus("generation 8 serving", func(st wire.SupervisorStatus) bool {
 		return len(st.Generations) == 1 && st.Generations[0].Generation == 8
 	})
-	checkResult(t, reload(t, h), true, OutcomeServing, 8, 9)
+	checkResult(t, reload(t, h), true, wire.OutcomeServing, 8, 9)
 	if err := h.stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -619,53 +621,66 @@ func TestControlHandler(t *testing.T) {
 		}
 	}
 
-	var st Status
+	var st wire.SupervisorStatus
 	do("GET", "/v1/status", http.StatusOK, &st)
 	if g := serving(t, st); g.Generation != 1 || g.PID != pid1 || st.PID != os.Getpid() || st.Build != "test-supervisor" {
 		t.Errorf("status %+v", st)
 	}
 
-	var res ReloadResult
+	var res wire.ReloadResult
 	do("POST", "/v1/reload?wait=1", http.StatusOK, &res)
-	checkResult(t, res, true, OutcomeServing, 1, 2)
+	checkResult(t, res, true, wire.OutcomeServing, 1, 2)
 
-	var apiErr struct {
-		Error struct{ Code, Message string } `json:"error"`
-	}
+	// Every error is a wire.Error, {"error": message, "code": code}, as on the API. (It was
+	// {"error": {"code", "message"}} here, and 404 and 405 were net/http's plain text.)
+	var apiErr wire.Error
 	do("POST", "/v1/reload?wait=bogus", http.StatusBadRequest, &apiErr)
-	if apiErr.Error.Code != "bad_request" {
+	if apiErr.Code != "bad_request" || apiErr.Message == "" {
 		t.Errorf("wait=bogus: %+v", apiErr)
 	}
-	do("GET", "/v1/reload", http.StatusMethodNotAllowed, nil)
-	do("POST", "/v1/status", http.StatusMethodNotAllowed, nil)
-	st = Status{}
+	apiErr = wire.Error{}
+	do("GET", "/v1/reload", http.StatusMethodNotAllowed, &apiErr)
+	if apiErr.Code != "method_not_allowed" {
+		t.Errorf("GET /v1/reload: %+v", apiErr)
+	}
+	apiErr = wire.Error{}
+	do("POST", "/v1/status", http.StatusMethodNotAllowed, &apiErr)
+	if apiErr.Code != "method_not_allowed" {
+		t.Errorf("POST /v1/status: %+v", apiErr)
+	}
+	apiErr = wire.Error{}
+	do("GET", "/v2/nothing", http.StatusNotFound, &apiErr)
+	if apiErr.Code != "not_found" {
+		t.Errorf("GET /v2/nothing: %+v", apiErr)
+	}
+	st = wire.SupervisorStatus{}
 	do("GET", "/v1/status", http.StatusOK, &st)
 	if g := serving(t, st); g.Generation != 2 || st.LastReload == nil || st.LastReload.To != 2 {
 		t.Errorf("after a bad request, status %+v; want generation 2 and the last reload to 2", st)
 	}
 
 	// Without wait: accepted at once, done in the background.
-	var accepted map[string]bool
+	var accepted wire.ReloadAccepted
 	do("POST", "/v1/reload", http.StatusAccepted, &accepted)
-	if !accepted["accepted"] {
+	if !accepted.Accepted {
 		t.Errorf("reload without wait: %v", accepted)
 	}
-	h.waitStatus("the background reload", func(st Status) bool {
+	h.waitStatus("the background reload", func(st wire.SupervisorStatus) bool {
 		return st.LastReload != nil && st.LastReload.To == 3 && len(st.Generations) == 1 && st.Generations[0].Generation == 3
 	})
 
 	// A failed reload is a 200 with ok false and the reason.
 	h.setMode(4, modeUnhealthyStandby)
-	res = ReloadResult{}
+	res = wire.ReloadResult{}
 	do("POST", "/v1/reload?wait=true", http.StatusOK, &res)
-	checkResult(t, res, false, OutcomeFailed, 3, 4)
+	checkResult(t, res, false, wire.OutcomeFailed, 3, 4)
 
 	if err := h.stop(); err != nil {
 		t.Fatal(err)
 	}
-	apiErr.Error.Code = ""
+	apiErr = wire.Error{}
 	do("POST", "/v1/reload?wait=1", http.StatusServiceUnavailable, &apiErr)
-	if apiErr.Error.Code != "unavailable" {
+	if apiErr.Code != "unavailable" {
 		t.Errorf("reload after Run: %+v", apiErr)
 	}
 	checkChildren(t)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/announcementd/announcementd/handoff"
 	"github.com/announcementd/announcementd/internal/procfs"
+	"github.com/announcementd/announcementd/wire"
 )
 
 // A self-upgrade is a reload whose new generation is a whole new supervisor with its first worker. tableflip starts
@@ -131,10 +132,10 @@ func (l *takeOverLink) Prepare(context.Context) error {
 
 func (l *takeOverLink) Start(ctx context.Context, m handoff.Start) handoff.Ready {
 	g := l.g
-	res := ReloadResult{Kind: "upgrade", StartedAt: time.Now().UTC(), From: g.n - 1, To: g.n, Build: g.build}
+	res := wire.ReloadResult{Kind: wire.KindUpgrade, StartedAt: time.Now().UTC(), From: g.n - 1, To: g.n, Build: g.build}
 	// On failure promote kills our worker before the old supervisor hears of it: the old worker it resumes needs
 	// the store.
-	if err := l.s.promote(ctx, g, "upgrade", m.VersionFloor, res.finish(OutcomeServing, "")); err != nil {
+	if err := l.s.promote(ctx, g, "upgrade", m.VersionFloor, finish(res, wire.OutcomeServing, "")); err != nil {
 		l.err = err
 		return handoff.Ready{Reason: err.Error()}
 	}
@@ -150,13 +151,13 @@ func (l *takeOverLink) Yield(context.Context, handoff.Yield) handoff.Yielded {
 // stopped (the new one took over), serving (it failed before the hand-over; or after it, rolled back), or
 // restarting (neither serves). stop is Run's ctx: a stop asked for during the upgrade reached this process only,
 // and is passed on to the new one.
-func (s *Supervisor) upgrade(ctx, stop context.Context, res ReloadResult) ReloadResult {
+func (s *Supervisor) upgrade(ctx, stop context.Context, res wire.ReloadResult) wire.ReloadResult {
 	s.enter(StateUpgrading, "upgrade", nil)
-	res.Kind, res.To = "upgrade", s.take() // the new supervisor's first generation: the number is spent either way
+	res.Kind, res.To = wire.KindUpgrade, s.take() // the new supervisor's first generation: the number is spent either way
 	s.log.Info("reload: the binary changed; upgrading the supervisor", zap.String("binary", s.cfg.Binary))
-	failed := func(reason string) ReloadResult {
+	failed := func(reason string) wire.ReloadResult {
 		s.log.Warn("supervisor upgrade failed; this one continues", zap.String("reason", reason))
-		res = res.finish(OutcomeFailed, reason)
+		res = finish(res, wire.OutcomeFailed, reason)
 		s.enter(StateServing, "upgrade failed", &res)
 		return res
 	}
@@ -241,7 +242,7 @@ func (s *Supervisor) upgrade(ctx, stop context.Context, res ReloadResult) Reload
 		s.log.Info("stopping: passing the stop on to the new supervisor", zap.Int("pid", lk.pid))
 		syscall.Kill(lk.pid, syscall.SIGTERM)
 	}
-	res = res.finish(OutcomeUpgraded, "")
+	res = finish(res, wire.OutcomeUpgraded, "")
 	s.enter(StateStopped, "upgraded", &res)
 	return res
 }

@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/announcementd/announcementd/supervisor"
+	"github.com/announcementd/announcementd/wire"
 )
 
 // listen makes a NOTIFY_SOCKET of the test's own and returns what arrives on it.
@@ -52,7 +53,7 @@ func next(t *testing.T, got <-chan string) string {
 func TestNotifierMessages(t *testing.T) {
 	got := listen(t)
 	n := NewNotifier(zap.NewNop())
-	rolled := &supervisor.ReloadResult{Kind: "reload", Outcome: supervisor.OutcomeRolledBack, Reason: "generation 3 start:\nnot ready"}
+	rolled := &wire.ReloadResult{Kind: wire.KindReload, Outcome: wire.OutcomeRolledBack, Reason: "generation 3 start:\nnot ready"}
 	cases := []struct {
 		tr   supervisor.Transition
 		want []string

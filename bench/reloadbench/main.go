@@ -45,7 +45,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/announcementd/announcementd/supervisor"
+	"github.com/announcementd/announcementd/wire"
 )
 
 var (
@@ -412,7 +412,7 @@ func longestGap(ends []time.Duration, w window) time.Duration {
 // reloadRun is one reload as the bench saw it.
 type reloadRun struct {
 	w   window // the control request
-	res supervisor.ReloadResult
+	res wire.ReloadResult
 	err error
 }
 
@@ -422,8 +422,8 @@ type restartRun struct {
 	w                                 window        // SIGTERM to the restarted daemon's first successful publish
 }
 
-func reload(ctx context.Context, hc *http.Client) (supervisor.ReloadResult, error) {
-	var res supervisor.ReloadResult
+func reload(ctx context.Context, hc *http.Client) (wire.ReloadResult, error) {
+	var res wire.ReloadResult
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, "POST", "http://control/v1/reload?wait=1", nil)
@@ -442,7 +442,7 @@ func reload(ctx context.Context, hc *http.Client) (supervisor.ReloadResult, erro
 	if err := json.Unmarshal(b, &res); err != nil {
 		return res, err
 	}
-	if !res.OK || res.Outcome != supervisor.OutcomeServing {
+	if !res.OK || res.Outcome != wire.OutcomeServing {
 		return res, fmt.Errorf("reload %s (generation %d → %d): %s", res.Outcome, res.From, res.To, res.Reason)
 	}
 	return res, nil

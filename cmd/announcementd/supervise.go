@@ -26,6 +26,7 @@ import (
 	"github.com/announcementd/announcementd/internal/securefs"
 	"github.com/announcementd/announcementd/supervisor"
 	"github.com/announcementd/announcementd/systemd"
+	"github.com/announcementd/announcementd/wire"
 )
 
 // The files the supervisor hands each worker generation.
@@ -112,7 +113,7 @@ func supervise(ctx context.Context, log *zap.Logger, c config, args []string) (e
 		zap.String("region", c.shm), zap.Bool("upgraded", parent != nil))
 
 	srv := &http.Server{Handler: supervisor.ControlHandler(sup), ReadHeaderTimeout: 5 * time.Second}
-	go srv.Serve(control)
+	go srv.Serve(wire.Listener(control)) // net/http's own refusals (431, 400) are JSON too
 	go func() {
 		for range hup {
 			go func() {
@@ -129,7 +130,7 @@ func supervise(ctx context.Context, log *zap.Logger, c config, args []string) (e
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	srv.Shutdown(sctx)
-	if last := sup.Status().LastReload; last != nil && last.Outcome == supervisor.OutcomeUpgraded {
+	if last := sup.Status().LastReload; last != nil && last.Outcome == wire.OutcomeUpgraded {
 		log.Info("handed over to the new supervisor")
 		return err
 	}
