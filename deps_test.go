@@ -68,7 +68,7 @@ var deps = map[string]rule{
 		mod: []string{"board/writer", "handoff", "healthcheck", "internal/fdutil", "internal/securefs", "store", "supervisor", "systemd", "wire", "worker"},
 		ext: join(xsys, zap, prometheus, []string{"github.com/cloudflare/tableflip", "github.com/dustin/go-humanize"}),
 	},
-	"cmd/announcementctl": {mod: []string{"board", "board/reader", "healthcheck"}},
+	"cmd/announcementctl": {mod: []string{"board", "board/reader", "healthcheck", "wire"}},
 
 	"internal/benchfmt": {ext: xsys},
 	"internal/fdutil":   {ext: xsys},

@@ -13,6 +13,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/announcementd/announcementd/wire"
 )
 
 // client talks to the daemon's API (docs/API.md) over its Unix socket, or over TCP with a bearer token.
@@ -22,15 +24,6 @@ type client struct {
 	token string
 	where string // for messages: the socket or address
 }
-
-// apiError is a non-2xx answer from the daemon.
-type apiError struct {
-	Status int
-	Code   string `json:"code"`
-	Msg    string `json:"error"`
-}
-
-func (e *apiError) Error() string { return e.Msg }
 
 // unreachableError means the daemon could not be reached at all.
 type unreachableError struct {
@@ -94,11 +87,7 @@ func (c *client) do(ctx context.Context, method, path string, body, out any) err
 		return err
 	}
 	if status/100 != 2 {
-		e := &apiError{Status: status}
-		if json.Unmarshal(b, e) != nil || e.Msg == "" {
-			e.Msg = fmt.Sprintf("%s %s: %d %s", method, path, status, http.StatusText(status))
-		}
-		return e
+		return answerError(method, path, status, b)
 	}
 	if out == nil {
 		return nil
@@ -108,6 +97,17 @@ func (c *client) do(ctx context.Context, method, path string, body, out any) err
 		return nil
 	}
 	return json.Unmarshal(b, out)
+}
+
+// answerError is the error of a non-2xx answer: the daemon's wire.Error, with its status; or, for a body that is
+// not one, a wire.Error that says the status.
+func answerError(method, path string, status int, body []byte) *wire.Error {
+	e := &wire.Error{}
+	if json.Unmarshal(body, e) != nil || e.Message == "" {
+		e.Message = fmt.Sprintf("%s %s: %d %s", method, path, status, http.StatusText(status))
+	}
+	e.Status = status
+	return e
 }
 
 // send sends a request with an optional JSON body and returns the answer's status and body, whatever the status.

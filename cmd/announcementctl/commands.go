@@ -13,17 +13,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/announcementd/announcementd/healthcheck"
+	"github.com/announcementd/announcementd/wire"
 )
-
-// announcementJSON mirrors the API's announcement.
-type announcementJSON struct {
-	ID          uint64     `json:"id"`
-	Content     string     `json:"content"`
-	Priority    int32      `json:"priority"`
-	EffectiveAt time.Time  `json:"effective_at"`
-	ExpiresAt   *time.Time `json:"expires_at,omitempty"`
-	Visible     bool       `json:"visible"`
-}
 
 // parseTime accepts RFC 3339 ("2026-11-25T10:00:00Z"), "now", and relative forms ("+10m", "+1h30m").
 func parseTime(s string, now time.Time) (time.Time, error) {
@@ -70,16 +61,16 @@ func publish(ctx context.Context, g globals, args []string, out io.Writer) error
 	if *prio < -1<<31 || *prio > 1<<31-1 {
 		return usageError{fmt.Sprintf("publish: --priority %d does not fit in 32 bits", *prio)}
 	}
-	body := map[string]any{"content": fs.Arg(0), "priority": *prio}
+	body := wire.PutRequest{Content: fs.Arg(0), Priority: int32(*prio)}
 	if *at != "" {
 		t, err := parseTime(*at, time.Now())
 		if err != nil {
 			return usageError{"publish: --at " + err.Error()}
 		}
-		body["effective_at"] = t
+		body.EffectiveAt = &t
 	}
 	if *ttl > 0 {
-		body["ttl"] = ttl.String()
+		body.TTL = ttl.String()
 	}
 	c, err := newClient(g)
 	if err != nil {
@@ -93,10 +84,7 @@ func publish(ctx context.Context, g globals, args []string, out io.Writer) error
 		_, err := fmt.Fprintf(out, "%s", raw)
 		return err
 	}
-	var res struct {
-		Version      uint64           `json:"version"`
-		Announcement announcementJSON `json:"announcement"`
-	}
+	var res wire.AnnouncementResponse
 	if err := json.Unmarshal(raw, &res); err != nil {
 		return err
 	}
@@ -121,9 +109,7 @@ func deleteCmd(ctx context.Context, g globals, args []string, out io.Writer) err
 	if err != nil {
 		return err
 	}
-	var res struct {
-		Version uint64 `json:"version"`
-	}
+	var res wire.DeleteResponse
 	if err := c.do(ctx, "DELETE", "/v1/announcements/"+fs.Arg(0), nil, &res); err != nil {
 		return fmt.Errorf("delete: %w", err)
 	}
@@ -136,10 +122,7 @@ func list(ctx context.Context, g globals, args []string, out io.Writer) error {
 	if raw == nil || err != nil {
 		return err
 	}
-	var res struct {
-		Version       uint64             `json:"version"`
-		Announcements []announcementJSON `json:"announcements"`
-	}
+	var res wire.ListResponse
 	if err := json.Unmarshal(raw, &res); err != nil {
 		return err
 	}
@@ -210,9 +193,9 @@ func health(ctx context.Context, g globals, args []string, out io.Writer) error 
 	}
 	r, err := healthcheck.Parse(body)
 	if err != nil {
-		var e apiError
-		if json.Unmarshal(body, &e) == nil && e.Msg != "" {
-			return healthExit{failed, fmt.Sprintf("failed: %d %s", status, e.Msg)}
+		var e wire.Error
+		if json.Unmarshal(body, &e) == nil && e.Message != "" {
+			return healthExit{failed, fmt.Sprintf("failed: %d %s", status, e.Message)}
 		}
 		return healthExit{failed, fmt.Sprintf("failed: GET /healthz answered %d: %v", status, err)}
 	}

@@ -9,33 +9,9 @@ import (
 	"io"
 	"strings"
 	"time"
+
+	"github.com/announcementd/announcementd/wire"
 )
-
-// supervisorStatus is the part of the supervisor's status (GET /v1/status on the control socket) the CLI reads.
-type supervisorStatus struct {
-	PID         int    `json:"pid"`
-	Build       string `json:"build"`
-	Generations []struct {
-		Generation uint64    `json:"generation"`
-		PID        int       `json:"pid"`
-		Build      string    `json:"build"`
-		State      string    `json:"state"`
-		StartedAt  time.Time `json:"started_at"`
-	} `json:"generations"`
-	Restarts   int           `json:"restarts"`
-	LastReload *reloadResult `json:"last_reload"`
-}
-
-// reloadResult is the answer to POST /v1/reload?wait=1.
-type reloadResult struct {
-	Kind     string        `json:"kind"`
-	OK       bool          `json:"ok"`
-	Outcome  string        `json:"outcome"`
-	Reason   string        `json:"reason"`
-	From     uint64        `json:"from_generation"`
-	To       uint64        `json:"to_generation"`
-	Duration time.Duration `json:"duration_ns"`
-}
 
 // status merges the worker's status (the API) with the supervisor's (the control socket): the "supervisor" object
 // is the supervisor's own when the control socket answers.
@@ -49,62 +25,47 @@ func status(ctx context.Context, g globals, args []string, out io.Writer) error 
 	if err != nil {
 		return err
 	}
-	var merged map[string]json.RawMessage
-	if err := c.do(ctx, "GET", "/v1/status", nil, &merged); err != nil {
+	var st wire.ServiceStatus
+	if err := c.do(ctx, "GET", "/v1/status", nil, &st.WorkerStatus); err != nil {
 		return fmt.Errorf("status: %w", err)
 	}
-	var sup json.RawMessage
 	if g.addr == "" {
+		var sup wire.SupervisorStatus
 		if err := newControlClient(g).do(ctx, "GET", "/v1/status", nil, &sup); err == nil {
-			merged["supervisor"] = sup
+			st.Supervisor = &sup
 		}
 	}
 	if *asJSON {
-		b, err := json.MarshalIndent(merged, "", "  ")
+		b, err := json.MarshalIndent(st, "", "  ")
 		if err != nil {
 			return err
 		}
 		_, err = fmt.Fprintf(out, "%s\n", b)
 		return err
 	}
-	var s struct {
-		Supervisor supervisorStatus `json:"supervisor"`
-		Worker     struct {
-			PID        int       `json:"pid"`
-			Generation uint64    `json:"generation"`
-			Build      string    `json:"build"`
-			StartedAt  time.Time `json:"started_at"`
-		} `json:"worker"`
-		Region struct {
-			Path     string `json:"path"`
-			Version  uint64 `json:"version"`
-			Capacity int    `json:"capacity"`
-		} `json:"region"`
-		Announcements int      `json:"announcements"`
-		Health        string   `json:"health"`
-		HealthReasons []string `json:"health_reasons"`
+	sup := st.Supervisor
+	if sup == nil { // the worker's view of it
+		sup = &wire.SupervisorStatus{PID: st.WorkerStatus.Supervisor.PID, Build: st.WorkerStatus.Supervisor.Build}
 	}
-	b, _ := json.Marshal(merged)
-	if err := json.Unmarshal(b, &s); err != nil {
-		return err
-	}
-	if len(s.HealthReasons) > 0 {
-		s.Health += " (" + strings.Join(s.HealthReasons, "; ") + ")"
+	health := st.Health.String()
+	if len(st.HealthReasons) > 0 {
+		health += " (" + strings.Join(st.HealthReasons, "; ") + ")"
 	}
 	fmt.Fprintf(out, "health:        %s\nregion:        %s, version %d, %d of %d announcements\nworker:        pid %d, generation %d, started %s, build %s\nsupervisor:    pid %d, build %s\n",
-		s.Health, s.Region.Path, s.Region.Version, s.Announcements, s.Region.Capacity,
-		s.Worker.PID, s.Worker.Generation, s.Worker.StartedAt.Format(time.RFC3339), s.Worker.Build,
-		s.Supervisor.PID, s.Supervisor.Build)
-	if s.Supervisor.Restarts > 0 {
-		fmt.Fprintf(out, "restarts:      %d\n", s.Supervisor.Restarts)
+		health, st.Region.Path, st.Region.Version, st.Announcements, st.Region.Capacity,
+		st.Worker.PID, st.Worker.Generation, st.Worker.StartedAt.Format(time.RFC3339), st.Worker.Build,
+		sup.PID, sup.Build)
+	if sup.Restarts > 0 {
+		fmt.Fprintf(out, "restarts:      %d\n", sup.Restarts)
 	}
-	if r := s.Supervisor.LastReload; r != nil {
-		fmt.Fprintf(out, "last reload:   %s\n", r.describe())
+	if r := sup.LastReload; r != nil {
+		fmt.Fprintf(out, "last reload:   %s\n", describe(r))
 	}
 	return nil
 }
 
-func (r *reloadResult) describe() string {
+// describe is a reload's outcome in one line.
+func describe(r *wire.ReloadResult) string {
 	line := fmt.Sprintf("%s, generation %d → %d, %s", r.Outcome, r.From, r.To, r.Duration.Round(time.Millisecond))
 	if r.Reason != "" {
 		line += ": " + r.Reason
@@ -134,36 +95,36 @@ func reload(ctx context.Context, g globals, args []string, out io.Writer) error 
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
-	var before supervisorStatus
+	var before wire.SupervisorStatus
 	if err := c.do(ctx, "GET", "/v1/status", nil, &before); err != nil {
 		return fmt.Errorf("reload: %w", err)
 	}
-	var r reloadResult
+	var r wire.ReloadResult
 	if err := c.do(ctx, "POST", "/v1/reload?wait=1", nil, &r); err != nil {
 		return fmt.Errorf("reload: %w", err)
 	}
-	if r.Outcome == "upgraded" {
+	if r.Outcome == wire.OutcomeUpgraded {
 		fmt.Fprintf(out, "supervisor upgraded (pid %d handed over); waiting for generation %d\n", before.PID, r.To)
 		return followUpgrade(ctx, c, before.PID, r.To, out)
 	}
 	if !r.OK {
-		return fmt.Errorf("reload failed: %s", r.describe())
+		return fmt.Errorf("reload failed: %s", describe(&r))
 	}
-	fmt.Fprintf(out, "reloaded: %s\n", r.describe())
+	fmt.Fprintf(out, "reloaded: %s\n", describe(&r))
 	return nil
 }
 
 // followUpgrade waits until the supervisor that replaced oldPID serves generation gen or says it failed.
 func followUpgrade(ctx context.Context, c *client, oldPID int, gen uint64, out io.Writer) error {
 	for {
-		var s supervisorStatus
+		var s wire.SupervisorStatus
 		err := c.do(ctx, "GET", "/v1/status", nil, &s)
 		if err == nil && s.PID != oldPID {
-			if r := s.LastReload; r != nil && r.Kind == "upgrade" && r.To >= gen {
+			if r := s.LastReload; r != nil && r.Kind == wire.KindUpgrade && r.To >= gen {
 				if !r.OK {
-					return fmt.Errorf("reload failed: the new supervisor (pid %d): %s", s.PID, r.describe())
+					return fmt.Errorf("reload failed: the new supervisor (pid %d): %s", s.PID, describe(r))
 				}
-				fmt.Fprintf(out, "reloaded: supervisor pid %d (%s), %s\n", s.PID, s.Build, r.describe())
+				fmt.Fprintf(out, "reloaded: supervisor pid %d (%s), %s\n", s.PID, s.Build, describe(r))
 				return nil
 			}
 		}
