@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/announcementd/announcementd/board"
+	"github.com/announcementd/announcementd/healthcheck"
+	"github.com/announcementd/announcementd/wire"
 )
 
 // TestPublishListDeleteBatch drives the daemon through the CLI and the raw API, and checks after each step that
@@ -39,29 +41,19 @@ func TestPublishListDeleteBatch(t *testing.T) {
 
 	// A batch is one store transaction and one board version.
 	before := d.boardSnapshot().Version
-	code, res := d.api("POST", "/v1/batch", `{"put":[{"id":10,"content":"ten"},{"id":11,"content":"eleven"},{"id":1,"content":"one, replaced"}],"delete":[3]}`)
-	if code != 200 || res["version"] != float64(before+1) {
-		t.Fatalf("batch: %d %v (board was at %d)", code, res, before)
+	var res wire.BatchResponse
+	code, e := d.api("POST", "/v1/batch", `{"put":[{"id":10,"content":"ten"},{"id":11,"content":"eleven"},{"id":1,"content":"one, replaced"}],"delete":[3]}`, &res)
+	if code != 200 || res.Version != before+1 {
+		t.Fatalf("batch: %d %v %+v (board was at %d)", code, e, res, before)
 	}
 	d.checkBoardMatchesAPI(1, 10, 11)
 	if s := d.boardSnapshot(); s.Records[0].Content != "one, replaced" {
 		t.Fatalf("batch replace: %+v", s.Records[0])
 	}
 	status := d.mustCtl("status", "--json")
-	var st struct {
-		Supervisor struct{ PID int }
-		Worker     struct {
-			PID        int
-			Generation uint64
-		}
-		Region struct {
-			Path    string
-			Version uint64
-		}
-		Health string
-	}
+	var st wire.ServiceStatus
 	if err := json.Unmarshal([]byte(status), &st); err != nil || st.Region.Path != d.shm || st.Region.Version != before+1 ||
-		st.Health != "ok" || st.Supervisor.PID != d.cmd.Process.Pid || st.Worker.PID == 0 || st.Worker.PID == st.Supervisor.PID {
+		st.Health != healthcheck.OK || st.Supervisor.PID != d.cmd.Process.Pid || st.Worker.PID == 0 || st.Worker.PID == st.Supervisor.PID {
 		t.Fatalf("status: %v %s", err, status)
 	}
 	if code, out, _ := d.ctl("health"); code != 0 || !strings.HasPrefix(out, "ok") {
@@ -72,14 +64,7 @@ func TestPublishListDeleteBatch(t *testing.T) {
 // checkBoardMatchesAPI asserts that list shows exactly ids and every reader's dump shows the same records.
 func (d *daemon) checkBoardMatchesAPI(ids ...uint64) {
 	d.t.Helper()
-	var list struct {
-		Version       uint64
-		Announcements []struct {
-			ID       uint64
-			Content  string
-			Priority int32
-		}
-	}
+	var list wire.ListResponse
 	if err := json.Unmarshal([]byte(d.mustCtl("list", "--json")), &list); err != nil {
 		d.t.Fatal(err)
 	}
@@ -147,7 +132,7 @@ func TestDurabilityAcrossKill9(t *testing.T) {
 		t.Fatalf("after kill -9: board holds %d announcements, %d were acknowledged", len(got), len(acked))
 	}
 
-	var res struct{ Version uint64 }
+	var res wire.AnnouncementResponse
 	json.Unmarshal([]byte(d.mustCtl("publish", "--json", "--id", "1", "last before the crash")), &res)
 	d.stop(syscall.SIGKILL) // at once: the floor may not have been saved yet
 	os.Remove(d.shm)
@@ -245,9 +230,9 @@ func TestBadInputChangesNothing(t *testing.T) {
 	for i := 100; i < 195; i++ {
 		puts = append(puts, fmt.Sprintf(`{"id":%d,"content":"x"}`, i))
 	}
-	status, res := d.api("POST", "/v1/batch", `{"put":[`+strings.Join(puts, ",")+`]}`)
-	if msg, _ := res["error"].(string); status != 409 || !strings.Contains(msg, "capacity is 95") {
-		t.Errorf("full board: %d %v", status, res)
+	status, e := d.api("POST", "/v1/batch", `{"put":[`+strings.Join(puts, ",")+`]}`, nil)
+	if status != 409 || e.Code != wire.CodeFull || !strings.Contains(e.Message, "capacity is 95") {
+		t.Errorf("full board: %d %v", status, e)
 	}
 
 	after := d.boardSnapshot()
@@ -313,7 +298,7 @@ func TestSocketModeAndMetrics(t *testing.T) {
 	}
 	d.mustCtl("publish", "--id", "1", "counted")
 	d.ctl("publish", "--id", "0", "refused")
-	d.api("PUT", "/v1/announcements/2", `{"content":"`+strings.Repeat("x", 300)+`"}`)
+	d.api("PUT", "/v1/announcements/2", `{"content":"`+strings.Repeat("x", 300)+`"}`, nil)
 	resp, err := http.Get("http://" + addr + "/metrics")
 	if err != nil {
 		t.Fatal(err)
@@ -362,7 +347,7 @@ func TestGracefulShutdownUnderLoad(t *testing.T) {
 				code, out, errs := d.ctl("publish", "--json", "--id", fmt.Sprint(id), text)
 				switch {
 				case code == 0:
-					var res struct{ Version uint64 }
+					var res wire.AnnouncementResponse
 					json.Unmarshal([]byte(out), &res)
 					mu.Lock()
 					last[id] = text
@@ -422,13 +407,13 @@ func TestMoreBadInputAndFullReplace(t *testing.T) {
 	for i := 1; i <= 95; i++ {
 		puts = append(puts, fmt.Sprintf(`{"id":%d,"content":"x"}`, i))
 	}
-	if status, res := d.api("POST", "/v1/batch", `{"put":[`+strings.Join(puts, ",")+`]}`); status != 200 {
-		t.Fatalf("fill the board: %d %v", status, res)
+	if status, e := d.api("POST", "/v1/batch", `{"put":[`+strings.Join(puts, ",")+`]}`, nil); status != 200 {
+		t.Fatalf("fill the board: %d %v", status, e)
 	}
-	if status, res := d.api("POST", "/v1/batch", `{"put":[{"id":500,"content":"new"}],"delete":[1]}`); status != 200 {
-		t.Fatalf("swap one in a full board: %d %v", status, res)
+	if status, e := d.api("POST", "/v1/batch", `{"put":[{"id":500,"content":"new"}],"delete":[1]}`, nil); status != 200 {
+		t.Fatalf("swap one in a full board: %d %v", status, e)
 	}
-	if status, _ := d.api("PUT", "/v1/announcements/501", `{"content":"one too many"}`); status != 409 {
+	if status, _ := d.api("PUT", "/v1/announcements/501", `{"content":"one too many"}`, nil); status != 409 {
 		t.Fatalf("one too many: %d", status)
 	}
 }

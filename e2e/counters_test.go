@@ -11,24 +11,12 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/announcementd/announcementd/wire"
 )
 
-// countStatus is the part of `status --json` about the service's counts.
-type countStatus struct {
-	Worker struct {
-		PID        int    `json:"pid"`
-		Generation uint64 `json:"generation"`
-	} `json:"worker"`
-	Guard struct {
-		Repairs         map[string]uint64 `json:"repairs"`
-		FaultsRecovered uint64            `json:"faults_recovered"`
-		ThisGeneration  struct {
-			Repairs         map[string]uint64 `json:"repairs"`
-			FaultsRecovered uint64            `json:"faults_recovered"`
-		} `json:"this_generation"`
-	} `json:"guard"`
-	CountersSaved bool `json:"counters_saved"`
-}
+// countStatus is `status --json`, read for the service's counts.
+type countStatus struct{ wire.ServiceStatus }
 
 func (s countStatus) repairs() (n uint64) {
 	for _, v := range s.Guard.Repairs {
@@ -111,7 +99,7 @@ func TestCountsSurviveGenerations(t *testing.T) {
 	for _, id := range []string{"1", "2", "3"} {
 		d.mustCtl("publish", "--id", id, "counted "+id)
 	}
-	if code, _ := d.api("PUT", "/v1/announcements/4", `{"content":""}`); code != 400 {
+	if code, _ := d.api("PUT", "/v1/announcements/4", `{"content":""}`, nil); code != 400 {
 		t.Fatalf("an empty content: %d, want 400", code)
 	}
 	const (

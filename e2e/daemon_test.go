@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/announcementd/announcementd/board"
 	"github.com/announcementd/announcementd/board/reader"
+	"github.com/announcementd/announcementd/wire"
 )
 
 var binDir string
@@ -163,8 +165,9 @@ func (d *daemon) mustCtl(args ...string) string {
 	return out
 }
 
-// api is a raw HTTP client on the daemon's socket (what curl --unix-socket does).
-func (d *daemon) api(method, path, body string) (int, map[string]any) {
+// raw sends a request on the daemon's API socket (what curl --unix-socket does) and returns the answer's status
+// and body.
+func (d *daemon) raw(method, path, body string) (int, []byte) {
 	d.t.Helper()
 	c := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 		return (&net.Dialer{}).DialContext(ctx, "unix", filepath.Join(d.runtime, "api.sock"))
@@ -175,9 +178,31 @@ func (d *daemon) api(method, path, body string) (int, map[string]any) {
 		d.t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	var v map[string]any
-	json.NewDecoder(resp.Body).Decode(&v)
-	return resp.StatusCode, v
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	return resp.StatusCode, b
+}
+
+// api sends a request on the API socket and decodes the answer: a 2xx into out (unless out is nil), anything else
+// as the wire.Error every error of the API is (not one fails the test).
+func (d *daemon) api(method, path, body string, out any) (int, *wire.Error) {
+	d.t.Helper()
+	status, b := d.raw(method, path, body)
+	if status/100 == 2 {
+		if out != nil {
+			if err := json.Unmarshal(b, out); err != nil {
+				d.t.Fatalf("%s %s: %d %s: %v", method, path, status, b, err)
+			}
+		}
+		return status, nil
+	}
+	e := &wire.Error{Status: status}
+	if err := json.Unmarshal(b, e); err != nil || e.Code == "" || e.Message == "" {
+		d.t.Fatalf("%s %s: %d %q is not a JSON error (%v)", method, path, status, b, err)
+	}
+	return status, e
 }
 
 // apiCase is a raw API request that must fail with status and an error message containing want.
@@ -191,8 +216,11 @@ type apiCase struct {
 func (d *daemon) expectErrors(cases []apiCase) {
 	d.t.Helper()
 	for _, c := range cases {
-		status, res := d.api(c.method, c.path, c.body)
-		msg, _ := res["error"].(string)
+		status, e := d.api(c.method, c.path, c.body, nil)
+		var msg string
+		if e != nil {
+			msg = e.Message
+		}
 		if status != c.status || !strings.Contains(msg, c.want) {
 			d.t.Errorf("%s %s %.50s: %d %q; want %d with %q", c.method, c.path, c.body, status, msg, c.status, c.want)
 		}

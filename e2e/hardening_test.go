@@ -20,6 +20,7 @@ import (
 
 	"github.com/announcementd/announcementd/board"
 	"github.com/announcementd/announcementd/board/reader"
+	"github.com/announcementd/announcementd/wire"
 )
 
 // The hardening issue's daemon tests: nobody can steer the daemon's writes through its paths, a damaged board never
@@ -429,11 +430,10 @@ func TestTruncationsUnderRequestsNeverCrashTheWorker(t *testing.T) {
 	l.Close()
 	d := newDaemon(t, "--metrics", addr)
 	d.mustCtl("publish", "--id", "1", "one")
-	pid := func() float64 {
-		_, st := d.api("GET", "/v1/status", "")
-		w, _ := st["worker"].(map[string]any)
-		p, _ := w["pid"].(float64)
-		return p
+	pid := func() int {
+		var st wire.WorkerStatus
+		d.api("GET", "/v1/status", "", &st)
+		return st.Worker.PID
 	}
 	first := pid()
 	client := &http.Client{Timeout: 10 * time.Second}
@@ -443,7 +443,7 @@ func TestTruncationsUnderRequestsNeverCrashTheWorker(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, path := range []string{"/v1/status", "/healthz", "/readyz", "/healthz?check=1"} {
-			if status, _ := d.api("GET", path, ""); status == 0 {
+			if status, _ := d.raw("GET", path, ""); status == 0 {
 				failed++
 			}
 		}
@@ -458,11 +458,7 @@ func TestTruncationsUnderRequestsNeverCrashTheWorker(t *testing.T) {
 	if now := pid(); now != first || failed != 0 {
 		t.Fatalf("worker pid %v, was %v; %d requests failed\n%s", now, first, failed, d.logs)
 	}
-	var st struct {
-		Supervisor struct {
-			Restarts int `json:"restarts"`
-		} `json:"supervisor"`
-	}
+	var st wire.ServiceStatus
 	out := d.mustCtl("status", "--json")
 	if err := jsonUnmarshal(out, &st); err != nil || st.Supervisor.Restarts != 0 {
 		t.Fatalf("status: %v, restarts %d", err, st.Supervisor.Restarts)

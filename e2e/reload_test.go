@@ -28,6 +28,7 @@ import (
 	"github.com/announcementd/announcementd/board"
 	"github.com/announcementd/announcementd/board/reader"
 	"github.com/announcementd/announcementd/internal/procfs"
+	"github.com/announcementd/announcementd/wire"
 )
 
 // The tests here replace the daemon's processes under load (reloads, upgrades, kill -9 of the worker or of the
@@ -433,12 +434,12 @@ func startLoad(t *testing.T, d *daemon, clients, idsEach int, pause time.Duratio
 // publish sends one PUT and records its outcome.
 func (l *load) publish(id, n uint64) {
 	content := selfCheck(id, n)
-	body, _ := json.Marshal(map[string]string{"content": content})
+	body, _ := json.Marshal(wire.PutRequest{Content: content})
 	req, _ := http.NewRequest("PUT", fmt.Sprintf("http://announcementd/v1/announcements/%d", id), bytes.NewReader(body))
 	var version uint64
 	resp, err := l.client.Do(req)
 	if err == nil {
-		var res struct{ Version uint64 }
+		var res wire.AnnouncementResponse
 		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		if resp.StatusCode/100 != 2 {
@@ -761,40 +762,6 @@ func (c *checker) snapshot(s *board.Snapshot) bool {
 
 // --- the daemon: status, contents, stopping ---
 
-// supervisorStatus is the supervisor's status (its control socket), the "supervisor" object of `status --json`.
-type supervisorStatus struct {
-	PID         int    `json:"pid"`
-	Build       string `json:"build"`
-	Generations []struct {
-		Generation uint64 `json:"generation"`
-		PID        int    `json:"pid"`
-		State      string `json:"state"`
-	} `json:"generations"`
-	Restarts   int `json:"restarts"`
-	LastReload *struct {
-		Kind    string `json:"kind"`
-		OK      bool   `json:"ok"`
-		Outcome string `json:"outcome"`
-		Reason  string `json:"reason"`
-		From    uint64 `json:"from_generation"`
-		To      uint64 `json:"to_generation"`
-	} `json:"last_reload"`
-}
-
-// fullStatus is the part of `announcementctl status --json` these tests read.
-type fullStatus struct {
-	Supervisor supervisorStatus `json:"supervisor"`
-	Worker     struct {
-		PID        int    `json:"pid"`
-		Generation uint64 `json:"generation"`
-		Build      string `json:"build"`
-	} `json:"worker"`
-	Region struct {
-		Version uint64 `json:"version"`
-	} `json:"region"`
-	Health string `json:"health"`
-}
-
 // ctlTimeout is d.ctl that gives up (exit -1) after timeout, so that a hung command fails the test instead of
 // blocking it.
 func (d *daemon) ctlTimeout(timeout time.Duration, args ...string) (int, string, string) {
@@ -817,10 +784,11 @@ func (d *daemon) ctlTimeout(timeout time.Duration, args ...string) (int, string,
 	return 0, out.String(), errb.String()
 }
 
-func (d *daemon) status(t *testing.T) fullStatus {
+// status is `announcementctl status --json`: the worker's status with the supervisor's.
+func (d *daemon) status(t *testing.T) wire.ServiceStatus {
 	t.Helper()
 	code, out, errs := d.ctlTimeout(30*time.Second, "status", "--json")
-	var st fullStatus
+	var st wire.ServiceStatus
 	if code != 0 {
 		t.Fatalf("status: exit %d: %s%s\n%s", code, out, errs, d.logs)
 	}
@@ -837,12 +805,7 @@ func (d *daemon) listContents(t *testing.T) map[uint64]string {
 	if code != 0 {
 		t.Fatalf("list: exit %d: %s%s", code, out, errs)
 	}
-	var list struct {
-		Announcements []struct {
-			ID      uint64
-			Content string
-		}
-	}
+	var list wire.ListResponse
 	if err := json.Unmarshal([]byte(out), &list); err != nil {
 		t.Fatalf("list: %v\n%s", err, out)
 	}
@@ -877,14 +840,14 @@ func (d *daemon) controlClient() *http.Client {
 }
 
 // controlStatus asks the supervisor for its status on its control socket; unlike `status`, it needs no worker.
-func (d *daemon) controlStatus(t *testing.T) supervisorStatus {
+func (d *daemon) controlStatus(t *testing.T) wire.SupervisorStatus {
 	t.Helper()
 	resp, err := d.controlClient().Get("http://supervisor/v1/status")
 	if err != nil {
 		t.Fatalf("supervisor status: %v\n%s", err, d.logs)
 	}
 	defer resp.Body.Close()
-	var st supervisorStatus
+	var st wire.SupervisorStatus
 	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
 		t.Fatalf("supervisor status: %v", err)
 	}
@@ -900,12 +863,7 @@ func waitServing(control *http.Client, not int) (int, error) {
 			last = err.Error()
 			continue
 		}
-		var st struct {
-			Generations []struct {
-				PID   int    `json:"pid"`
-				State string `json:"state"`
-			} `json:"generations"`
-		}
+		var st wire.SupervisorStatus
 		err = json.NewDecoder(resp.Body).Decode(&st)
 		resp.Body.Close()
 		if err != nil {
@@ -913,7 +871,7 @@ func waitServing(control *http.Client, not int) (int, error) {
 			continue
 		}
 		for _, g := range st.Generations {
-			if g.State == "serving" && g.PID != not {
+			if g.State == wire.GenerationServing && g.PID != not {
 				return g.PID, nil
 			}
 		}
