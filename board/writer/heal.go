@@ -130,10 +130,37 @@ func (w *Writer) recoverLocked(fault error) (uint64, error) {
 	return v, nil
 }
 
-// restoreLocked gives the file its size back, maps it again and rewrites the header. Both slots are then written
-// whole on their next publish. w.mu is held.
+// restoreLocked gives the file its size back, maps it again and rewrites the header. The slot of the published
+// version is restored whole from its shadow before anything else, so that the version word, if the truncation
+// left it, never names a slot of zeros: a reader on that version sees the slot being written (odd seq: retry)
+// and then whole, never stable garbage it would report as corrupt. The other slot is written whole by the
+// republish that follows. w.mu is held.
 func (w *Writer) restoreLocked() error {
 	size := w.hdr.RegionSize
+	// Hide the magic before the size comes back: what survived the truncation (the header, a version word) must
+	// not make the file look whole to a reader that opens it before the republish.
+	if _, err := w.f.WriteAt(make([]byte, 8), board.OffMagic); err != nil {
+		return fmt.Errorf("hide the magic: %w", err)
+	}
+	w.magicHidden = true
+	cur := w.version & 1
+	keep := w.shadow[cur] // slot cur as this writer wrote it for w.version
+	restore := w.published && len(keep) > board.SlotHeaderSize
+	var seq uint64
+	if restore {
+		// Mark the slot as being written while the file is still short: pwrite extends the file up to the seq
+		// word if need be, and cannot fault. Readers of w.version retry from now on.
+		off := int64(w.hdr.SlotOffset(cur))
+		var b [8]byte
+		if n, _ := w.f.ReadAt(b[:], off+board.SlotOffSeq); n == 8 {
+			seq = binary.LittleEndian.Uint64(b[:])
+		}
+		seq |= 1
+		binary.LittleEndian.PutUint64(b[:], seq)
+		if _, err := w.f.WriteAt(b[:], off+board.SlotOffSeq); err != nil {
+			return fmt.Errorf("mark slot %d as being written: %w", cur, err)
+		}
+	}
 	if err := w.f.Truncate(int64(size)); err != nil {
 		return fmt.Errorf("size to %d bytes: %w", size, err)
 	}
@@ -142,6 +169,20 @@ func (w *Writer) restoreLocked() error {
 		return err
 	}
 	w.guardMapping()
+	if restore {
+		err := catching(func() error {
+			off := w.hdr.SlotOffset(cur)
+			w.mem.CopyIn(off+8, keep[8:])
+			w.mem.Store64(off+board.SlotOffSeq, seq+1)
+			if w.mem.Load64(board.OffVersion) != w.version { // lost with the first 8 bytes: the slot is whole now
+				w.mem.Store64(board.OffVersion, w.version)
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("restore slot %d of version %d: %w", cur, w.version, err)
+		}
+	}
 	return w.rewriteLocked()
 }
 
