@@ -439,7 +439,8 @@ func waitFollowers(t *testing.T, ps []*follower, what string, ok func(p *followe
 			}
 			select {
 			case <-p.done:
-				t.Fatalf("%s follower ended before %s: bad lines %q, stderr:\n%s", p.name, what, p.bad, p.stderr.String())
+				err := p.cmd.Wait() // how it ended (a signal?), and the whole of its stderr
+				t.Fatalf("%s follower ended before %s (%v): bad lines %q, stderr:\n%s", p.name, what, err, p.bad, p.stderr.String())
 			case <-guard:
 				t.Fatalf("%s follower: no %s within the guard (last version %d, reopens %d, lost %v, stale %v)",
 					p.name, what, p.last, p.reopens, p.lost, p.stale)

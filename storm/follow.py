@@ -100,6 +100,10 @@ def follow_c(lib_path, path):
     def name(rc):
         return lib.notice_error_name(rc).decode()
 
+    # The fault guard: a truncation during a read becomes "truncated" instead of killing this process.
+    lib.notice_guard_faults.restype = ctypes.c_int
+    if lib.notice_guard_faults() != 0:
+        emit({"e": "guard:" + str(ctypes.get_errno())})
     f = ctypes.c_void_p()
     while not stop:
         rc = lib.notice_follow_open(path.encode(), 5 * 10**9, ctypes.byref(f))

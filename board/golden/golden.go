@@ -112,7 +112,150 @@ func Vectors() []Vector {
 		{Name: "zero_file", Sets: [][]board.Record{basic}, Damage: func(b []byte) []byte {
 			return b[:0]
 		}, Error: board.CodeTruncated},
+
+		// The answers of FORMAT.md that a reader's author had to guess, one vector each (§2 "Names and entries",
+		// §5 "Rules every reader follows", §9).
+		{Name: "superseded_unpublished", Sets: nil, Damage: supersede, Error: board.CodeSuperseded},
+		{Name: "bad_count", Sets: [][]board.Record{basic}, Damage: func(b []byte) []byte {
+			h := header(b)
+			slot := currentSlot(b)
+			binary.LittleEndian.PutUint32(b[slot+board.SlotOffCount:], h.Capacity+1) // the seq stays even
+			return b
+		}, Error: board.CodeSnapshotChecksum},
+		{Name: "wrong_parity", Sets: [][]board.Record{basic}, Damage: func(b []byte) []byte {
+			slot := currentSlot(b)
+			v := binary.LittleEndian.Uint64(b[board.OffVersion:])
+			binary.LittleEndian.PutUint64(b[slot+board.SlotOffVersion:], v+1) // above V, but not V's slot's
+			sealSlot(b, slot)
+			return b
+		}, Error: board.CodeSnapshotChecksum},
+		{Name: "unsorted_ids", Sets: [][]board.Record{basic}, Damage: func(b []byte) []byte {
+			slot := currentSlot(b)
+			r0 := b[slot+board.SlotHeaderSize : slot+board.SlotHeaderSize+board.Stride]
+			r1 := b[slot+board.SlotHeaderSize+board.Stride : slot+board.SlotHeaderSize+2*board.Stride]
+			t := append([]byte(nil), r0...)
+			copy(r0, r1)
+			copy(r1, t)
+			sealSlot(b, slot)
+			return b
+		}, Error: board.CodeBadRecord},
+		{Name: "layout_lenient", Sets: [][]board.Record{basic}, Opts: writer.Options{ExtraFields: []board.Field{
+			{Name: "", Type: board.TypeBytes, Offset: 292, Size: 1},                   // an empty name: unknown
+			{Name: "odd", Type: 9, Offset: 293, Size: 3},                              // an unknown type, unaligned, odd size
+			{Name: "crc ", Type: board.TypeU32, Offset: 296, Size: 4},                 // not "crc": names are not trimmed
+			{Name: "CONTENT", Type: board.TypeBytes, Offset: 300, Size: 4},            // nor folded
+			{Name: "类别", Type: board.TypeU32, Offset: 304, Size: 4},                   // non-ASCII bytes: an unknown name
+			{Name: "abcdefghijklmnopqrst", Type: board.TypeU32, Offset: 308, Size: 4}, // 20 bytes, no NUL
+			{Name: "zz\x00junk", Type: board.TypeU64, Offset: 312, Size: 8},           // the name is "zz"
+		}}},
+		{Name: "bad_layout_name_after_nul", Sets: [][]board.Record{basic}, Opts: writer.Options{ExtraFields: []board.Field{
+			{Name: "id\x00v2", Type: board.TypeU64, Offset: 296, Size: 8}, // the name is "id": twice in the table
+		}}, Error: board.CodeBadLayout},
+		{Name: "bad_layout_unknown_outside", Sets: [][]board.Record{basic}, Damage: withField(board.Field{
+			Name: "later", Type: 9, Offset: 316, Size: 8, // an unknown type still lies inside the stride
+		}), Error: board.CodeBadLayout},
+		{Name: "bad_layout_int_size", Sets: [][]board.Record{basic}, Damage: withField(board.Field{
+			Name: "flags", Type: board.TypeU32, Offset: 296, Size: 8, // an unknown name, but a u32 is 4 bytes
+		}), Error: board.CodeBadLayout},
+		{Name: "content_grown", Sets: [][]board.Record{utf8Max}, Damage: growContent(0)},
+		{Name: "content_grown_long", Sets: [][]board.Record{utf8Max}, Damage: growContent(260), Error: board.CodeBadRecord},
+		{Name: "padding_garbage", Sets: [][]board.Record{basic}, Damage: func(b []byte) []byte {
+			slot := currentSlot(b)
+			for i := range uint64(len(basic)) {
+				rec := b[slot+board.SlotHeaderSize+i*board.Stride : slot+board.SlotHeaderSize+(i+1)*board.Stride]
+				n := binary.LittleEndian.Uint32(rec[4:])
+				for j := 36 + n; j < board.Stride; j++ { // past content_len, and the reserved bytes 292..319
+					rec[j] = byte(j) | 0x80
+				}
+				board.SealRecord(rec)
+			}
+			for j := slot + 32; j < slot+board.SlotHeaderSize; j++ { // the slot header's reserved bytes
+				b[j] = 0xA5
+			}
+			sealSlot(b, slot)
+			return b
+		}},
+		{Name: "small_region", Sets: [][]board.Record{basic[:1], basic}, Damage: shrinkGeometry},
 	}
+}
+
+// utf8Max is one record of 256 bytes of content.
+var utf8Max = []board.Record{{ID: 9, Content: strings.Repeat("é", 128)}}
+
+func header(b []byte) board.Header {
+	h, err := board.ParseHeader(b, int64(len(b)))
+	if err != nil {
+		panic(err)
+	}
+	return h
+}
+
+// editLayout changes the layout table (entries of 32 bytes) and reseals its checksum.
+func editLayout(b []byte, edit func(table []byte, n uint32) uint32) {
+	le := binary.LittleEndian
+	n := le.Uint32(b[board.OffFieldCount:])
+	n = edit(b[board.OffFields:board.OffFields+board.MaxFields*board.FieldEntrySize], n)
+	le.PutUint32(b[board.OffFieldCount:], n)
+	le.PutUint32(b[board.OffLayoutCRC:], crc32.ChecksumIEEE(b[board.OffFields:board.OffFields+n*board.FieldEntrySize]))
+}
+
+// withField appends an entry that the writer itself would refuse to lay out.
+func withField(f board.Field) func(b []byte) []byte {
+	return func(b []byte) []byte {
+		editLayout(b, func(table []byte, n uint32) uint32 {
+			e := table[n*board.FieldEntrySize:]
+			copy(e[:board.FieldNameSize], f.Name)
+			binary.LittleEndian.PutUint32(e[20:], uint32(f.Type))
+			binary.LittleEndian.PutUint32(e[24:], f.Offset)
+			binary.LittleEndian.PutUint32(e[28:], f.Size)
+			return n + 1
+		})
+		return b
+	}
+}
+
+// growContent gives the content field 264 bytes, as a later minor might; with length > 0, the record's
+// content_len becomes length (its content bytes valid ASCII, resealed).
+func growContent(length uint32) func(b []byte) []byte {
+	return func(b []byte) []byte {
+		editLayout(b, func(table []byte, n uint32) uint32 {
+			for i := range n {
+				e := table[i*board.FieldEntrySize:]
+				if string(e[:8]) == "content\x00" {
+					binary.LittleEndian.PutUint32(e[28:], 264)
+				}
+			}
+			return n
+		})
+		if length > 0 {
+			slot := currentSlot(b)
+			rec := b[slot+board.SlotHeaderSize : slot+board.SlotHeaderSize+board.Stride]
+			binary.LittleEndian.PutUint32(rec[4:], length)
+			for j := uint32(36); j < 36+length; j++ {
+				rec[j] = 'a'
+			}
+			board.SealRecord(rec)
+			sealSlot(b, slot)
+		}
+		return b
+	}
+}
+
+// shrinkGeometry rewrites a 64 KiB board as a 6,144-byte one (capacity 3, slots of 1,024 bytes): a size below
+// §9's 64 KiB and not a multiple of the page size, which readers do not enforce.
+func shrinkGeometry(b []byte) []byte {
+	h := header(b)
+	const capacity, slotSize = 3, 1024
+	out := make([]byte, board.HeaderSize+2*slotSize)
+	copy(out, b[:board.HeaderSize])
+	le := binary.LittleEndian
+	le.PutUint64(out[board.OffRegionSize:], uint64(len(out)))
+	le.PutUint32(out[board.OffCapacity:], capacity)
+	le.PutUint32(out[board.OffSlotSize:], slotSize)
+	for s := range uint64(2) {
+		copy(out[board.HeaderSize+s*slotSize:board.HeaderSize+(s+1)*slotSize], b[h.SlotOffset(s):])
+	}
+	return out
 }
 
 func supersede(b []byte) []byte {
@@ -121,10 +264,7 @@ func supersede(b []byte) []byte {
 }
 
 func currentSlot(b []byte) uint64 {
-	h, err := board.ParseHeader(b, int64(len(b)))
-	if err != nil {
-		panic(err)
-	}
+	h := header(b)
 	return h.SlotOffset(binary.LittleEndian.Uint64(b[board.OffVersion:]))
 }
 

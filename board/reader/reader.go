@@ -134,19 +134,21 @@ func (b *Board) NewReader() *Reader { return &Reader{b: b} }
 // Snapshot is Board.Snapshot, reusing the Reader's buffer.
 func (r *Reader) Snapshot() (*board.Snapshot, error) { return r.b.snapshot(&r.buf) }
 
-// errTorn is a failed attempt that a retry may cure.
+// errTorn is a failed step-5 check of a stable slot copy (FORMAT.md §5): a retry may cure it, the same failure on
+// the same V and seq twice in a row is corruption.
 var errTorn = errors.New("torn")
 
 func (b *Board) snapshot(buf *[]byte) (*board.Snapshot, error) {
 	var prevV, prevSeq uint64
 	prevFailed := false // the previous attempt copied a stable slot that failed a step-5 check
 	for attempt := 1; attempt <= board.MaxAttempts; attempt++ {
+		// The state first: a superseded board says "reopen the path" whatever its version (FORMAT.md §5).
+		if b.State() == board.StateSuperseded {
+			return nil, board.Errorf(board.CodeSuperseded, "the region was replaced: reopen the path")
+		}
 		v := b.Version()
 		if v == 0 {
 			return nil, board.Errorf(board.CodeNotPublished, "nothing published yet")
-		}
-		if b.State() == board.StateSuperseded {
-			return nil, board.Errorf(board.CodeSuperseded, "the region was replaced: reopen the path")
 		}
 		img, seq, err := b.copySlot(v, buf)
 		if err == nil {
@@ -155,12 +157,14 @@ func (b *Board) snapshot(buf *[]byte) (*board.Snapshot, error) {
 			if err == nil || !errors.Is(err, errTorn) {
 				return snap, err
 			}
+		}
+		if errors.Is(err, errTorn) { // a stable slot (even seq, unchanged over the copy) failed a check
 			if prevFailed && v == prevV && seq == prevSeq {
 				return nil, board.Errorf(board.CodeSnapshotChecksum, "slot %d of version %d fails its checks on a stable sequence: %v", v&1, v, err)
 			}
 			prevV, prevSeq, prevFailed = v, seq, true
 		} else {
-			prevFailed = false
+			prevFailed = false // the copy raced a writer: the next attempt starts a new pair
 		}
 		if attempt%8 == 0 {
 			time.Sleep(time.Microsecond) // yield to a writer that is mid-publish
@@ -169,13 +173,16 @@ func (b *Board) snapshot(buf *[]byte) (*board.Snapshot, error) {
 	return nil, board.Errorf(board.CodeBusy, "no consistent snapshot in %d attempts", board.MaxAttempts)
 }
 
-// copySlot copies the slot of version v under its sequence (steps 2-4). It returns errTorn when the copy must be
-// retried.
+// errRaced is a copy that overlapped a publish (odd or changed seq): retry, it says nothing about the bytes.
+// errTorn is a copy of a stable slot that failed a check: retry, and twice in a row it is corruption.
+var errRaced = errors.New("raced a publish")
+
+// copySlot copies the slot of version v under its sequence (steps 2-4) and returns the copy and its even seq.
 func (b *Board) copySlot(v uint64, buf *[]byte) ([]byte, uint64, error) {
 	off := b.hdr.SlotOffset(v)
 	q1 := b.mem.Load64(off + board.SlotOffSeq)
 	if q1&1 == 1 {
-		return nil, 0, errTorn
+		return nil, 0, errRaced
 	}
 	if cap(*buf) < int(b.hdr.SlotSize) {
 		*buf = make([]byte, b.hdr.SlotSize)
@@ -184,13 +191,16 @@ func (b *Board) copySlot(v uint64, buf *[]byte) ([]byte, uint64, error) {
 	b.mem.CopyOut(img, off)
 	count := binary.LittleEndian.Uint32(img[board.SlotOffCount:])
 	if count > b.hdr.Capacity {
-		return nil, 0, errTorn
+		if b.mem.Load64(off+board.SlotOffSeq) != q1 {
+			return nil, 0, errRaced
+		}
+		return nil, q1, fmt.Errorf("%w: count %d exceeds the capacity %d", errTorn, count, b.hdr.Capacity)
 	}
 	end := board.SlotHeaderSize + count*b.hdr.Stride
 	img = (*buf)[:end]
 	b.mem.CopyOut(img[board.SlotHeaderSize:], off+board.SlotHeaderSize)
 	if q2 := b.mem.Load64(off + board.SlotOffSeq); q2 != q1 {
-		return nil, 0, errTorn
+		return nil, 0, errRaced
 	}
 	return img, q1, nil
 }
@@ -203,8 +213,8 @@ func (b *Board) decode(img []byte, v uint64, attempt int) (*board.Snapshot, erro
 		return nil, fmt.Errorf("%w: slot checksum", errTorn)
 	}
 	version := le.Uint64(img[board.SlotOffVersion:])
-	if version < v {
-		return nil, fmt.Errorf("%w: slot holds version %d, below %d", errTorn, version, v)
+	if version < v || version&1 != v&1 {
+		return nil, fmt.Errorf("%w: slot %d holds version %d, not a version of its parity at or above %d", errTorn, v&1, version, v)
 	}
 	snap := &board.Snapshot{
 		Version:     version,
@@ -224,6 +234,10 @@ func (b *Board) decode(img []byte, v uint64, attempt int) (*board.Snapshot, erro
 		if err != nil {
 			return nil, fmt.Errorf("record %d of version %d: %w", i, version, err)
 		}
+		if i > 0 && r.ID <= snap.Records[i-1].ID {
+			return nil, board.Errorf(board.CodeBadRecord, "record %d of version %d: id %d after id %d: ids must ascend",
+				i, version, r.ID, snap.Records[i-1].ID)
+		}
 		snap.Records[i] = r
 	}
 	return snap, nil
@@ -242,11 +256,11 @@ func (b *Board) Wait(ctx context.Context, last uint64, timeout time.Duration) (u
 	}
 	for {
 		w := b.mem.Load32(board.OffFutex)
+		if b.State() == board.StateSuperseded { // before the version, as Snapshot and the C and Python readers
+			return last, board.Errorf(board.CodeSuperseded, "the region was replaced: reopen the path")
+		}
 		if v := b.Version(); v != last {
 			return v, nil
-		}
-		if b.State() == board.StateSuperseded {
-			return last, board.Errorf(board.CodeSuperseded, "the region was replaced: reopen the path")
 		}
 		if err := ctx.Err(); err != nil {
 			return last, err

@@ -9,8 +9,8 @@
  *
  * to compile the implementation; everywhere else include notice.h for the declarations only. libnotice.c does
  * exactly that and is built as libnotice.so, which exports the notice_* functions below and nothing else.
- * Dependencies: libc and the Linux futex(2) syscall. Requires a little-endian target with always-lock-free 32- and
- * 64-bit atomics (x86-64, arm64; checked at compile time).
+ * Dependencies: libc and the Linux futex(2) and mmap(2) syscalls. Requires a little-endian target with
+ * always-lock-free 32- and 64-bit atomics (x86-64, arm64; checked at compile time).
  *
  * ---------------------------------------------------------------------------------------------------------------
  * Types
@@ -39,7 +39,9 @@
  * are those of FORMAT.md §8, plus timed_out for notice_wait and two C-only codes:
  *
  *     NOTICE_EIO               -1  "io"                 open, fstat or mmap failed (errno tells why); futex failed
- *     NOTICE_ETRUNCATED        -2  "truncated"          file shorter than 1344 bytes or than region_size
+ *     NOTICE_ETRUNCATED        -2  "truncated"          file shorter than 1344 bytes or than region_size; or
+ *                                                           the file shrank during a read (the fault guard caught
+ *                                                           it): close the board and reopen the path
  *     NOTICE_EBADMAGIC         -3  "bad_magic"          not a board
  *     NOTICE_EUNSUPPORTEDMAJOR -4  "unsupported_major"  major != 1
  *     NOTICE_EBADLAYOUT        -5  "bad_layout"         geometry or record layout table invalid
@@ -61,28 +63,33 @@
  *     Opens path O_RDONLY|O_CLOEXEC, maps the whole file PROT_READ/MAP_SHARED, closes the fd and validates the
  *     header (FORMAT.md §5 steps 1-3: size, magic, major, region_size, geometry, layout table with the record
  *     fields found by name; unknown names are ignored, any minor is accepted). On success *out is a new board
- *     owned by the caller; on error *out is NULL.
+ *     owned by the caller; on error *out is NULL. The mapping is registered with the fault guard (below).
  * void notice_close(notice_board *b)
  *     Unmaps and frees b; NULL is allowed. Snapshots taken from b stay valid (they are copies).
  * uint64_t notice_version(const notice_board *b)                        (exported: what FFI callers use)
  * static inline uint64_t notice_version_inline(const notice_board *b)   (the same, inlined for C callers)
  *     One acquire load of the published version (offset 0); 0 = nothing published yet. This is the cheap poll:
- *     take a snapshot when it differs from the last version seen.
+ *     take a snapshot when it differs from the last version seen. On a faulted board (the guard caught a SIGBUS
+ *     in it: notice_faulted) it may read 0, or whatever the file holds now: take the snapshot, which says
+ *     truncated, and treat the board as retired (below).
  * int  notice_state(const notice_board *b)
- *     The state word: 1 live, 2 superseded (other values are passed through).
+ *     The state word: 1 live, 2 superseded (other values are passed through). May read 0 on a faulted board.
  * int64_t notice_heartbeat_ns(const notice_board *b)
- *     The writer's last heartbeat, CLOCK_MONOTONIC ns.
+ *     The writer's last heartbeat, CLOCK_MONOTONIC ns. May read 0 on a faulted board (notice_is_stale: stale).
  * int  notice_is_stale(const notice_board *b, int64_t threshold_ns)
  *     1 if CLOCK_MONOTONIC now - heartbeat_ns > threshold_ns (a negative threshold counts as 0), else 0. Whether
  *     the version also stood still is the caller's concern (FORMAT.md §7; readers default to 5 s).
  * int  notice_wait(notice_board *b, uint64_t last_version, int timeout_ms, uint64_t *version_out)
  *     Blocks on the board's shared futex (FORMAT.md §6) until the version differs from last_version, then
  *     returns 0. timeout_ms < 0 waits without limit, 0 only checks. Returns NOTICE_ETIMEDOUT when the timeout
- *     passes, NOTICE_ESUPERSEDED when state is 2, NOTICE_EIO if futex(2) fails unexpectedly. Spurious wake-ups
+ *     passes, NOTICE_ESUPERSEDED when state is 2, NOTICE_ETRUNCATED when the board faulted (notice_faulted),
+ *     NOTICE_EIO if futex(2) fails unexpectedly (EFAULT: the file shrank while it slept). Spurious wake-ups
  *     and EINTR are absorbed. If version_out is not NULL it receives the last version read, also on errors.
  * int  notice_snapshot(notice_board *b, struct notice_snapshot **out)
  *     Takes one consistent snapshot (the whole of FORMAT.md §5, up to 100 attempts) into a newly allocated
- *     snapshot owned by the caller (free it with notice_snapshot_free). On error *out is NULL.
+ *     snapshot owned by the caller (free it with notice_snapshot_free). On error *out is NULL. Returns
+ *     NOTICE_ETRUNCATED when the guard caught a fault in the board, before or during the copy: bytes read from
+ *     a faulted mapping are never accepted (the board is checked after every copy, before seq and crcs).
  * int  notice_snapshot_reuse(notice_board *b, struct notice_snapshot **snap)
  *     The same without allocating in steady state, for hot loops: if *snap is NULL a snapshot is allocated (as
  *     notice_snapshot does), otherwise *snap is refilled in place and its buffers grow only when a bigger
@@ -102,6 +109,48 @@
  * const char *notice_error_name(int err)    The name in the table above (static storage); "ok" for 0.
  *
  * ---------------------------------------------------------------------------------------------------------------
+ * Truncation and SIGBUS: the fault guard (opt-in, process-wide)
+ * ---------------------------------------------------------------------------------------------------------------
+ * A reader maps the board; if the file is truncated (shrunk) while it reads, the load of a vanished page raises
+ * SIGBUS. The writer (announcementd) repairs a truncated board within milliseconds, in place (same file, its
+ * size restored, the set republished), so a reader that survives the fault only has to notice it and reopen.
+ * notice_open checks the file's size when it maps it, and a follower before each read (fstat); that leaves a
+ * truncation during a read (for a board read without a follower: any time after notice_open). Surviving it
+ * needs a process-wide SIGBUS handler, which a library must not install behind the host program's back. So:
+ *
+ *   WITHOUT notice_guard_faults, a truncation during a read kills the process with SIGBUS (the default action),
+ *   as it does any program that reads an mmap'ed file. A program that must survive it calls
+ *   notice_guard_faults() once at start, or installs its own SIGBUS handler that does the same.
+ *
+ * int  notice_guard_faults(void)
+ *     Installs the guard, once per process: a SIGBUS handler (sigaction, SA_SIGINFO|SA_ONSTACK|SA_RESTART) that
+ *     replaces the current action and keeps it. Every board opened by notice_open (before or after this call)
+ *     is registered in a small lock-free table (NOTICE_GUARD_SLOTS entries, 64 unless defined before the
+ *     implementation; a board opened while it is full works unguarded) and unregistered by notice_close. When a
+ *     SIGBUS hits an address inside a registered board's mapping, the handler flags that board as faulted, maps
+ *     a read-only page of zeros over the faulting page (MAP_FIXED, raw mmap syscall) and returns: the load runs
+ *     again and reads zeros, and the reader, which checks the flag after every copy, reports NOTICE_ETRUNCATED.
+ *     Any other SIGBUS goes to the action the guard replaced: its handler is called (with the siginfo if it
+ *     takes one; not with its own sa_mask or flags); if it was SIG_DFL (or SIG_IGN, which a fault overrides),
+ *     SIG_DFL is restored and the signal raised again, so the process dies of SIGBUS as it would have (a SIGBUS
+ *     sent by kill(2) to a process that ignored it is still ignored). The handler is async-signal-safe and
+ *     preserves errno. Thread-safe; calling it again does nothing and returns 0. Returns 0, or NOTICE_EIO if
+ *     sigaction failed (errno set) or the handler did not take (errno ENOTSUP: something kept its own, e.g.
+ *     AddressSanitizer with handle_sigbus=2); nothing is installed then. Call it early, before other threads
+ *     install SIGBUS handlers: a handler installed after it replaces it (and must chain to it for the boards to
+ *     stay guarded). Under AddressSanitizer, ASAN_OPTIONS=handle_sigbus=0 leaves SIGBUS to the guard alone;
+ *     with the default handle_sigbus=1 the guard replaces ASan's handler and passes other faults on to it.
+ * int  notice_faulted(const notice_board *b)
+ *     1 if the guard caught a fault in b's mapping, else 0 (always 0 without the guard; 0 for NULL). A faulted
+ *     board is truncated for good: some of its pages are zeros now, whatever the file holds. Its reads return
+ *     NOTICE_ETRUNCATED (snapshots, notice_wait) or zeros (notice_version, notice_state, notice_heartbeat_ns).
+ *     The caller must treat it as retired: notice_close it and notice_open the path again (the writer restores
+ *     the file within milliseconds; until then the open fails with truncated or bad_magic: retry). A follower
+ *     does that itself.
+ * uint64_t notice_faults_caught(void)
+ *     How many SIGBUS the guard caught in board mappings since the process started (diagnostics).
+ *
+ * ---------------------------------------------------------------------------------------------------------------
  * Following the path (FORMAT.md §5, "Following the path")
  * ---------------------------------------------------------------------------------------------------------------
  * The daemon replaces its file when it must (a new file renamed over the path, then the old one marked superseded
@@ -111,8 +160,10 @@
  *   - the path names another file than the open one (stat(path) dev/ino differs from the open file's: unlinked
  *     and recreated, or renamed over, even before the old one is marked). A path that names nothing keeps the
  *     open file: its writer may still publish into it until it recreates the path;
- *   - the open file is shorter than its mapping (fstat on the descriptor the follower keeps open): truncated.
- *     The follower then never touches that mapping again.
+ *   - the open file is shorter than its mapping (fstat on the descriptor the follower keeps open), or a read of
+ *     it faulted (the fault guard caught a SIGBUS in it; without the guard that SIGBUS kills the process):
+ *     truncated. The follower then never touches that mapping again, keeps its last good snapshot, and reopens
+ *     the path (the same file, once its writer restored it, or another one).
  * A reopen that fails (no file yet, truncated, bad_magic while the new file is being created) keeps the open file
  * and is retried at the next check; when the open file is retired (superseded or truncated) the follower is
  * "lost" until the path names a usable board. It never returns a version lower than one it returned before. A
@@ -128,7 +179,8 @@
  *     Checks (and reopens) as above, then takes a snapshot into *snap with notice_snapshot_reuse's rules: *snap
  *     NULL is allocated, otherwise refilled; on error *snap keeps its previous contents. Returns the snapshot
  *     errors (busy and not_published are transient), NOTICE_ESUPERSEDED or NOTICE_ETRUNCATED while lost (try
- *     again later), NOTICE_EWENTBACK if the path shows a lower version than one returned before.
+ *     again later; a snapshot that faulted is retried on the reopened path first), NOTICE_EWENTBACK if the path
+ *     shows a lower version than one returned before.
  * int  notice_follow_wait(notice_follower *f, uint64_t last_version, int timeout_ms,
  *                         struct notice_snapshot **snap, notice_follow_status *status)
  *     Blocks until there is something to report and returns 0 with *status filled (status may be NULL):
@@ -159,19 +211,23 @@
  * with its own snapshot. A snapshot is not synchronised: refill it from one thread at a time (reading it from
  * several threads while nobody refills it is fine). notice_close must not race with other calls on that board.
  * A notice_follower changes as it follows: one thread at a time.
- * The CRC tables are static const data: there is no global state, no initialisation and no lock.
+ * The CRC tables are static const data. The only global state is the fault guard's: its registry of mappings
+ * (lock-free atomics, written by notice_open and notice_close, read by the handler), whether it is installed,
+ * and the action it replaced; no lock anywhere. Each copy of the implementation (a program that compiles it in,
+ * libnotice.so) has its own registry and guard; each guards the boards it opened, and passes other faults on.
  *
  * ---------------------------------------------------------------------------------------------------------------
  * Memory safety
  * ---------------------------------------------------------------------------------------------------------------
  * Every geometry value is validated with overflow-free 64-bit arithmetic at open and copied into the board, so
  * later changes to the mapped header cannot make the reader step outside the mapping: garbage, truncated or
- * wrong-size files produce an error, never an out-of-bounds read. One hazard remains and is not handled: if the
- * file is truncated (shrunk) after notice_open, touching the vanished pages raises SIGBUS. A conforming writer
- * never shrinks a region in place (FORMAT.md §7); it retires it (state 2) and creates a new file. A follower
+ * wrong-size files produce an error, never an out-of-bounds read. One hazard remains: if the file is truncated
+ * (shrunk) after notice_open, touching the vanished pages raises SIGBUS. A conforming writer never shrinks a
+ * region in place (FORMAT.md §7), but someone else may, and the daemon then restores it in place. A follower
  * fstats its file before every read and stops reading a file that shrank, which narrows the hazard to a
- * truncation during one read; catching SIGBUS would need a process-wide signal handler, which a library must not
- * install.
+ * truncation during one read; that one kills the process unless the host installed the fault guard
+ * (notice_guard_faults, above), which turns it into NOTICE_ETRUNCATED. The guard's page of zeros makes the
+ * faulting load succeed; the reader never accepts what it read from a faulted board.
  */
 #ifndef NOTICE_H
 #define NOTICE_H
@@ -272,6 +328,7 @@ typedef struct notice_snapshot {
 typedef struct notice_board {
     const unsigned char *base; /* the mapping, PROT_READ */
     size_t map_size;
+    int guard; /* its entry in the fault guard's registry, or -1 (the registry was full) */
     uint64_t region_size;
     uint32_t header_size, capacity, stride, slot_size;
     uint16_t major, minor;
@@ -294,6 +351,12 @@ NOTICE_API const notice_record *notice_record_at(const struct notice_snapshot *s
 NOTICE_API int notice_iterate(const struct notice_snapshot *s, int (*fn)(const notice_record *, void *), void *arg);
 NOTICE_API const char *notice_strerror(int err);
 NOTICE_API const char *notice_error_name(int err);
+
+/* The fault guard (opt-in, process-wide): a SIGBUS in a board's mapping marks the board truncated instead of
+ * killing the process. */
+NOTICE_API int notice_guard_faults(void);
+NOTICE_API int notice_faulted(const notice_board *b);
+NOTICE_API uint64_t notice_faults_caught(void);
 
 /* Following the path: an opaque follower, and what notice_follow_wait reports. */
 typedef struct notice_follower notice_follower;
@@ -338,6 +401,8 @@ static inline uint64_t notice_version_inline(const notice_board *b)
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/futex.h>
+#include <sched.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -411,6 +476,179 @@ static uint64_t notice__load64(const notice_board *b, uint64_t off, memory_order
 static uint32_t notice__load32(const notice_board *b, uint64_t off, memory_order mo)
 {
     return atomic_load_explicit((const _Atomic uint32_t *)(const void *)(b->base + off), mo);
+}
+
+/* ---- the fault guard (notice_guard_faults) ----
+ * A registry of the boards' mappings that the SIGBUS handler can read: a fixed array of entries, each a seqlock
+ * over (base, len) and the board's faulted flag. An entry is free when its base is 0 and its seq even. notice_open
+ * claims a free entry (seq even -> odd by CAS), fills it and publishes it (seq odd -> even, release);
+ * notice_close empties it the same way before it unmaps. The handler only reads entries (seq, base, len, seq
+ * again: a pair read while an owner changes it is skipped; that entry cannot be the faulting board, whose reads
+ * may not race with its close) and stores the faulted flag and the counter: no lock, no allocation, nothing that
+ * is not async-signal-safe. A board opened while the registry is full works unguarded (its guard is -1). The
+ * registry exists whether or not the handler is installed, so boards opened before notice_guard_faults are
+ * guarded from then on. */
+#ifndef NOTICE_GUARD_SLOTS
+#define NOTICE_GUARD_SLOTS 64 /* open boards that can be guarded at once; a follower holds one (two briefly) */
+#endif
+
+struct notice__guard_entry {
+    _Atomic uint64_t seq;     /* even: stable; odd: its owner is changing it */
+    _Atomic uint64_t base;    /* the mapping's address; 0: the entry is free */
+    _Atomic uint64_t len;     /* the mapping's length in bytes */
+    _Atomic uint32_t faulted; /* 1 once a SIGBUS hit the mapping */
+};
+
+static struct notice__guard_entry notice__guard_reg[NOTICE_GUARD_SLOTS];
+static _Atomic int notice__guard_state;     /* 0 not installed, 1 being installed, 2 installed */
+static _Atomic uint64_t notice__guard_page; /* the page size, set before the handler is installed */
+static _Atomic uint64_t notice__guard_caught; /* faults caught in board mappings */
+static struct sigaction notice__guard_prev;   /* the action the guard replaced: what other SIGBUS go to */
+
+/* Registers the mapping [base, base + len); returns its entry, or -1 when the registry is full. */
+static int notice__guard_register(const void *base, size_t len)
+{
+    int i;
+    for (i = 0; i < NOTICE_GUARD_SLOTS; i++) {
+        struct notice__guard_entry *e = &notice__guard_reg[i];
+        uint64_t q = atomic_load_explicit(&e->seq, memory_order_acquire);
+        if ((q & 1) || atomic_load_explicit(&e->base, memory_order_relaxed) != 0)
+            continue;
+        /* seq unchanged since base read 0: nobody claimed the entry in between */
+        if (!atomic_compare_exchange_strong_explicit(&e->seq, &q, q + 1, memory_order_acquire,
+                                                     memory_order_relaxed))
+            continue;
+        atomic_thread_fence(memory_order_release); /* the odd seq before the stores below (seqlock writer) */
+        atomic_store_explicit(&e->faulted, 0, memory_order_relaxed);
+        atomic_store_explicit(&e->len, (uint64_t)len, memory_order_relaxed);
+        atomic_store_explicit(&e->base, (uint64_t)(uintptr_t)base, memory_order_relaxed);
+        atomic_store_explicit(&e->seq, q + 2, memory_order_release);
+        return i;
+    }
+    return -1;
+}
+
+/* Frees entry i (its owner's call, before the mapping is unmapped). */
+static void notice__guard_unregister(int i)
+{
+    struct notice__guard_entry *e;
+    uint64_t q;
+    if (i < 0)
+        return;
+    e = &notice__guard_reg[i];
+    q = atomic_load_explicit(&e->seq, memory_order_relaxed);
+    atomic_store_explicit(&e->seq, q + 1, memory_order_relaxed);
+    atomic_thread_fence(memory_order_release);
+    atomic_store_explicit(&e->base, 0, memory_order_relaxed);
+    atomic_store_explicit(&e->len, 0, memory_order_relaxed);
+    atomic_store_explicit(&e->seq, q + 2, memory_order_release);
+}
+
+/* 1 if a SIGBUS hit b's mapping. Call it after the loads it must cover: the signal fence keeps the compiler from
+ * moving them (the memcpy included) past this check; a fault is synchronous, so when one of those loads faulted,
+ * the handler ran on this thread before the flag is read. */
+static int notice__faulted(const notice_board *b)
+{
+    atomic_signal_fence(memory_order_seq_cst);
+    return b->guard >= 0 && atomic_load_explicit(&notice__guard_reg[b->guard].faulted, memory_order_acquire) != 0;
+}
+
+/* The SIGBUS handler. A fault inside a registered mapping: flag the board, then map a read-only page of zeros over
+ * the faulting page (raw mmap syscall, MAP_FIXED), and return: the faulting load runs again and reads zeros,
+ * which the reader never accepts (it checks the flag after every copy). Anything else goes where it would have
+ * gone without the guard. errno is preserved. */
+static void notice__on_sigbus(int sig, siginfo_t *si, void *uctx)
+{
+    int saved = errno, i;
+    if (si != NULL && si->si_code == BUS_ADRERR) { /* a fault of the kernel's: past the end of a mapped file */
+        uint64_t a = (uint64_t)(uintptr_t)si->si_addr;
+        for (i = 0; i < NOTICE_GUARD_SLOTS; i++) {
+            struct notice__guard_entry *e = &notice__guard_reg[i];
+            uint64_t q1 = atomic_load_explicit(&e->seq, memory_order_acquire), q2, base, len, page;
+            if (q1 & 1)
+                continue;
+            base = atomic_load_explicit(&e->base, memory_order_relaxed);
+            len = atomic_load_explicit(&e->len, memory_order_relaxed);
+            atomic_thread_fence(memory_order_acquire);
+            q2 = atomic_load_explicit(&e->seq, memory_order_relaxed);
+            if (q1 != q2 || base == 0 || a - base >= len)
+                continue;
+            /* The flag first: a thread that reads the zero page (without faulting: it is already there) and then
+             * checks the flag finds it set. */
+            atomic_store_explicit(&e->faulted, 1, memory_order_seq_cst);
+            page = atomic_load_explicit(&notice__guard_page, memory_order_relaxed);
+            if (syscall(SYS_mmap, (void *)(uintptr_t)(a & ~(page - 1)), (size_t)page, PROT_READ,
+                        MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS, -1, (off_t)0) == -1)
+                break; /* cannot patch it (out of memory, map count): die as without the guard */
+            atomic_fetch_add_explicit(&notice__guard_caught, 1, memory_order_relaxed);
+            errno = saved;
+            return;
+        }
+    }
+    errno = saved;
+    if (notice__guard_prev.sa_flags & SA_SIGINFO) {
+        notice__guard_prev.sa_sigaction(sig, si, uctx);
+    } else if (notice__guard_prev.sa_handler == SIG_IGN && si != NULL && si->si_code <= 0) {
+        /* ignored, and sent by a process (a fault ignores SIG_IGN and kills): ignore it as before */
+    } else if (notice__guard_prev.sa_handler != SIG_DFL && notice__guard_prev.sa_handler != SIG_IGN) {
+        notice__guard_prev.sa_handler(sig);
+    } else {
+        /* The default action: put it back and raise the signal again. It is blocked in this handler, so it is
+         * delivered when the handler returns, and the process dies of SIGBUS as it would have. */
+        struct sigaction dfl;
+        memset(&dfl, 0, sizeof dfl);
+        dfl.sa_handler = SIG_DFL;
+        sigemptyset(&dfl.sa_mask);
+        sigaction(SIGBUS, &dfl, NULL);
+        raise(SIGBUS);
+        errno = saved;
+    }
+}
+
+NOTICE_API int notice_guard_faults(void)
+{
+    for (;;) {
+        int expect = 0;
+        struct sigaction sa, old;
+        if (atomic_compare_exchange_strong(&notice__guard_state, &expect, 1)) {
+            long page = sysconf(_SC_PAGESIZE);
+            atomic_store(&notice__guard_page, (uint64_t)(page > 0 ? page : 4096));
+            memset(&sa, 0, sizeof sa);
+            sa.sa_sigaction = notice__on_sigbus;
+            sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_RESTART;
+            sigemptyset(&sa.sa_mask);
+            /* The previous action is read before ours goes in, so the handler never sees it half written; if it
+             * changed in between, the later one is what we replaced. */
+            if (sigaction(SIGBUS, NULL, &notice__guard_prev) != 0 || sigaction(SIGBUS, &sa, &old) != 0) {
+                int saved = errno;
+                atomic_store(&notice__guard_state, 0);
+                errno = saved;
+                return NOTICE_EIO;
+            }
+            if (memcmp(&old, &notice__guard_prev, sizeof old) != 0)
+                notice__guard_prev = old;
+            /* Did it take? A sanitizer that owns SIGBUS (ASan with handle_sigbus=2) accepts the call and keeps
+             * its own handler: report that rather than promise a guard that is not there. */
+            if (sigaction(SIGBUS, NULL, &old) != 0 || !(old.sa_flags & SA_SIGINFO) ||
+                old.sa_sigaction != notice__on_sigbus) {
+                atomic_store(&notice__guard_state, 0);
+                errno = ENOTSUP;
+                return NOTICE_EIO;
+            }
+            atomic_store(&notice__guard_state, 2);
+            return NOTICE_OK;
+        }
+        if (expect == 2)
+            return NOTICE_OK;
+        sched_yield(); /* another thread is installing it: wait for its result (it may fail: then try) */
+    }
+}
+
+NOTICE_API int notice_faulted(const notice_board *b) { return b != NULL && notice__faulted(b); }
+
+NOTICE_API uint64_t notice_faults_caught(void)
+{
+    return atomic_load_explicit(&notice__guard_caught, memory_order_relaxed);
 }
 
 /* ---- CRC-32/IEEE (reflected 0xEDB88320, init and final xor 0xFFFFFFFF) ----
@@ -953,10 +1191,16 @@ static int notice__open(const char *path, notice_board **out, int *fd_out, struc
     memset(&tmp, 0, sizeof tmp);
     tmp.base = (const unsigned char *)map;
     tmp.map_size = (size_t)st.st_size;
+    /* Guarded before the first read: the file may shrink while the header is parsed. Bytes read from a page the
+     * guard replaced are zeros; whatever the parse made of them, the board is truncated. */
+    tmp.guard = notice__guard_register(map, tmp.map_size);
     rc = notice__parse_header(tmp.base, (uint64_t)st.st_size, &tmp);
+    if (notice__faulted(&tmp))
+        rc = NOTICE_ETRUNCATED;
     if (rc == NOTICE_OK && (b = (notice_board *)malloc(sizeof *b)) == NULL)
         rc = NOTICE_ENOMEM;
     if (rc != NOTICE_OK) {
+        notice__guard_unregister(tmp.guard);
         munmap(map, tmp.map_size);
         if (fd_out != NULL)
             close(fd);
@@ -986,6 +1230,7 @@ NOTICE_API void notice_close(notice_board *b)
 {
     if (b == NULL)
         return;
+    notice__guard_unregister(b->guard);
     munmap((void *)(uintptr_t)b->base, b->map_size);
     free(b);
 }
@@ -1043,6 +1288,8 @@ NOTICE_API int notice_wait(notice_board *b, uint64_t last_version, int timeout_m
         uint64_t v = notice_version_inline(b);
         if (version_out != NULL)
             *version_out = v;
+        if (notice__faulted(b)) /* the words above may be zeros; sleeping on a page of zeros would never wake */
+            return NOTICE_ETRUNCATED;
         if (state == NOTICE_STATE_SUPERSEDED)
             return NOTICE_ESUPERSEDED;
         if (v != last_version)
@@ -1068,7 +1315,7 @@ NOTICE_API int notice_wait(notice_board *b, uint64_t last_version, int timeout_m
 /* ---- snapshots (FORMAT.md §5) ---- */
 
 /* Which check of step 5 a stable copy failed; used for the "twice the same => corrupt" rule. */
-enum { NOTICE__FAIL_NONE = 0, NOTICE__FAIL_CRC = 1, NOTICE__FAIL_VERSION = 2 };
+enum { NOTICE__FAIL_NONE = 0, NOTICE__FAIL_CRC = 1, NOTICE__FAIL_VERSION = 2, NOTICE__FAIL_COUNT = 3 };
 
 static int notice__grow(void **p, size_t *cap, size_t need, size_t elem)
 {
@@ -1095,16 +1342,20 @@ static int notice__grow(void **p, size_t *cap, size_t need, size_t elem)
 static int notice__check_records(const notice_board *b, const unsigned char *recs, uint32_t count, uint32_t bad_crc)
 {
     uint32_t i;
+    uint64_t prev_id = 0;
     for (i = 0; i < count; i++) {
         const unsigned char *r = recs + (size_t)i * b->stride;
         uint32_t len;
+        uint64_t id;
         if (i == bad_crc)
             return NOTICE_ERECORDCHECKSUM;
         len = notice__le32(r + b->off_content_len);
-        if (len > NOTICE_MAX_CONTENT)
+        if (len > NOTICE_MAX_CONTENT) /* 256 whatever the size of the content field (FORMAT.md §5 rules) */
             return NOTICE_EBADRECORD;
-        if (notice__le64(r + b->off_id) == 0)
+        id = notice__le64(r + b->off_id);
+        if (id == 0 || (i > 0 && id <= prev_id)) /* ids non-zero and strictly ascending */
             return NOTICE_EBADRECORD;
+        prev_id = id;
         if (!notice__utf8_valid(r + b->off_content, len))
             return NOTICE_EBADRECORD;
     }
@@ -1143,19 +1394,25 @@ static int notice__take(notice_board *b, struct notice_snapshot *s)
     uint32_t attempt;
 
     for (attempt = 1; attempt <= NOTICE_MAX_ATTEMPTS; attempt++) {
-        uint64_t v, q1, q2, slot_off, copy_version;
-        uint32_t count, crc, bad_crc, i;
+        uint64_t v, q1, q2, slot_off, copy_version, generation, heartbeat;
+        uint32_t count, crc, bad_crc, i, state, writer_pid;
         size_t rec_bytes;
         const unsigned char *slot;
         int fail, rc;
 
-        /* Step 1. Acquire pairs with the writer's release store of version (§4 step 5): everything the writer
-         * did before publishing V, in particular the even seq store of V's slot (§4 step 4), is visible. */
+        /* A fault in this board's mapping (caught by the guard) in an earlier attempt or call: the file shrank
+         * under the mapping, and some of its pages are zeros now. Nothing read from it is trusted again. */
+        if (notice__faulted(b))
+            return NOTICE_ETRUNCATED;
+
+        /* Step 1. The state first: a superseded board says "reopen the path" whatever its version. Acquire pairs
+         * with the writer's release store of version (§4 step 5): everything the writer did before publishing V,
+         * in particular the even seq store of V's slot (§4 step 4), is visible. */
+        if (notice__load32(b, NOTICE__OFF_STATE, memory_order_acquire) == NOTICE_STATE_SUPERSEDED)
+            return notice__faulted(b) ? NOTICE_ETRUNCATED : NOTICE_ESUPERSEDED;
         v = notice_version_inline(b);
         if (v == 0)
-            return NOTICE_ENOTPUBLISHED;
-        if (notice__load32(b, NOTICE__OFF_STATE, memory_order_acquire) == NOTICE_STATE_SUPERSEDED)
-            return NOTICE_ESUPERSEDED;
+            return notice__faulted(b) ? NOTICE_ETRUNCATED : NOTICE_ENOTPUBLISHED;
 
         /* Step 2. slot_off + slot_size <= region_size <= map_size (checked at open). The acquire load of seq
          * pairs with the writer's release store of the even seq (§4 step 4): an even q1 means the data of that
@@ -1173,10 +1430,20 @@ static int notice__take(notice_board *b, struct notice_snapshot *s)
          * copy stays inside the slot: 64 + capacity * stride <= slot_size). */
         memcpy(hdr, slot, sizeof hdr);
         count = notice__le32(hdr + NOTICE__SLOT_OFF_COUNT);
+        fail = NOTICE__FAIL_NONE;
         if (count > b->capacity) {
-            prev_fail = NOTICE__FAIL_NONE;
-            notice__backoff(attempt);
-            continue;
+            /* Torn by a publish (seq changed), or a stable slot with a count it cannot hold: a failed check that
+             * counts for the "twice in a row" rule below, as a failed crc does. */
+            atomic_thread_fence(memory_order_acquire);
+            if (notice__faulted(b))
+                return NOTICE_ETRUNCATED;
+            if (notice__load64(b, slot_off + NOTICE__SLOT_OFF_SEQ, memory_order_relaxed) != q1) {
+                prev_fail = NOTICE__FAIL_NONE;
+                notice__backoff(attempt);
+                continue;
+            }
+            fail = NOTICE__FAIL_COUNT;
+            goto failed;
         }
         rec_bytes = (size_t)count * b->stride; /* <= slot_size - 64 < 4 GiB */
         if (notice__grow((void **)&s->priv_raw, &s->priv_raw_cap, rec_bytes ? rec_bytes : 1, 1) != 0)
@@ -1189,13 +1456,18 @@ static int notice__take(notice_board *b, struct notice_snapshot *s)
          * q2 sees at least that publish's odd seq, so q2 != q1. */
         atomic_thread_fence(memory_order_acquire);
         q2 = notice__load64(b, slot_off + NOTICE__SLOT_OFF_SEQ, memory_order_relaxed);
+        /* With the guard, a truncation during the copy is not a crash: the vanished pages read as zeros, and the
+         * handler flagged the board. Such a copy is never accepted, whatever its seq and crcs say. */
+        if (notice__faulted(b))
+            return NOTICE_ETRUNCATED;
         if (q2 != q1) {
             prev_fail = NOTICE__FAIL_NONE;
             notice__backoff(attempt);
             continue;
         }
 
-        /* Step 5, on the copy: slot crc over [12, 64 + count*stride), and version >= V. The record crcs of
+        /* Step 5, on the copy: slot crc over [12, 64 + count*stride), and version >= V of V's parity (the slot
+         * of V only ever holds versions of that parity: another one is corruption). The record crcs of
          * step 6 (over [4, stride) of each record, the crc word being at offset 0) are computed in the same pass
          * and folded into the slot CRC (notice__skip), so the bytes are read once; only the first record
          * mismatch is remembered, and only used if step 5 passes. */
@@ -1211,11 +1483,11 @@ static int notice__take(notice_board *b, struct notice_snapshot *s)
         }
         crc ^= 0xffffffffu;
         copy_version = notice__le64(hdr + NOTICE__SLOT_OFF_VERSION);
-        fail = NOTICE__FAIL_NONE;
         if (crc != notice__le32(hdr + NOTICE__SLOT_OFF_CRC))
             fail = NOTICE__FAIL_CRC;
-        else if (copy_version < v)
+        else if (copy_version < v || (copy_version & 1) != (v & 1))
             fail = NOTICE__FAIL_VERSION;
+    failed:
         if (fail != NOTICE__FAIL_NONE) {
             /* The same V and the same even q1, failing a step-5 check twice in a row: no writer touched the slot
              * in between, so the bytes are corrupt, not torn. */
@@ -1232,6 +1504,14 @@ static int notice__take(notice_board *b, struct notice_snapshot *s)
         rc = notice__check_records(b, s->priv_raw, count, bad_crc);
         if (rc != NOTICE_OK)
             return rc;
+        /* The dynamic header words, read before anything is written into s, so that a fault in them (the guard
+         * flags it) leaves s as it was. */
+        state = notice__load32(b, NOTICE__OFF_STATE, memory_order_acquire);
+        writer_pid = notice__load32(b, NOTICE__OFF_WRITER_PID, memory_order_relaxed);
+        generation = notice__load64(b, NOTICE__OFF_GENERATION, memory_order_relaxed);
+        heartbeat = notice__load64(b, NOTICE__OFF_HEARTBEAT, memory_order_relaxed);
+        if (notice__faulted(b))
+            return NOTICE_ETRUNCATED;
         if (notice__grow((void **)&s->priv_records, &s->priv_records_cap, count ? count : 1, sizeof(notice_record)))
             return NOTICE_ENOMEM;
         for (i = 0; i < count; i++)
@@ -1246,10 +1526,10 @@ static int notice__take(notice_board *b, struct notice_snapshot *s)
         s->region_size = b->region_size;
         s->capacity = b->capacity;
         s->stride = b->stride;
-        s->state = notice__load32(b, NOTICE__OFF_STATE, memory_order_acquire);
-        s->writer_pid = notice__load32(b, NOTICE__OFF_WRITER_PID, memory_order_relaxed);
-        s->generation = notice__load64(b, NOTICE__OFF_GENERATION, memory_order_relaxed);
-        s->heartbeat_ns = notice__i64(notice__load64(b, NOTICE__OFF_HEARTBEAT, memory_order_relaxed));
+        s->state = state;
+        s->writer_pid = writer_pid;
+        s->generation = generation;
+        s->heartbeat_ns = notice__i64(heartbeat);
         return NOTICE_OK;
     }
     return NOTICE_EBUSY;
@@ -1321,7 +1601,8 @@ struct notice_follower {
     int fd;                     /* its file, kept open to fstat it */
     dev_t dev;                  /* its identity, to compare with stat(path) */
     ino_t ino;
-    int bad;                    /* the file shrank under the mapping: its pages are never touched again */
+    int bad;                    /* the file shrank under the mapping (fstat found it shorter, or the fault guard
+                                   caught a read of it): its pages are never touched again */
     int lost;                   /* 0, or why the open file is retired with no usable replacement yet */
     int64_t stale_after_ns;
     uint64_t high;              /* the highest version accepted (returned) so far */
@@ -1339,12 +1620,17 @@ static void notice__follow_refresh(notice_follower *f)
     notice_board *nb = NULL;
     int reason = 0, nfd = -1;
 
+    int state = 0;
+
     if (f->bad) {
         reason = NOTICE_ETRUNCATED;
-    } else if (fstat(f->fd, &st) != 0 || st.st_size < (off_t)f->b->map_size) {
-        f->bad = 1; /* fstat before any load: a shrunk file is found before its vanished pages are touched */
+    } else if (notice__faulted(f->b) || fstat(f->fd, &st) != 0 || st.st_size < (off_t)f->b->map_size ||
+               (state = notice_state(f->b), notice__faulted(f->b))) {
+        /* fstat before any load: a shrunk file is found before its vanished pages are touched. One that shrinks
+         * later, during a read, is found by the fault guard (if the host installed it): the same thing. */
+        f->bad = 1;
         reason = NOTICE_ETRUNCATED;
-    } else if (notice_state(f->b) == NOTICE_STATE_SUPERSEDED) {
+    } else if (state == NOTICE_STATE_SUPERSEDED) {
         reason = NOTICE_ESUPERSEDED;
     } else if (stat(f->path, &st) != 0 || (st.st_dev == f->dev && st.st_ino == f->ino)) {
         /* The path names the open file, or nothing (unlinked: its writer may publish into it until it recreates
@@ -1376,9 +1662,17 @@ static void notice__follow_refresh(notice_follower *f)
     f->lost = reason;
 }
 
-static int notice__follow_stale(const notice_follower *f)
+static int notice__follow_stale(notice_follower *f)
 {
-    return f->bad || f->lost == NOTICE_ETRUNCATED || notice_is_stale(f->b, f->stale_after_ns);
+    int stale;
+    if (f->bad || f->lost == NOTICE_ETRUNCATED || notice__faulted(f->b))
+        return 1;
+    stale = notice_is_stale(f->b, f->stale_after_ns);
+    if (notice__faulted(f->b)) { /* the heartbeat read faulted: retired at the next check */
+        f->bad = 1;
+        return 1;
+    }
+    return stale;
 }
 
 /* The snapshot in f->scratch becomes *snap if it does not go back. */
@@ -1455,8 +1749,9 @@ NOTICE_API int notice_follow_snapshot(notice_follower *f, struct notice_snapshot
     int rc = NOTICE_ESUPERSEDED, tries;
     if (f == NULL || snap == NULL)
         return NOTICE_EINVAL;
-    /* superseded between the check and the snapshot: check again, the new file is at the path by now */
-    for (tries = 0; tries < 3 && rc == NOTICE_ESUPERSEDED; tries++) {
+    /* Superseded between the check and the snapshot: check again, the new file is at the path by now. Truncated
+     * (the guard caught a fault during the snapshot): the check retires the file and reopens the path. */
+    for (tries = 0; tries < 3 && (rc == NOTICE_ESUPERSEDED || rc == NOTICE_ETRUNCATED); tries++) {
         notice__follow_refresh(f);
         if (f->lost)
             return f->lost;
@@ -1500,10 +1795,13 @@ NOTICE_API int notice_follow_wait(notice_follower *f, uint64_t last_version, int
         usable = f->lost == 0;
         if (usable) {
             v = notice_version_inline(f->b);
+            if (notice__faulted(f->b))
+                continue; /* the version read faulted (the guard caught it): the refresh retires the file */
             if (v > last_version && v >= f->high) {
                 rc = notice_snapshot_reuse(f->b, &f->scratch);
-                if (rc == NOTICE_ESUPERSEDED)
-                    continue; /* the next refresh moves to the new file */
+                if (rc == NOTICE_ESUPERSEDED || rc == NOTICE_ETRUNCATED)
+                    continue; /* the next refresh moves to the new file, or retires this one (the guard caught a
+                                 fault in the snapshot) and reopens the path */
                 if (rc == NOTICE_OK && f->scratch->version >= f->high) { /* version >= v > last_version */
                     if ((rc = notice__follow_accept(f, snap)) != NOTICE_OK)
                         return rc;

@@ -1,7 +1,8 @@
 /* notice_dump PATH - print one snapshot of the board at PATH as the dump JSON of FORMAT.md §8.
  *
  * Exit status: 0 and the dump on stdout; 1 and {"error":NAME,"message":TEXT} on stdout when the board cannot be
- * read; 2 on a usage error (message on stderr). */
+ * read; 2 on a usage error (message on stderr). It installs the fault guard (notice_guard_faults) first, so a file
+ * truncated while it is read gives {"error":"truncated",...}, not a death by SIGBUS. */
 #define _GNU_SOURCE
 #define NOTICE_IMPLEMENTATION
 #include "notice.h"
@@ -90,6 +91,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: notice_dump PATH\n");
         return 2;
     }
+    (void)notice_guard_faults(); /* without it (sigaction failed) the dump works as before: unguarded */
     errno = 0;
     rc = notice_open(argv[1], &b);
     if (rc != NOTICE_OK)

@@ -5,8 +5,12 @@
  * board is superseded it reopens PATH and continues (the version continues in the new file). The board may not
  * exist yet when it starts: it keeps trying to open it until the time is up.
  *
+ * It installs the fault guard (notice_guard_faults) at start: a truncation of the file during a snapshot is
+ * reported as truncated (counted in errors) and PATH is reopened, as for superseded (the
+ * writer restores a truncated board in place), instead of a death by SIGBUS.
+ *
  * Exit status: 0 if at least one snapshot was validated and nothing failed (torn_accepted = 0,
- * version_decreases = 0, no errors other than busy and superseded); 1 otherwise; 2 on a usage error. */
+ * version_decreases = 0, no errors other than busy, superseded and truncated); 1 otherwise; 2 on a usage error. */
 #define _GNU_SOURCE
 #define NOTICE_IMPLEMENTATION
 #include "notice.h"
@@ -87,6 +91,10 @@ int main(int argc, char **argv)
     }
     path = argv[2];
     deadline = now_ns() + (int64_t)(seconds * 1e9);
+    if (notice_guard_faults() != NOTICE_OK) {
+        perror("notice_stress: installing the SIGBUS guard");
+        return 1;
+    }
 
     open_rc = open_until(path, deadline, &b);
     while (b != NULL && now_ns() < deadline) {
@@ -94,8 +102,9 @@ int main(int argc, char **argv)
         if (rc != NOTICE_OK) {
             if (rc <= 0 && rc > -N_ERRORS)
                 errors[-rc]++;
-            if (rc == NOTICE_ESUPERSEDED) {
-                /* The writer moved to a new file at the same path: reopen it. */
+            if (rc == NOTICE_ESUPERSEDED || rc == NOTICE_ETRUNCATED) {
+                /* The writer moved to a new file at the same path, or the file shrank during the snapshot (the
+                 * guard caught it) and its writer restores it in place: reopen the path. */
                 notice_close(b);
                 b = NULL;
                 open_rc = open_until(path, deadline, &b);
@@ -130,7 +139,7 @@ int main(int argc, char **argv)
         if (i == -NOTICE_EBUSY || errors[i] == 0)
             continue;
         printf(",\"%s\":%" PRIu64, notice_error_name(-i), errors[i]);
-        if (i != -NOTICE_ESUPERSEDED)
+        if (i != -NOTICE_ESUPERSEDED && i != -NOTICE_ETRUNCATED)
             failed = 1;
     }
     printf("}}\n");

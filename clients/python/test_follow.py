@@ -112,6 +112,66 @@ class TestFollower(Case):
         u, reopened = self.wait_change(7)
         self.assertEqual((u.snapshot.version, reopened, u.lost), (9, 1, None))
 
+    def restore_in_place(self, r):
+        """Write region ``r`` (or raw bytes) into the file at the path: the same inode, its size and bytes back."""
+        fd = os.open(self.p, os.O_WRONLY)
+        try:
+            os.pwrite(fd, bytes(r.buf if isinstance(r, Region) else r), 0)
+        finally:
+            os.close(fd)
+
+    def test_truncated_and_restored_in_place(self):
+        """Truncated to 0, to 8, inside the slot: lost, the last snapshot kept; restored in place (the same inode,
+        as the writer does): followed again at the next version, without a reopen."""
+        slot = region(7, "seven").slot(7)
+        last = 7
+        self.assertEqual(self.f.wait(0, timeout=10.0).snapshot.version, 7)
+        for size in (0, 8, slot + 64 + 100):
+            with self.subTest(size=size):
+                os.truncate(self.p, size)
+                with self.assertRaises(notice.BoardError) as cm:
+                    self.f.snapshot()
+                self.assertEqual(cm.exception.name, "truncated")
+                u = self.f.wait(last, timeout=10.0)
+                self.assertEqual((u.changed, u.stale, u.lost.name, u.snapshot.version), (False, True, "truncated",
+                                                                                        last))
+                r = region(last, "old")
+                r.publish(last + 2, [encode_record(1, content=f"v{last + 2}")])
+                self.restore_in_place(r)
+                u, reopened = self.wait_change(last)
+                last += 2
+                self.assertEqual((u.snapshot.version, u.snapshot.records[0].content, u.lost, reopened),
+                                 (last, f"v{last}", None, 0))
+        self.assertEqual(self.f.reopens, 0)
+
+    def test_short_read_retires_the_file(self):
+        """A read that comes back short is a truncation found by fstat: the follower retires the file."""
+        self.assertEqual(self.f.wait(0, timeout=10.0).snapshot.version, 7)
+        board = self.f.board
+        os.truncate(self.p, 0)
+        board.file_size = 0  # so that the fstat before the read passes: the read itself finds the file short
+        u = self.f.wait(7, timeout=10.0)
+        self.assertEqual((u.changed, u.lost.name), (False, "truncated"))
+        self.assertIn("shrank", u.lost.message)
+        self.restore_in_place(region(9, "nine"))
+        u, reopened = self.wait_change(7)
+        self.assertEqual((u.snapshot.version, reopened), (9, 0))
+        self.assertIsNot(self.f.board, board)  # opened afresh: the same file, validated again
+
+    def test_corruption_is_still_reported(self):
+        """A stable slot that fails its checks, the file whole and its version still: snapshot_checksum."""
+        self.assertEqual(self.f.wait(0, timeout=10.0).snapshot.version, 7)
+        r = region(7, "seven")
+        r.publish(9, [encode_record(1, content="nine")])
+        r.buf[r.slot(9) + 8] ^= 1  # the slot crc
+        self.restore_in_place(r)
+        with self.assertRaises(notice.BoardError) as cm:
+            self.f.wait(7, timeout=10.0)
+        self.assertEqual(cm.exception.name, "snapshot_checksum")
+        with self.assertRaises(notice.BoardError) as cm:
+            self.f.snapshot()
+        self.assertEqual(cm.exception.name, "snapshot_checksum")
+
     def test_never_goes_back(self):
         self.f.wait(0, timeout=10.0)
         self.replace(3, "three")  # against the contract: the version must continue above 7

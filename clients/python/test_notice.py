@@ -315,7 +315,7 @@ class TestOpenErrors(Case):
 
     def test_io(self):
         self.open_error("io", os.path.join(self.dir, "does-not-exist"))
-        self.open_error("io", self.dir)  # a directory: open works, mmap does not
+        self.open_error("io", self.dir)  # a directory: open works, reading does not (or it is too short)
 
     def test_layout_crc_mismatch(self):
         r = self.published()
@@ -418,7 +418,7 @@ class TestSnapshotErrors(Case):
         for what, rec in cases.items():
             with self.subTest(what):
                 r = Region()
-                r.publish(3, [encode_record(1, content="fine"), rec] if what != "id 0" else [rec])
+                r.publish(3, [rec, encode_record(2, content="fine")] if what != "id 0" else [rec])
                 self.snapshot_error("bad_record", r)
 
     def test_busy_on_odd_seq(self):
@@ -426,10 +426,79 @@ class TestSnapshotErrors(Case):
         struct.pack_into("<Q", r.buf, r.slot(7), 5)
         self.snapshot_error("busy", r)
 
-    def test_busy_on_count_over_capacity(self):
+    def test_count_over_capacity_on_a_stable_slot_is_corrupt(self):
         r = self.published()
         struct.pack_into("<I", r.buf, r.slot(7) + 12, r.capacity + 1)
-        self.snapshot_error("busy", r)
+        self.snapshot_error("snapshot_checksum", r)  # not busy: no writer is racing (FORMAT.md §5 rules)
+
+
+class TestRules(Case):
+    """The answers of FORMAT.md §5 "Rules every reader follows" (the golden regions pin them for all readers)."""
+
+    def test_superseded_wins_over_not_published(self):
+        self.snapshot_error("superseded", Region(state=2))
+
+    def test_slot_version_of_the_other_parity(self):
+        r = self.published()
+        s = r.slot(7)
+        struct.pack_into("<Q", r.buf, s + 16, 8)  # >= 7, but slot 1 never holds an even version
+        r.reseal(7)
+        self.snapshot_error("snapshot_checksum", r)
+        struct.pack_into("<Q", r.buf, s + 16, 9)  # a newer version of the right parity is fine
+        r.reseal(7)
+        with notice.Board.open(self.save(r)) as board:
+            self.assertEqual(board.snapshot().version, 9)
+
+    def test_ids_must_ascend(self):
+        for ids in ((7, 1), (5, 5), (1, 2, 2)):
+            with self.subTest(ids=ids):
+                r = Region()
+                r.publish(3, [encode_record(i, content=str(i)) for i in ids])
+                e = self.snapshot_error("bad_record", r)
+                self.assertIn("ascend", e.message)
+
+    def test_padding_is_not_checked(self):
+        r = Region()
+        rec = bytearray(encode_record(1, content="short"))
+        rec[36 + 5:] = bytes(0x80 | (j & 0x7f) for j in range(1, STRIDE - 41 + 1))  # past content_len, and the reserved bytes 292..319
+        struct.pack_into("<I", rec, 0, zlib.crc32(rec[4:]))
+        r.publish(3, [bytes(rec)])
+        r.buf[r.slot(3) + 32:r.slot(3) + 64] = b"\xa5" * 32  # the slot header's reserved bytes
+        r.reseal(3)
+        with notice.Board.open(self.save(r)) as board:
+            self.assertEqual(board.snapshot().records[0].content, "short")
+
+    def test_content_limit_stays_256_when_the_field_grows(self):
+        fields = [f if f[0] != "content" else ("content", BYTES, 36, 264) for f in FIELDS_1_0]
+        r = Region(fields=fields)
+        r.publish(3, [encode_record(1, content="b" * 256)])
+        with notice.Board.open(self.save(r)) as board:
+            self.assertEqual(board.snapshot().records[0].content, "b" * 256)
+        r.publish(5, [encode_record(1, content="b" * 260)])
+        self.snapshot_error("bad_record", r)
+
+    def test_names_compare_as_bytes_up_to_the_first_nul(self):
+        extra = [(b"crc ", U32, 296, 4), (b"CONTENT", BYTES, 300, 4), ("类别".encode(), U32, 304, 4),
+                 (b"abcdefghijklmnopqrst", U32, 308, 4), (b"zz\0junk", U64, 312, 8), (b"", 9, 293, 3)]
+        r = Region(fields=FIELDS_1_0 + extra, minor=1)
+        r.publish(3, sample_records())
+        with notice.Board.open(self.save(r)) as board:
+            self.assertEqual(board.snapshot().count, 3)
+        r = Region(fields=FIELDS_1_0 + [(b"id\0v2", U64, 296, 8)])  # "id" twice
+        r.publish(3, sample_records())
+        self.open_error("bad_layout", self.save(r))
+
+    def test_unknown_type_must_lie_inside_the_stride(self):
+        r = Region(fields=FIELDS_1_0 + [("later", 9, 316, 8)])
+        r.publish(3, sample_records())
+        self.open_error("bad_layout", self.save(r))
+
+    def test_size_limits_of_section_9_are_not_enforced(self):
+        r = Region(region_size=6144)  # below 64 KiB, not a multiple of the page size: capacity 3
+        self.assertEqual(r.capacity, 3)
+        r.publish(3, sample_records())
+        with notice.Board.open(self.save(r)) as board:
+            self.assertEqual(board.snapshot().count, 3)
 
 
 class TestLiveBoard(Case):
@@ -514,6 +583,92 @@ class TestLiveBoard(Case):
             stop.set()
             t.join()
         self.assertGreater(good, 0)
+
+
+class TestTruncation(Case):
+    """A board file truncated under an open Board: every read is a pread, and one that comes back short is
+    BoardError truncated; nothing faults (a reader on a mapping would die of SIGBUS here)."""
+
+    def setUp(self):
+        super().setUp()
+        self.r = self.published()  # version 7 in slot 1, three records
+        self.p = self.save(self.r)
+        self.board = notice.Board.open(self.p)
+        self.addCleanup(self.board.close)
+
+    def truncated(self, fn, *args):
+        return self.assertBoardError("truncated", fn, *args)
+
+    def test_to_0(self):
+        os.truncate(self.p, 0)
+        b = self.board
+        for fn in (b.version, b.state, b.heartbeat_ns, b.is_stale, b.snapshot):
+            with self.subTest(fn.__name__):
+                self.truncated(fn)
+        self.truncated(b.poll, 0)
+
+    def test_to_8(self):
+        os.truncate(self.p, 8)
+        b = self.board
+        self.assertEqual(b.version(), 7)  # the version word is still there
+        self.truncated(b.state)
+        self.truncated(b.snapshot)
+        self.truncated(b.poll, 0)
+
+    def test_version_needs_8_bytes(self):
+        for size in range(8):
+            with self.subTest(size=size):
+                os.truncate(self.p, size)
+                e = self.truncated(self.board.version)
+                self.assertIn("shrank", e.message)
+
+    def test_inside_the_slot(self):
+        s = self.r.slot(7)
+        for size in (s, s + 8, s + 40, s + 64 + notice.MIN_STRIDE, s + 64 + 3 * STRIDE - 1):
+            with self.subTest(size=size):
+                self.r.save(self.p)
+                os.truncate(self.p, size)
+                self.assertEqual(self.board.version(), 7)
+                self.truncated(self.board.snapshot)
+
+    def test_past_the_snapshot_it_reads(self):
+        # The bytes the snapshot needs are all there: it is read whole (a Follower sees the file is short).
+        os.truncate(self.p, self.r.slot(7) + 64 + 3 * STRIDE)
+        self.assertEqual(self.board.snapshot().count, 3)
+
+    def test_every_size(self):
+        """Any truncation point gives a snapshot or truncated, never another error or exception."""
+        full = bytes(self.r.buf)
+        s = self.r.slot(7)
+        for size in list(range(0, 200, 4)) + list(range(s - 8, s + 64 + 3 * STRIDE + 8, 8)):
+            with open(self.p, "r+b") as f:
+                f.write(full)
+            os.truncate(self.p, size)
+            try:
+                snap = self.board.snapshot()
+            except notice.BoardError as e:
+                self.assertEqual(e.name, "truncated", f"size {size}: {e}")
+            else:
+                self.assertEqual((size, snap.count), (size, 3))
+
+    def test_restored_in_place(self):
+        os.truncate(self.p, 0)
+        self.truncated(self.board.snapshot)
+        self.r.publish(9, [encode_record(1, content="nine")])
+        fd = os.open(self.p, os.O_WRONLY)  # the same inode, its size and bytes back
+        try:
+            os.pwrite(fd, bytes(self.r.buf), 0)
+        finally:
+            os.close(fd)
+        # The open board reads the file as it is now: no mapping to redo.
+        self.assertEqual(self.board.version(), 9)
+        self.assertEqual(self.board.snapshot().records[0].content, "nine")
+
+    def test_closed_board_raises_value_error(self):
+        self.board.close()
+        for fn in (self.board.version, self.board.state, self.board.heartbeat_ns, self.board.snapshot):
+            with self.subTest(fn.__name__), self.assertRaises(ValueError):
+                fn()
 
 
 class TestRobustness(Case):

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -19,13 +20,14 @@ type change struct {
 	Added   []board.Record `json:"added,omitempty"`
 	Changed []board.Record `json:"changed,omitempty"`
 	Removed []uint64       `json:"removed,omitempty"`
-	Event   string         `json:"event,omitempty"`  // "reopened", "lost", "stale", "alive"
-	Reason  string         `json:"reason,omitempty"` // why the board was lost
+	Event   string         `json:"event,omitempty"`  // "reopened", "lost", "corrupt", "stale", "alive"
+	Reason  string         `json:"reason,omitempty"` // why the board was lost or its snapshot refused
 }
 
 // watch prints every new version and what changed in it, blocking on the board's futex between versions. It
 // follows the path (reader.Follower) to each new file the writer puts there, and says when the writer's
-// heartbeat goes stale.
+// heartbeat goes stale. A snapshot that fails its checks (the writer repairs what damaged it within moments) is
+// reported once, refused, and watched for again.
 func watch(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("watch", flag.ContinueOnError)
 	shm := fs.String("shm", defaultShm, "the region file")
@@ -52,11 +54,25 @@ func watch(ctx context.Context, args []string, out io.Writer) error {
 		prev  = map[uint64]board.Record{}
 		stale bool
 		lost  bool
+		bad   string // the corruption last reported, until a snapshot is accepted
 	)
 	for {
 		u, err := f.Next(ctx, last)
 		if ctx.Err() != nil {
 			return nil
+		}
+		var be *board.Error
+		if errors.As(err, &be) && corrupt(be.Code) {
+			if be.Error() != bad {
+				bad = be.Error()
+				emit(change{Version: last, Event: "corrupt", Reason: bad})
+			}
+			select { // the writer's repair comes within its check interval (250 ms)
+			case <-ctx.Done():
+				return nil
+			case <-time.After(50 * time.Millisecond):
+			}
+			continue
 		}
 		if err != nil {
 			return fmt.Errorf("watch %s: %w", *shm, err)
@@ -75,6 +91,7 @@ func watch(ctx context.Context, args []string, out io.Writer) error {
 			}
 		}
 		if u.Changed {
+			bad = ""
 			emit(diff(u.Snapshot, prev))
 			last = u.Snapshot.Version
 			prev = make(map[uint64]board.Record, len(u.Snapshot.Records))
@@ -91,6 +108,11 @@ func watch(ctx context.Context, args []string, out io.Writer) error {
 			emit(ev)
 		}
 	}
+}
+
+// corrupt reports whether code is a snapshot refused for its bytes: damage the writer repairs, not the end.
+func corrupt(code board.Code) bool {
+	return code == board.CodeSnapshotChecksum || code == board.CodeRecordChecksum || code == board.CodeBadRecord
 }
 
 func diff(s *board.Snapshot, prev map[uint64]board.Record) change {
@@ -120,6 +142,9 @@ func printChange(out io.Writer, c change) {
 	case "":
 	case "lost":
 		fmt.Fprintf(out, "version %d: board lost: %s\n", c.Version, c.Reason)
+		return
+	case "corrupt":
+		fmt.Fprintf(out, "version %d: snapshot refused: %s\n", c.Version, c.Reason)
 		return
 	default:
 		fmt.Fprintf(out, "version %d: writer %s\n", c.Version, c.Event)
