@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -130,6 +131,19 @@ func (d *daemon) supervisorPID() int {
 		return 0
 	}
 	return d.cur.Process.Pid
+}
+
+// servingPID is the pid in the supervisor's pid file, which it writes once its first generation serves: the
+// process an operator's `kill -HUP $(cat announcementd.pid)` signals (and systemd's MAINPID). A supervisor
+// signalled before it set up its handlers dies of SIGHUP's default action, as any program would; systemd sends
+// no reload before READY=1. 0 when there is no pid file (a supervisor not serving yet).
+func (d *daemon) servingPID() int {
+	b, err := os.ReadFile(filepath.Join(d.runtime, "announcementd.pid"))
+	if err != nil {
+		return 0
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	return pid
 }
 
 // killSupervisor kills the current supervisor with SIGKILL; the loop starts a new one.

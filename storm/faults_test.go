@@ -156,7 +156,7 @@ func (s *storm) inject(f *fault) {
 		f.detail = fmt.Sprintf("%d SIGHUPs at +%v ms", n, at)
 		for _, ms := range at {
 			time.Sleep(time.Until(f.start.Add(time.Duration(ms) * time.Millisecond)))
-			pid := d.supervisorPID()
+			pid := d.servingPID() // as an operator finds it
 			if s.signal(f, pid, syscall.SIGHUP) {
 				f.lastSignal, f.signalled = time.Now(), pid
 			}

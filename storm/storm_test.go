@@ -49,10 +49,7 @@ const (
 // knownFailure says what makes the short storm fail on main today. While it is set, `go test ./...` (and so
 // `make test`) skips the short run; any -storm.* flag (`make storm` passes some) runs it anyway. Empty it once
 // that is fixed.
-const knownFailure = "issue 9 item 10: after `truncate -s 1000` of the board, which the writer restores in place " +
-	"(same file, same inode), the Go (board/reader Follower, so also announcementctl watch), C (notice_follow_*) and " +
-	"Python (notice.Follower) followers that saw the short file report it lost (truncated) and never read it again; " +
-	"the storm's assertion READER DID NOT FOLLOW THE BOARD fails"
+const knownFailure = ""
 
 var binDir string
 
