@@ -29,6 +29,7 @@ type behaviour struct {
 	ready        bool  // Start's answer: healthy or not
 	crashOnReady bool  // the process ends right after its healthy Ready
 	ignoreYield  bool  // Yield blocks until killed
+	replace      *os.File // sent as the file "region" once serving, as a worker that recreated its region does
 }
 
 var healthy = behaviour{ready: true}
@@ -121,6 +122,9 @@ func (p *inProc) run(f *os.File, n uint64, b behaviour) error {
 	return handoff.Serve(p.ctx, c, w, handoff.ServeOptions{Sent: func(m handoff.Message) {
 		if r, ok := m.(handoff.Ready); ok && r.Healthy && b.crashOnReady {
 			p.cancel(errCrashed)
+		}
+		if r, ok := m.(handoff.Ready); ok && r.Healthy && b.replace != nil {
+			go c.SendFiles(p.ctx, handoff.NamedFile{Name: "region", File: b.replace})
 		}
 	}})
 }

@@ -56,6 +56,12 @@ func (s *Supervisor) enter(to State, reason string, reload *wire.ReloadResult) {
 		panic(fmt.Sprintf("supervisor: no transition from %s to %s (%s)", from, to, reason))
 	}
 	s.state = to
+	s.mu.Lock()
+	s.stepDeadline = time.Now() // serving and restarting wait for events: they answer Alive at once
+	if to != StateServing && to != StateRestarting {
+		s.stepDeadline = s.stepDeadline.Add(s.stepBound())
+	}
+	s.mu.Unlock()
 	tr := Transition{From: from, To: to, At: time.Now(), Reason: reason, Reload: reload}
 	if s.current != nil {
 		tr.Generation, tr.RegionVersion = s.current.n, s.current.regionVersion

@@ -81,6 +81,10 @@ type Config struct {
 	// OnTransition, when set, is called by the loop at each change of state (state.go), before the loop goes on:
 	// it must not block. The service manager's adapter (sd_notify) hangs on it.
 	OnTransition func(Transition)
+	// OnFiles, when set, is called by the loop with the whole set of files it hands out each time a worker replaced
+	// one (say, a region it had to recreate), before the loop goes on: it must not block. The files stay the
+	// supervisor's; the callee may duplicate them (the service manager's fd store does).
+	OnFiles func([]handoff.NamedFile)
 }
 
 // Supervisor runs one worker generation at a time and replaces it on reload or crash.
@@ -90,7 +94,11 @@ type Supervisor struct {
 	log     *zap.Logger
 	started time.Time
 	reloads chan chan wire.ReloadResult // the loop takes one request per reload and answers every one it took
+	pings   chan struct{}               // Alive: the loop takes one whenever it waits for the next event
 	done    chan struct{}               // closed when Run returns
+
+	stopOnce sync.Once
+	stopped  chan struct{} // closed by Stop: Run stops as when its ctx is done
 
 	// Owned by the loop goroutine.
 	state   State
@@ -106,6 +114,9 @@ type Supervisor struct {
 
 	mu     sync.Mutex
 	view   wire.SupervisorStatus // what Status returns; the loop updates it at each transition
+	// stepDeadline bounds the step the loop entered at its last transition (stepBound): until then, a loop that does
+	// not take pings is busy (starting, reloading, stopping a generation), not hung.
+	stepDeadline time.Time
 	health *healthcheck.Monitor  // the supervisor's own checks, updated with the view
 }
 
@@ -130,13 +141,16 @@ func newSupervisor(cfg Config, e env) (*Supervisor, error) {
 	s := &Supervisor{
 		cfg: cfg, env: e, log: cfg.Log, started: time.Now(),
 		reloads: make(chan chan wire.ReloadResult),
+		pings:   make(chan struct{}),
 		done:    make(chan struct{}),
+		stopped: make(chan struct{}),
 		state:   StateStarting,
 		next:    cfg.FirstGeneration,
 		files:   slices.Clone(cfg.Files),
 		health:  healthcheck.NewMonitor(time.Now),
 	}
 	s.view = wire.SupervisorStatus{PID: os.Getpid(), Build: cfg.Build, Binary: cfg.Binary, StartedAt: s.started.UTC()}
+	s.stepDeadline = s.started.Add(s.stepBound())
 	s.publish()
 	return s, nil
 }
@@ -150,6 +164,15 @@ var ErrGaveUp = errors.New("worker keeps crashing")
 // (self-upgrade). No worker outlives Run. Each state's step runs until the state changes (state.go).
 func (s *Supervisor) Run(ctx context.Context) (err error) {
 	defer close(s.done)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-s.stopped:
+			cancel()
+		case <-s.done:
+		}
+	}()
 	defer func() {
 		if s.state != StateStopped {
 			s.enter(StateStopped, stopReason(err), nil)
@@ -256,6 +279,7 @@ func (s *Supervisor) serving(ctx context.Context) {
 		default:
 			g.log.Warn("unexpected message from the serving worker", zap.Stringer("type", m.Type()))
 		}
+	case <-s.pings:
 	case req := <-s.reloads:
 		waiters := append([]chan wire.ReloadResult{req}, s.takeWaiting()...)
 		// A stop asked for during a reload waits for it: cutting it short would kill workers mid-handover.
@@ -281,6 +305,9 @@ func (s *Supervisor) replaceFiles(files handoff.Files) {
 		}
 		s.files[i].File = f
 		s.log.Info("a worker replaced a file; the next generations get the new one", zap.String("name", name))
+	}
+	if s.cfg.OnFiles != nil {
+		s.cfg.OnFiles(slices.Clone(s.files))
 	}
 }
 
@@ -329,11 +356,18 @@ func (s *Supervisor) restarting(ctx context.Context) error {
 		}
 		delay := min(firstBackoff<<min(max(s.crashes-1, 0), 20), s.cfg.RestartBackoff)
 		s.log.Info("restarting the worker", zap.Duration("after", delay))
-		select {
-		case <-ctx.Done():
-			s.enter(StateStopped, "stop", nil)
-			return nil
-		case <-time.After(delay):
+		wait := time.NewTimer(delay)
+	backoff:
+		for {
+			select {
+			case <-ctx.Done():
+				wait.Stop()
+				s.enter(StateStopped, "stop", nil)
+				return nil
+			case <-s.pings:
+			case <-wait.C:
+				break backoff
+			}
 		}
 		g, err := s.spawn(ctx, s.take())
 		if err == nil {
@@ -429,6 +463,48 @@ func (s *Supervisor) stopping() {
 	}
 	g.stop(s.cfg.DrainTimeout)
 	s.enter(StateStopped, "stop", nil)
+}
+
+// Stop asks Run to stop as when its ctx is done: the serving generation finishes its requests and exits. It
+// returns at once; Run returns when the stop is complete. Stopping twice, or after Run returned, does nothing.
+func (s *Supervisor) Stop() { s.stopOnce.Do(func() { close(s.stopped) }) }
+
+// Done is closed when Run has returned.
+func (s *Supervisor) Done() <-chan struct{} { return s.done }
+
+// aliveWait is how long Alive waits for the loop to take its ping.
+const aliveWait = time.Second
+
+// Alive reports whether the supervisor's loop is alive: it takes a ping whenever it waits for the next event
+// (serving, or the backoff before a restart), and a loop in a step that does not wait (starting, reloading,
+// upgrading or stopping a generation) is alive until the step's bound (stepBound) has passed. A watchdog pings the
+// service manager only while this returns nil, so a hung supervisor is restarted. It returns an error once Run
+// has returned.
+func (s *Supervisor) Alive(ctx context.Context) error {
+	t := time.NewTimer(aliveWait)
+	defer t.Stop()
+	select {
+	case s.pings <- struct{}{}:
+		return nil
+	case <-s.done:
+		return errors.New("the supervisor has stopped")
+	case <-ctx.Done():
+	case <-t.C:
+	}
+	s.mu.Lock()
+	state, deadline := s.view.State, s.stepDeadline
+	s.mu.Unlock()
+	if time.Now().Before(deadline) {
+		return nil
+	}
+	return fmt.Errorf("the supervisor's loop has not answered in state %s for longer than its step may take (until %s)",
+		state, deadline.Format(time.RFC3339Nano))
+}
+
+// stepBound is the longest a step of the loop may take without waiting for an event: bringing a generation to
+// standby and then to serving, while the old one drains and exits, with room to spare.
+func (s *Supervisor) stepBound() time.Duration {
+	return 2*s.cfg.ReadyTimeout + 2*s.cfg.DrainTimeout + 10*time.Second
 }
 
 // Reload asks for a reload and waits for its outcome. A reload asked for while another runs waits for it to end

@@ -63,3 +63,10 @@ type BatchResponse struct {
 type ReloadAccepted struct {
 	Accepted bool `json:"accepted"` // always true
 }
+
+// StopAccepted answers POST /v1/stop on the control socket: the supervisor stops as on SIGTERM; PID is the process
+// to wait for (it exits once the serving generation has finished its requests).
+type StopAccepted struct {
+	Accepted bool `json:"accepted"` // always true
+	PID      int  `json:"pid"`
+}
