@@ -62,7 +62,7 @@ var deps = map[string]rule{
 		ext: join(zap, prometheus),
 	},
 	"supervisor": {mod: []string{"handoff", "healthcheck", "internal/procfs", "wire"}, ext: zap},
-	"systemd":    {mod: []string{"supervisor"}, ext: join(zap, []string{"github.com/coreos/go-systemd/v22/"})},
+	"systemd":    {mod: []string{"supervisor"}, ext: join(xsys, zap, []string{"github.com/coreos/go-systemd/v22/"})},
 
 	"cmd/announcementd": {
 		mod: []string{"board/writer", "handoff", "healthcheck", "internal/fdutil", "internal/securefs", "store", "supervisor", "systemd", "wire", "worker"},

@@ -1,26 +1,12 @@
-// Package systemd adapts announcementd to the service manager: it tells systemd what the supervisor does
-// (sd_notify(3): READY=1, RELOADING=1, STOPPING=1, STATUS=) from the supervisor's state transitions. Only
-// cmd/announcementd imports it; the supervisor knows nothing of systemd (it calls Config.OnTransition, and this
-// package hangs on it).
-//
-// Without NOTIFY_SOCKET (not started by systemd, or by a unit that is not Type=notify) every call is a no-op.
-//
-// What is sent, by transition (docs/SUPERVISOR.md has the state diagram):
-//
-//	starting → serving                     READY=1, STATUS=
-//	serving → reloading, serving → upgrading  RELOADING=1 and MONOTONIC_USEC= in one datagram (systemd 253+ needs
-//	                                       both; 252 reads RELOADING=1), STATUS=
-//	reloading/upgrading → serving, → restarting  READY=1, whatever the outcome: a reload that never sees READY
-//	                                       hangs systemctl reload; STATUS= says the outcome and the reason
-//	serving → restarting                   STATUS= (the worker crashed; restarting)
-//	→ stopping                             STOPPING=1, STATUS=
 package systemd
 
 import (
 	"fmt"
+	"os"
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/coreos/go-systemd/v22/daemon"
 	"go.uber.org/zap"
@@ -28,10 +14,14 @@ import (
 	"github.com/announcementd/announcementd/supervisor"
 )
 
+// barrierTimeout bounds the wait for systemd to read the messages before a BARRIER=1.
+const barrierTimeout = 5 * time.Second
+
 // Notifier sends the service manager the supervisor's state. Observe is meant for supervisor.Config.OnTransition.
 type Notifier struct {
-	log  *zap.Logger
-	send func(state string) (bool, error) // daemon.SdNotify, without unsetting the environment
+	log     *zap.Logger
+	send    func(state string) (bool, error) // daemon.SdNotify, without unsetting the environment
+	barrier func(timeout time.Duration) error
 
 	mu   sync.Mutex
 	last string // the last STATUS= line, for Status
@@ -39,14 +29,26 @@ type Notifier struct {
 
 // NewNotifier returns a notifier that sends to $NOTIFY_SOCKET, when it is set, and logs what it could not send.
 func NewNotifier(log *zap.Logger) *Notifier {
-	return &Notifier{log: log, send: func(state string) (bool, error) { return daemon.SdNotify(false, state) }}
+	return &Notifier{log: log,
+		send:    func(state string) (bool, error) { return daemon.SdNotify(false, state) },
+		barrier: func(timeout time.Duration) error { return barrier(os.Getenv("NOTIFY_SOCKET"), timeout) },
+	}
 }
 
 // Observe tells the service manager about one transition of the supervisor (see the package doc).
 func (n *Notifier) Observe(tr supervisor.Transition) {
 	status := "STATUS=" + statusLine(tr)
 	var msg []string
+	mainPID := false
 	switch {
+	case tr.From == supervisor.StateUpgrading && tr.To == supervisor.StateStopped:
+		return // handed over: the new supervisor is the main process and says what the service does
+	case tr.From == supervisor.StateStarting && tr.To == supervisor.StateServing && tr.Reason == "upgrade",
+		tr.From == supervisor.StateUpgrading && tr.To == supervisor.StateServing:
+		// This process is the service's main process now (a take-over), or again (an upgrade rolled back after the
+		// new supervisor had said it was). Its pid file is written already (tableflip's Ready, or the rollback).
+		mainPID = true
+		msg = []string{fmt.Sprintf("MAINPID=%d", os.Getpid()), daemon.SdNotifyReady, status}
 	case tr.From == supervisor.StateStarting && tr.To == supervisor.StateServing:
 		msg = []string{daemon.SdNotifyReady, status}
 	case tr.To == supervisor.StateReloading || tr.To == supervisor.StateUpgrading:
@@ -61,8 +63,17 @@ func (n *Notifier) Observe(tr supervisor.Transition) {
 	n.mu.Lock()
 	n.last = strings.TrimPrefix(status, "STATUS=")
 	n.mu.Unlock()
-	if _, err := n.send(strings.Join(msg, "\n")); err != nil {
+	sent, err := n.send(strings.Join(msg, "\n"))
+	if err != nil {
 		n.log.Warn("could not tell the service manager", zap.String("message", strings.Join(msg, " ")), zap.Error(err))
+		return
+	}
+	if sent && mainPID {
+		// The old main process exits once this transition is over: systemd must have read MAINPID= by then, or it
+		// would take the old one's exit for the service's.
+		if err := n.barrier(barrierTimeout); err != nil {
+			n.log.Warn("the service manager did not confirm the new main pid", zap.Error(err))
+		}
 	}
 }
 

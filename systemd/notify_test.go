@@ -1,10 +1,13 @@
 package systemd
 
 import (
+	"fmt"
 	"net"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -14,8 +17,15 @@ import (
 	"github.com/announcementd/announcementd/wire"
 )
 
+// message is one datagram that arrived on the test's NOTIFY_SOCKET, with the fds it carried (already closed, so
+// that a BARRIER=1 is answered; their fstat is kept).
+type message struct {
+	state string
+	fds   []syscall.Stat_t
+}
+
 // listen makes a NOTIFY_SOCKET of the test's own and returns what arrives on it.
-func listen(t *testing.T) <-chan string {
+func listen(t *testing.T) <-chan message {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "notify")
 	c, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
@@ -24,28 +34,44 @@ func listen(t *testing.T) <-chan string {
 	}
 	t.Cleanup(func() { c.Close() })
 	t.Setenv("NOTIFY_SOCKET", path)
-	got := make(chan string, 16)
+	got := make(chan message, 64)
 	go func() {
-		buf := make([]byte, 4096)
+		buf, oob := make([]byte, 4096), make([]byte, 1024)
 		for {
-			n, err := c.Read(buf)
+			n, oobn, _, _, err := c.ReadMsgUnix(buf, oob)
 			if err != nil {
+				close(got)
 				return
 			}
-			got <- string(buf[:n])
+			m := message{state: string(buf[:n])}
+			cmsgs, _ := syscall.ParseSocketControlMessage(oob[:oobn])
+			for _, cm := range cmsgs {
+				fds, _ := syscall.ParseUnixRights(&cm)
+				for _, fd := range fds {
+					var st syscall.Stat_t
+					syscall.Fstat(fd, &st)
+					m.fds = append(m.fds, st)
+					syscall.Close(fd)
+				}
+			}
+			got <- m
 		}
 	}()
 	return got
 }
 
-func next(t *testing.T, got <-chan string) string {
+func next(t *testing.T, got <-chan message) string {
+	return nextMessage(t, got).state
+}
+
+func nextMessage(t *testing.T, got <-chan message) message {
 	t.Helper()
 	select {
 	case m := <-got:
 		return m
 	case <-time.After(5 * time.Second):
 		t.Fatal("nothing arrived on NOTIFY_SOCKET")
-		return ""
+		return message{}
 	}
 }
 
@@ -83,10 +109,38 @@ func TestNotifierMessages(t *testing.T) {
 			t.Errorf("%s → %s: the status is not one line at the end: %q", c.tr.From, c.tr.To, m)
 		}
 	}
-	// serving → upgrading → stopped (handed over): the new supervisor says READY, not this one.
+	// serving → upgrading → stopped (handed over): the new supervisor speaks for the service; this one says
+	// nothing, not even a STATUS= that would overwrite the new one's.
 	n.Observe(supervisor.Transition{From: supervisor.StateUpgrading, To: supervisor.StateStopped, Reason: "upgraded"})
-	if m := next(t, got); strings.Contains(m, "READY=1") {
-		t.Errorf("the old supervisor said READY after handing over: %q", m)
+	n.Observe(supervisor.Transition{From: supervisor.StateServing, To: supervisor.StateStopping})
+	if m := next(t, got); !strings.HasPrefix(m, "STOPPING=1") {
+		t.Errorf("the old supervisor sent %q after handing over", m)
+	}
+}
+
+// A supervisor that takes over (self-upgrade), or serves again after a rolled-back upgrade, is the main process:
+// MAINPID=<its pid> and READY=1 in one datagram, then a BARRIER=1 that Observe waits for.
+func TestNotifierMainPID(t *testing.T) {
+	got := listen(t)
+	n := NewNotifier(zap.NewNop())
+	for _, tr := range []supervisor.Transition{
+		{From: supervisor.StateStarting, To: supervisor.StateServing, Reason: "upgrade", Generation: 4},
+		{From: supervisor.StateUpgrading, To: supervisor.StateServing, Reason: "rolled back", Generation: 3},
+	} {
+		n.Observe(tr) // returns only once the barrier's pipe was closed (by the listener)
+		m := next(t, got)
+		if !strings.HasPrefix(m, fmt.Sprintf("MAINPID=%d\nREADY=1\n", os.Getpid())) {
+			t.Errorf("%s → %s sent %q", tr.From, tr.To, m)
+		}
+		b := nextMessage(t, got)
+		if b.state != "BARRIER=1" || len(b.fds) != 1 {
+			t.Errorf("then %q with %d fds; want BARRIER=1 with a pipe", b.state, len(b.fds))
+		}
+	}
+	// A first start is not a hand-over.
+	n.Observe(supervisor.Transition{From: supervisor.StateStarting, To: supervisor.StateServing, Reason: "first"})
+	if m := next(t, got); strings.Contains(m, "MAINPID") {
+		t.Errorf("a first start sent %q", m)
 	}
 }
 
