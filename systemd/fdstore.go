@@ -143,7 +143,7 @@ func (in *Inherited) TakeActivated() []*os.File {
 	return fs
 }
 
-// Close closes every fd not taken.
+// Close closes every fd not taken (again: none).
 func (in *Inherited) Close() {
 	for _, fs := range in.ByName {
 		for _, f := range fs {
@@ -153,4 +153,5 @@ func (in *Inherited) Close() {
 	for _, f := range in.Activated {
 		f.Close()
 	}
+	in.ByName, in.Activated = map[string][]*os.File{}, nil
 }

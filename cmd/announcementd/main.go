@@ -34,6 +34,7 @@ import (
 
 	"github.com/announcementd/announcementd/internal/securefs"
 	"github.com/announcementd/announcementd/supervisor"
+	"github.com/announcementd/announcementd/systemd"
 )
 
 // recreateJump is how far above the stored floor a board that shows no version to continue from starts (created
@@ -54,6 +55,10 @@ type config struct {
 	metrics    string
 	pprof      bool
 	tokenFile  string
+
+	logFormat string // auto, console, json, journal
+	logLevel  zapcore.Level
+	version   bool
 
 	readyTimeout   time.Duration
 	drainTimeout   time.Duration
@@ -80,10 +85,29 @@ func parseFlags(args []string) (config, error) {
 	fs.StringVar(&c.metrics, "metrics", "", "serve Prometheus /metrics on HOST:PORT (off by default)")
 	fs.BoolVar(&c.pprof, "pprof", false, "also serve net/http/pprof under /debug/pprof/ on the --metrics address")
 	fs.StringVar(&c.tokenFile, "token-file", "", "file holding the bearer token TCP listeners require")
+	fs.StringVar(&c.logFormat, "log-format", "auto", "auto (journal when stderr is systemd's journal, console on a terminal, else json), console, json or journal")
+	fs.TextVar(&c.logLevel, "log-level", zapcore.InfoLevel, "the lowest level logged: debug, info, warn or error")
+	fs.BoolVar(&c.version, "version", false, "print the build and exit")
 	fs.DurationVar(&c.readyTimeout, "ready-timeout", supervisor.DefaultReadyTimeout, "how long a new worker may take to get ready, and again to serve once started")
 	fs.DurationVar(&c.drainTimeout, "drain-timeout", supervisor.DefaultDrainTimeout, "how long a worker may take to finish in-flight requests before it is killed")
 	fs.IntVar(&c.restartLimit, "restart-limit", supervisor.DefaultRestartLimit, "exit after this many worker crashes in a row (-1: never)")
 	fs.DurationVar(&c.restartBackoff, "restart-backoff", supervisor.DefaultRestartBackoff, "the longest wait before restarting a crashed worker (the wait starts at 50ms and doubles)")
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), `usage: announcementd [flags]          the service: a supervisor that runs worker generations
+       announcementd worker [flags]   one worker generation; the supervisor starts it, never by hand
+
+Signals: SIGHUP reloads (a new worker generation from the binary on disk, and the supervisor itself when that
+binary changed; rolled back if it fails); SIGTERM and SIGINT stop once in-flight requests are finished.
+
+Environment: STATE_DIRECTORY and RUNTIME_DIRECTORY (systemd's StateDirectory=, RuntimeDirectory=) are the
+defaults of --state-dir and --runtime-dir; NOTIFY_SOCKET, WATCHDOG_USEC, WATCHDOG_PID, LISTEN_FDS and
+LISTEN_FDNAMES come from systemd (readiness, watchdog, fd store, socket activation); JOURNAL_STREAM tells
+--log-format auto that stderr is the journal.
+
+Flags:
+`)
+		fs.PrintDefaults()
+	}
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -96,12 +120,17 @@ func parseFlags(args []string) (config, error) {
 	if c.drainTimeout < minDrainTimeout {
 		return c, fmt.Errorf("--drain-timeout %v: at least %v (a worker gives in-flight requests 10 s, then saves its state)", c.drainTimeout, minDrainTimeout)
 	}
+	switch c.logFormat {
+	case "auto", "console", "json", "journal":
+	default:
+		return c, fmt.Errorf("--log-format %q: want auto, console, json or journal", c.logFormat)
+	}
 	if c.pprof && c.metrics == "" {
 		return c, errors.New("--pprof needs --metrics HOST:PORT to serve on")
 	}
 	n, err := humanize.ParseBytes(size)
 	if err != nil {
-		return c, fmt.Errorf("--shm-size %q: %w", size, err)
+		return c, fmt.Errorf("--shm-size %q: want a size in bytes, with or without a unit: 4MiB, 64KiB, 65536 (%w)", size, err)
 	}
 	c.shmSize = n
 	c.listen = listen
@@ -133,7 +162,16 @@ func main() {
 		fmt.Fprintf(os.Stderr, "announcementd: %v\n", err)
 		os.Exit(2)
 	}
-	log := newLogger().With(zap.String("role", role))
+	if c.version {
+		self, err := supervisor.FileID("/proc/self/exe")
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "announcementd: %v\n", err)
+			os.Exit(1)
+		}
+		fmt.Println("announcementd", buildString(self))
+		os.Exit(0)
+	}
+	log := newLogger(c.logFormat, c.logLevel, os.Stderr).With(zap.String("role", role))
 	defer log.Sync()
 	if role == "worker" {
 		err = work(log, c)
@@ -220,17 +258,36 @@ func serveMetrics(ctx context.Context, l net.Listener, withPprof bool, reg *prom
 	return nil
 }
 
-// newLogger logs JSON, one event per line, unless stderr is a terminal.
-func newLogger() *zap.Logger {
-	cfg := zap.NewProductionConfig()
-	if _, err := unix.IoctlGetTermios(int(os.Stderr.Fd()), unix.TCGETS); err == nil {
-		cfg = zap.NewDevelopmentConfig()
-		cfg.EncoderConfig.EncodeLevel = zapcore.CapitalColorLevelEncoder
+// newLogger logs to stderr in format (see --log-format) from level up. The journal's format has no timestamp of its
+// own and a syslog priority on each line; JSON is one event per line; the console's is for people.
+func newLogger(format string, level zapcore.Level, stderr *os.File) *zap.Logger {
+	if format == "auto" {
+		switch {
+		case systemd.JournalStream(stderr):
+			format = "journal"
+		case isTerminal(stderr):
+			format = "console"
+		default:
+			format = "json"
+		}
 	}
-	cfg.DisableStacktrace = true
-	log, err := cfg.Build()
-	if err != nil {
-		panic(err)
+	var enc zapcore.Encoder
+	switch format {
+	case "journal":
+		enc = systemd.NewJournalEncoder()
+	case "console":
+		cfg := zap.NewDevelopmentEncoderConfig()
+		if isTerminal(stderr) {
+			cfg.EncodeLevel = zapcore.CapitalColorLevelEncoder
+		}
+		enc = zapcore.NewConsoleEncoder(cfg)
+	default:
+		enc = zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig())
 	}
-	return log
+	return zap.New(zapcore.NewCore(enc, zapcore.Lock(stderr), level), zap.ErrorOutput(zapcore.Lock(stderr)))
+}
+
+func isTerminal(f *os.File) bool {
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
 }

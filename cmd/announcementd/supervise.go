@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -43,6 +44,10 @@ func supervise(ctx context.Context, log *zap.Logger, c config, args []string) (e
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
+	// What systemd passed (LISTEN_FDS: its fd store, socket activation), before anything else takes fds; what is
+	// not used by the end of the start is closed.
+	in := inherited{systemd.Inherit()}
+	defer in.Close()
 	binary, err := exec.LookPath(os.Args[0])
 	if err == nil {
 		binary, err = filepath.Abs(binary)
@@ -90,13 +95,29 @@ func supervise(ctx context.Context, log *zap.Logger, c config, args []string) (e
 		return err
 	}
 
-	files, err := openFiles(log, upg, parent, c)
+	files, err := openFiles(log, upg, parent, in, c)
 	if err != nil {
 		return fail(err)
 	}
-	control, err := upg.ListenWithCallback("unix", filepath.Join(c.runtimeDir, "control.sock"), listenUnixAt)
+	controlPath := filepath.Join(c.runtimeDir, "control.sock")
+	control, err := listener(log, upg, in, systemd.NameControl, "unix", controlPath, func() (net.Listener, error) {
+		return upg.ListenWithCallback("unix", controlPath, listenUnixAt)
+	})
 	if err != nil {
 		return fail(fmt.Errorf("control socket: %w", err))
+	}
+	// The service manager keeps the fds from now on, so that a restart of the main process (kill -9, watchdog)
+	// takes them back: no connection refused meanwhile, the board's file and version kept.
+	store := systemd.NewFDStore(log)
+	kept := make([]namedConn, 0, len(files))
+	for _, f := range files {
+		kept = append(kept, namedConn{f.Name, f.File})
+	}
+	keepFiles(log, store, kept, control.(syscall.Conn))
+	in.Close() // what the service manager passed that this start does not use (a --listen since removed)
+	watchdog, err := systemd.NewWatchdog(log, parent != nil)
+	if err != nil {
+		return fail(err)
 	}
 	sup, err := supervisor.New(supervisor.Config{
 		Binary: binary, WorkerArgs: args, WorkerEnv: systemd.WorkerEnv(os.Environ()), Files: files,
@@ -105,6 +126,15 @@ func supervise(ctx context.Context, log *zap.Logger, c config, args []string) (e
 		RestartLimit: c.restartLimit, RestartBackoff: c.restartBackoff,
 		Upgrader: ready, UpgradeSocket: upgradeSocket, Parent: parent, PIDFile: pidFile,
 		OnTransition: systemd.NewNotifier(log).Observe,
+		OnFiles: func(fs []handoff.NamedFile) {
+			for _, f := range fs {
+				if f.Name == fileRegion {
+					if err := store.Keep(systemd.NameRegion, f.File); err != nil {
+						log.Warn("could not keep the recreated region in the service manager's fd store", zap.Error(err))
+					}
+				}
+			}
+		},
 	})
 	if err != nil {
 		return fail(err)
@@ -125,7 +155,15 @@ func supervise(ctx context.Context, log *zap.Logger, c config, args []string) (e
 		}
 	}()
 
+	wctx, stopWatchdog := context.WithCancel(context.Background())
+	watchdogDone := make(chan struct{})
+	go func() {
+		defer close(watchdogDone)
+		watchdog.Run(wctx, sup.Alive)
+	}()
 	err = sup.Run(ctx)
+	stopWatchdog()
+	<-watchdogDone
 	// Answer a reload --wait that is still being written, then stop serving control requests.
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -160,8 +198,10 @@ func (u *readyUpgrader) Ready() error {
 }
 
 // openFiles returns the files every worker gets: the region, the API listeners and the metrics listener. Each comes
-// from the previous supervisor when there was one (self-upgrade), else it is opened here.
-func openFiles(log *zap.Logger, upg *tableflip.Upgrader, parent *supervisor.Parent, c config) ([]handoff.NamedFile, error) {
+// from the previous supervisor when there was one (self-upgrade), else from the service manager (its fd store, or
+// socket activation: files.go), else it is opened here. An activated socket that no --listen names is served as
+// an API listener too: the .socket unit asked for it.
+func openFiles(log *zap.Logger, upg *tableflip.Upgrader, parent *supervisor.Parent, in inherited, c config) ([]handoff.NamedFile, error) {
 	if c.tokenFile != "" {
 		if _, err := readToken(c.tokenFile); err != nil { // fail at start, not in every worker
 			return nil, err
@@ -180,21 +220,43 @@ func openFiles(log *zap.Logger, upg *tableflip.Upgrader, parent *supervisor.Pare
 		if region == nil {
 			return nil, errors.New("the old supervisor did not hand over the region")
 		}
+	} else if stored := in.Take(systemd.NameRegion); len(stored) > 0 {
+		for _, extra := range stored[1:] {
+			extra.Close()
+		}
+		if region, err = adoptRegion(log, stored[0]); err != nil {
+			stored[0].Close()
+			return nil, err
+		}
 	} else if region, err = openRegion(log, c.shm); err != nil {
 		return nil, err
 	}
 	files := []handoff.NamedFile{{Name: fileRegion, File: region}}
-	for _, addr := range c.listen {
+	listen := slices.Clone(c.listen)
+	for _, f := range in.Activated { // an activated socket --listen does not name
+		if network, addr, err := boundAddress(f); err == nil && !slices.ContainsFunc(listen, func(l string) bool {
+			n, a, _ := strings.Cut(l, ":")
+			return n == network && sameAddress(network, addr, a)
+		}) {
+			log.Info("socket activation: a socket that no --listen names is served as an API listener", zap.String("address", network+":"+addr))
+			listen = append(listen, network+":"+addr)
+		}
+	}
+	for _, addr := range listen {
 		network, rest, _ := strings.Cut(addr, ":")
 		var l net.Listener
 		switch network {
 		case "unix":
-			l, err = upg.ListenWithCallback("unix", rest, listenUnixAt)
+			l, err = listener(log, upg, in, systemd.NameAPI, "unix", rest, func() (net.Listener, error) {
+				return upg.ListenWithCallback("unix", rest, listenUnixAt)
+			})
 		case "tcp":
 			if c.tokenFile == "" {
 				return nil, fmt.Errorf("--listen %s: a TCP listener needs --token-file (anyone who can reach it could publish)", addr)
 			}
-			l, err = upg.Listen("tcp", rest)
+			l, err = listener(log, upg, in, systemd.NameAPI, "tcp", rest, func() (net.Listener, error) {
+				return upg.Listen("tcp", rest)
+			})
 		default:
 			return nil, fmt.Errorf("--listen %q: want unix:PATH or tcp:HOST:PORT", addr)
 		}
@@ -204,7 +266,9 @@ func openFiles(log *zap.Logger, upg *tableflip.Upgrader, parent *supervisor.Pare
 		files = append(files, handoff.NamedFile{Name: fileAPI + addr, File: l.(syscall.Conn)})
 	}
 	if c.metrics != "" {
-		l, err := upg.Listen("tcp", c.metrics)
+		l, err := listener(log, upg, in, systemd.NameMetrics, "tcp", c.metrics, func() (net.Listener, error) {
+			return upg.Listen("tcp", c.metrics)
+		})
 		if err != nil {
 			return nil, fmt.Errorf("--metrics %s: %w", c.metrics, err)
 		}
