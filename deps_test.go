@@ -32,6 +32,7 @@ func join(lists ...[]string) []string { return slices.Concat(lists...) }
 // deps is the table. Read a row as "PACKAGE may import ...". The layers, bottom up:
 //
 //	file safety:         internal/securefs, internal/fdutil (the writer and the daemon open files through them)
+//	the build's name:    internal/buildinfo (both binaries' --version)
 //	the format:          board, board/internal/shm, board/reader, board/writer, board/golden
 //	the model and store: announcement, store
 //	shared definitions:  healthcheck, handoff, wire (the JSON of both HTTP APIs)
@@ -65,17 +66,18 @@ var deps = map[string]rule{
 	"systemd":    {mod: []string{"supervisor"}, ext: join(xsys, zap, []string{"github.com/coreos/go-systemd/v22/"})},
 
 	"cmd/announcementd": {
-		mod: []string{"board/writer", "handoff", "healthcheck", "internal/fdutil", "internal/securefs", "store", "supervisor", "systemd", "wire", "worker"},
+		mod: []string{"board/writer", "handoff", "healthcheck", "internal/buildinfo", "internal/fdutil", "internal/securefs", "store", "supervisor", "systemd", "wire", "worker"},
 		ext: join(xsys, zap, prometheus, []string{"github.com/cloudflare/tableflip", "github.com/dustin/go-humanize"}),
 	},
-	"cmd/announcementctl": {mod: []string{"board", "board/reader", "healthcheck", "wire"}},
+	"cmd/announcementctl": {mod: []string{"board", "board/reader", "healthcheck", "internal/buildinfo", "wire"}},
 
-	"internal/benchfmt": {ext: xsys},
-	"internal/fdutil":   {ext: xsys},
-	"internal/procfs":   {},
-	"internal/sandbox":  {ext: xsys},
-	"internal/securefs": {ext: xsys},
-	"internal/stress":   {mod: []string{"board", "board/reader", "board/writer"}},
+	"internal/benchfmt":  {ext: xsys},
+	"internal/buildinfo": {}, // the standard library only: both binaries name their build with it
+	"internal/fdutil":    {ext: xsys},
+	"internal/procfs":    {},
+	"internal/sandbox":   {ext: xsys},
+	"internal/securefs":  {ext: xsys},
+	"internal/stress":    {mod: []string{"board", "board/reader", "board/writer"}},
 
 	"bench/boardbench":  {mod: []string{"board", "board/reader", "board/writer", "internal/benchfmt", "internal/stress"}, ext: xsys},
 	"bench/guardbench":  {mod: []string{"board", "board/writer", "internal/benchfmt", "store", "worker"}, ext: xsys},
