@@ -17,16 +17,17 @@ import (
 
 // The supervisor's listening sockets come from, in this order:
 //
-//  1. the supervisor it replaces (self-upgrade): tableflip hands them over, by address;
+//  1. the supervisor it replaces (self-upgrade): tableflip hands them over;
 //  2. the service manager (systemd.Inherit): its fd store (ours, kept there by an earlier main process of the
 //     service: FDNAME api, control, metrics) or a .socket unit (socket activation), matched by the address the
 //     socket is bound to;
 //  3. opened here.
 //
-// Each is then registered with tableflip, so that a self-upgrade hands it on. A socket of ours is registered as a
-// listener: tableflip removes its path when the service stops without an upgrade, as it should. An activated
-// socket's path is the .socket unit's: it is registered as a plain file under activatedName, which tableflip never
-// unlinks, and taken back as such after an upgrade.
+// Each is then registered with tableflip, so that a self-upgrade hands it on. tableflip removes the path of a Unix
+// listener it holds when the process stops without an upgrade; so an activated socket, whose path is the .socket
+// unit's, is registered as a plain file instead (activatedName), which tableflip never unlinks; and a supervisor
+// whose sockets the fd store keeps does not stop tableflip at all (supervise): a restart takes the sockets back, and
+// their paths must still lead to them.
 
 // activatedName is the tableflip name of a socket-activated listener.
 func activatedName(network, addr string) string { return "activated " + network + " " + addr }
@@ -45,26 +46,27 @@ func listener(log *zap.Logger, upg *tableflip.Upgrader, in inherited, storeName,
 		defer f.Close()
 		return net.FileListener(f)
 	}
-	if f, activated := in.takeListener(storeName, network, addr); f != nil {
-		defer f.Close()
-		l, err := net.FileListener(f)
-		if err != nil {
-			return nil, fmt.Errorf("the service manager's socket for %s:%s: %w", network, addr, err)
-		}
-		if activated {
-			log.Info("socket activation: serving on the service manager's socket", zap.String("address", network+":"+addr))
-			err = upg.Fds.AddFile(activatedName(network, addr), f)
-		} else {
-			log.Info("took the socket back from the service manager's fd store", zap.String("address", network+":"+addr))
-			err = upg.Fds.AddListener(network, addr, l.(tableflip.Listener))
-		}
-		if err != nil {
-			l.Close()
-			return nil, err
-		}
-		return l, nil
+	f, activated := in.takeListener(storeName, network, addr)
+	if f == nil {
+		return open()
 	}
-	return open()
+	defer f.Close()
+	l, err := net.FileListener(f)
+	if err != nil {
+		return nil, fmt.Errorf("the service manager's socket for %s:%s: %w", network, addr, err)
+	}
+	if activated {
+		log.Info("socket activation: serving on the service manager's socket", zap.String("address", network+":"+addr))
+		err = upg.Fds.AddFile(activatedName(network, addr), f)
+	} else {
+		log.Info("took the socket back from the service manager's fd store", zap.String("address", network+":"+addr))
+		err = upg.Fds.AddListener(network, addr, l.(tableflip.Listener))
+	}
+	if err != nil {
+		l.Close()
+		return nil, err
+	}
+	return l, nil
 }
 
 // inherited wraps what the service manager passed, for listener.
@@ -174,8 +176,9 @@ func adoptRegion(log *zap.Logger, f *os.File) (*os.File, error) {
 	return f, nil
 }
 
-// keepFiles puts the files every generation gets, and the control socket, into the service manager's fd store.
-func keepFiles(log *zap.Logger, store *systemd.FDStore, files []namedConn, control syscall.Conn) {
+// keepFiles puts the files every generation gets, and the control socket, into the service manager's fd store,
+// and reports whether the store holds them all.
+func keepFiles(log *zap.Logger, store *systemd.FDStore, files []namedConn, control syscall.Conn) bool {
 	byName := map[string][]syscall.Conn{systemd.NameControl: {control}}
 	for _, f := range files {
 		name := systemd.NameAPI
@@ -189,11 +192,14 @@ func keepFiles(log *zap.Logger, store *systemd.FDStore, files []namedConn, contr
 		}
 		byName[name] = append(byName[name], f.conn)
 	}
+	all := store.Active()
 	for _, name := range []string{systemd.NameRegion, systemd.NameAPI, systemd.NameMetrics, systemd.NameControl} {
 		if err := store.Keep(name, byName[name]...); err != nil {
+			all = false
 			log.Warn("could not keep fds in the service manager's fd store: a restart of the service will open them anew", zap.String("name", name), zap.Error(err))
 		}
 	}
+	return all
 }
 
 // namedConn is a file the supervisor hands out, for keepFiles.

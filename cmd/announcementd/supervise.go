@@ -82,10 +82,14 @@ func supervise(ctx context.Context, log *zap.Logger, c config, args []string) (e
 			return err
 		}
 	}
+	stored := false // the service manager's fd store keeps the sockets
 	defer func() {
-		// Stop closes the fds, and removes the sockets unless a new supervisor took them. A supervisor started by
-		// a self-upgrade that did not take over must leave them alone: the old supervisor carries on with them.
-		if parent == nil || (ready.done.Load() && !errors.Is(err, supervisor.ErrHandedBack)) {
+		// Stop closes the fds, and removes the sockets' paths unless a new supervisor took them. A supervisor
+		// started by a self-upgrade that did not take over must leave them alone: the old supervisor carries on with
+		// them. Nor are they removed while the fd store keeps the sockets: a restart of the service takes them back,
+		// and their paths must still lead to them (after the store is emptied, a path left is a stale socket that
+		// the next start replaces); the fds close as the process exits.
+		if (parent == nil || (ready.done.Load() && !errors.Is(err, supervisor.ErrHandedBack))) && !stored {
 			upg.Stop()
 			<-upg.Exit() // Stop only asks: the sockets are closed and removed by tableflip's goroutine
 		}
@@ -113,7 +117,7 @@ func supervise(ctx context.Context, log *zap.Logger, c config, args []string) (e
 	for _, f := range files {
 		kept = append(kept, namedConn{f.Name, f.File})
 	}
-	keepFiles(log, store, kept, control.(syscall.Conn))
+	stored = keepFiles(log, store, kept, control.(syscall.Conn))
 	in.Close() // what the service manager passed that this start does not use (a --listen since removed)
 	watchdog, err := systemd.NewWatchdog(log, parent != nil)
 	if err != nil {
@@ -317,9 +321,6 @@ func lockRegion(f *os.File) error {
 	}
 }
 
-// listenUnixAt is listenUnix in the shape tableflip's ListenWithCallback takes.
-func listenUnixAt(_, path string) (net.Listener, error) { return listenUnix(path) }
-
 // buildString names this build for status and logs: VCS revision, Go version, and the binary's content ID.
 func buildString(id string) string {
 	rev := "devel"
@@ -339,6 +340,9 @@ func buildString(id string) string {
 	}
 	return fmt.Sprintf("%s %s sha256:%s", rev, runtime.Version(), id)
 }
+
+// listenUnixAt is listenUnix in the shape tableflip's ListenWithCallback takes.
+func listenUnixAt(_, path string) (net.Listener, error) { return listenUnix(path) }
 
 // checkRuntimeDir makes the runtime directory (sockets, pid file) if need be and checks that it is private: the
 // daemon's own, writable by nobody else, on a trusted path (securefs).
