@@ -77,6 +77,7 @@ var deps = map[string]rule{
 	"internal/procfs":    {},
 	"internal/sandbox":   {ext: xsys},
 	"internal/securefs":  {ext: xsys},
+	"internal/sdsandbox": {},
 	"internal/stress":    {mod: []string{"board", "board/reader", "board/writer"}},
 
 	"bench/boardbench":  {mod: []string{"board", "board/reader", "board/writer", "internal/benchfmt", "internal/stress"}, ext: xsys},

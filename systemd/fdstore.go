@@ -35,6 +35,9 @@ func NewFDStore(log *zap.Logger) *FDStore {
 	return &FDStore{socket: os.Getenv("NOTIFY_SOCKET"), log: log}
 }
 
+// Active reports whether there is a service manager to keep fds (NOTIFY_SOCKET is set).
+func (s *FDStore) Active() bool { return s != nil && s.socket != "" }
+
 // Keep makes files the store's entries under name, in place of any it held under that name. Sockets are polled
 // by systemd, which drops one that hangs up; a regular file would always poll ready, so it is kept with
 // FDPOLL=0. The files stay the caller's (systemd gets copies).
