@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -22,26 +21,7 @@ type client struct {
 	http  *http.Client
 	base  string
 	token string
-	where string // for messages: the socket or address
-}
-
-// unreachableError means the daemon could not be reached at all.
-type unreachableError struct {
-	where string
-	err   error
-}
-
-func (e *unreachableError) Error() string {
-	return fmt.Sprintf("cannot reach announcementd at %s: %v", e.where, e.err)
-}
-
-func (e *unreachableError) Unwrap() error { return e.err }
-
-// globals are the flags before the command.
-type globals struct {
-	runtimeDir string
-	addr       string
-	tokenFile  string
+	where endpoint // for messages: who and where
 }
 
 func newClient(g globals) (*client, error) {
@@ -58,24 +38,24 @@ func newClient(g globals) (*client, error) {
 		if err != nil {
 			return nil, fmt.Errorf("--token-file: %w", err)
 		}
-		c.token, c.base, c.where = strings.TrimSpace(string(b)), "http://"+hostport, g.addr
+		c.token, c.base, c.where = strings.TrimSpace(string(b)), "http://"+hostport, endpoint{what: "announcementd", addr: g.addr}
 		return c, nil
 	}
-	return unixClient(filepath.Join(g.runtimeDir, "api.sock")), nil
+	return unixClient(endpoint{what: "announcementd", addr: filepath.Join(g.runtimeDir, "api.sock")}), nil
 }
 
 // newControlClient talks to the supervisor's control socket, which is only ever local.
 func newControlClient(g globals) *client {
-	c := unixClient(filepath.Join(g.runtimeDir, "control.sock"))
+	c := unixClient(endpoint{what: "announcementd's supervisor", addr: filepath.Join(g.runtimeDir, "control.sock")})
 	c.http.Timeout = 0 // reload --wait takes as long as the reload; the caller's ctx bounds it
 	return c
 }
 
-func unixClient(sock string) *client {
-	c := &client{http: &http.Client{Timeout: 60 * time.Second}, base: "http://announcementd", where: sock}
+func unixClient(e endpoint) *client {
+	c := &client{http: &http.Client{Timeout: 60 * time.Second}, base: "http://announcementd", where: e}
 	c.http.Transport = &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 		var d net.Dialer
-		return d.DialContext(ctx, "unix", sock)
+		return d.DialContext(ctx, "unix", e.addr)
 	}}
 	return c
 }
@@ -143,10 +123,4 @@ func (c *client) send(ctx context.Context, method, path string, body any) (int, 
 		return 0, nil, &unreachableError{c.where, err}
 	}
 	return resp.StatusCode, b, nil
-}
-
-// isUnreachable reports whether err means the daemon is not there.
-func isUnreachable(err error) bool {
-	var u *unreachableError
-	return errors.As(err, &u)
 }

@@ -3,9 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
-	"io"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -35,24 +33,22 @@ func parseTime(s string, now time.Time) (time.Time, error) {
 	return t, nil
 }
 
-func publish(ctx context.Context, g globals, args []string, out io.Writer) error {
-	fs := flag.NewFlagSet("publish", flag.ContinueOnError)
-	id := fs.Uint64("id", 0, "announcement id (required, > 0)")
-	ttl := fs.Duration("ttl", 0, "time to live from when it takes effect (0 = never expires)")
+func publish(ctx context.Context, c *call) error {
+	fs := c.flags()
+	id := fs.Uint64("id", 0, "the announcement's id (required, > 0); an existing one is replaced")
+	ttl := fs.Duration("ttl", 0, "how long it lives from when it takes effect (0: it never expires)")
 	at := fs.String("at", "", "when it takes effect: RFC 3339, now, or +DURATION (default now)")
-	prio := fs.Int("priority", 0, "priority (larger = more important)")
+	prio := fs.Int("priority", 0, "its priority: larger is more important")
 	asJSON := fs.Bool("json", false, "print the daemon's answer as JSON")
-	fs.SetOutput(io.Discard)
-	if err := fs.Parse(args); err != nil {
-		return parseErr(fs, err)
+	args, err := c.parse(fs, 1, "exactly one TEXT argument (quote it)")
+	if err != nil {
+		return err
 	}
-	if fs.NArg() != 1 {
-		return usageError{"publish: want exactly one TEXT argument (quote it)"}
-	}
+	text := args[0]
 	if *id == 0 {
 		return usageError{"publish: --id must be a positive integer"}
 	}
-	if !utf8.ValidString(fs.Arg(0)) { // JSON would quietly replace the bad bytes
+	if !utf8.ValidString(text) { // JSON would quietly replace the bad bytes
 		return usageError{"publish: content is not valid UTF-8"}
 	}
 	if *ttl < 0 {
@@ -61,7 +57,7 @@ func publish(ctx context.Context, g globals, args []string, out io.Writer) error
 	if *prio < -1<<31 || *prio > 1<<31-1 {
 		return usageError{fmt.Sprintf("publish: --priority %d does not fit in 32 bits", *prio)}
 	}
-	body := wire.PutRequest{Content: fs.Arg(0), Priority: int32(*prio)}
+	body := wire.PutRequest{Content: text, Priority: int32(*prio)}
 	if *at != "" {
 		t, err := parseTime(*at, time.Now())
 		if err != nil {
@@ -72,12 +68,13 @@ func publish(ctx context.Context, g globals, args []string, out io.Writer) error
 	if *ttl > 0 {
 		body.TTL = ttl.String()
 	}
-	c, err := newClient(g)
+	cl, err := newClient(c.g)
 	if err != nil {
 		return err
 	}
+	out := c.stdout
 	var raw json.RawMessage
-	if err := c.do(ctx, "PUT", "/v1/announcements/"+strconv.FormatUint(*id, 10), body, &raw); err != nil {
+	if err := cl.do(ctx, "PUT", "/v1/announcements/"+strconv.FormatUint(*id, 10), body, &raw); err != nil {
 		return fmt.Errorf("publish: %w", err)
 	}
 	if *asJSON {
@@ -96,32 +93,33 @@ func publish(ctx context.Context, g globals, args []string, out io.Writer) error
 	return nil
 }
 
-func deleteCmd(ctx context.Context, g globals, args []string, out io.Writer) error {
-	fs := flag.NewFlagSet("delete", flag.ContinueOnError)
-	if err := parseArgs(fs, args, 1, "ID"); err != nil {
+func deleteCmd(ctx context.Context, c *call) error {
+	args, err := c.parse(c.flags(), 1, "one ID")
+	if err != nil {
 		return err
 	}
-	id, err := strconv.ParseUint(fs.Arg(0), 10, 64)
+	id, err := strconv.ParseUint(args[0], 10, 64)
 	if err != nil || id == 0 {
-		return usageError{fmt.Sprintf("delete: id %q is not a positive integer", fs.Arg(0))}
+		return usageError{fmt.Sprintf("delete: id %q is not a positive integer", args[0])}
 	}
-	c, err := newClient(g)
+	cl, err := newClient(c.g)
 	if err != nil {
 		return err
 	}
 	var res wire.DeleteResponse
-	if err := c.do(ctx, "DELETE", "/v1/announcements/"+fs.Arg(0), nil, &res); err != nil {
+	if err := cl.do(ctx, "DELETE", "/v1/announcements/"+strconv.FormatUint(id, 10), nil, &res); err != nil {
 		return fmt.Errorf("delete: %w", err)
 	}
-	fmt.Fprintf(out, "deleted %d: version %d\n", id, res.Version)
+	fmt.Fprintf(c.stdout, "deleted %d: version %d\n", id, res.Version)
 	return nil
 }
 
-func list(ctx context.Context, g globals, args []string, out io.Writer) error {
-	raw, err := getCommand(ctx, g, "list", "/v1/announcements", args, out)
+func list(ctx context.Context, c *call) error {
+	raw, err := getCommand(ctx, c, "/v1/announcements")
 	if raw == nil || err != nil {
 		return err
 	}
+	out := c.stdout
 	var res wire.ListResponse
 	if err := json.Unmarshal(raw, &res); err != nil {
 		return err
@@ -144,22 +142,22 @@ func list(ctx context.Context, g globals, args []string, out io.Writer) error {
 
 // getCommand runs a read-only command: it parses its flags (--json), GETs path and, with --json, prints the
 // answer as it came and returns nil; otherwise it returns the answer for the command to print.
-func getCommand(ctx context.Context, g globals, name, path string, args []string, out io.Writer) (json.RawMessage, error) {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	asJSON := fs.Bool("json", false, "print JSON")
-	if err := parseArgs(fs, args, 0, ""); err != nil {
+func getCommand(ctx context.Context, c *call, path string) (json.RawMessage, error) {
+	fs := c.flags()
+	asJSON := fs.Bool("json", false, "print the daemon's answer as JSON")
+	if _, err := c.parse(fs, 0, ""); err != nil {
 		return nil, err
 	}
-	c, err := newClient(g)
+	cl, err := newClient(c.g)
 	if err != nil {
 		return nil, err
 	}
 	var raw json.RawMessage
-	if err := c.do(ctx, "GET", path, nil, &raw); err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
+	if err := cl.do(ctx, "GET", path, nil, &raw); err != nil {
+		return nil, fmt.Errorf("%s: %w", c.cmd.name, err)
 	}
 	if *asJSON {
-		_, err := fmt.Fprintf(out, "%s", raw)
+		_, err := fmt.Fprintf(c.stdout, "%s", raw)
 		return nil, err
 	}
 	return raw, nil
@@ -175,19 +173,18 @@ func (h healthExit) Error() string { return h.line }
 
 // health asks the daemon for a fresh check (/healthz?check=1) and prints the report in one line. A failed daemon
 // answers 503 with its report; anything that is not a report is a failure too.
-func health(ctx context.Context, g globals, args []string, out io.Writer) error {
-	fs := flag.NewFlagSet("health", flag.ContinueOnError)
-	if err := parseArgs(fs, args, 0, ""); err != nil {
+func health(ctx context.Context, c *call) error {
+	if _, err := c.parse(c.flags(), 0, ""); err != nil {
 		return err
 	}
 	failed := healthcheck.Failed.ExitCode()
-	c, err := newClient(g)
+	cl, err := newClient(c.g)
 	if err != nil {
 		return healthExit{failed, "failed: " + err.Error()}
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	status, body, err := c.send(ctx, "GET", "/healthz?check=1", nil)
+	status, body, err := cl.send(ctx, "GET", "/healthz?check=1", nil)
 	if err != nil {
 		return healthExit{failed, "failed: " + err.Error()}
 	}
@@ -200,23 +197,8 @@ func health(ctx context.Context, g globals, args []string, out io.Writer) error 
 		return healthExit{failed, fmt.Sprintf("failed: GET /healthz answered %d: %v", status, err)}
 	}
 	if r.Health == healthcheck.OK {
-		fmt.Fprintln(out, r.Line())
+		fmt.Fprintln(c.stdout, r.Line())
 		return nil
 	}
 	return healthExit{r.Health.ExitCode(), r.Line()}
-}
-
-// parseArgs parses flags and wants exactly n positional arguments (described by what).
-func parseArgs(fs *flag.FlagSet, args []string, n int, what string) error {
-	fs.SetOutput(io.Discard)
-	if err := fs.Parse(args); err != nil {
-		return parseErr(fs, err)
-	}
-	if fs.NArg() != n {
-		if n == 0 {
-			return usageError{fmt.Sprintf("%s: unexpected argument %q", fs.Name(), fs.Arg(0))}
-		}
-		return usageError{fmt.Sprintf("%s: want %s", fs.Name(), what)}
-	}
-	return nil
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"strings"
@@ -15,18 +14,19 @@ import (
 
 // status merges the worker's status (the API) with the supervisor's (the control socket): the "supervisor" object
 // is the supervisor's own when the control socket answers.
-func status(ctx context.Context, g globals, args []string, out io.Writer) error {
-	fs := flag.NewFlagSet("status", flag.ContinueOnError)
-	asJSON := fs.Bool("json", false, "print JSON")
-	if err := parseArgs(fs, args, 0, ""); err != nil {
+func status(ctx context.Context, c *call) error {
+	fs := c.flags()
+	asJSON := fs.Bool("json", false, "print the status as JSON: the worker's, with the supervisor's own as \"supervisor\"")
+	if _, err := c.parse(fs, 0, ""); err != nil {
 		return err
 	}
-	c, err := newClient(g)
+	g, out := c.g, c.stdout
+	cl, err := newClient(g)
 	if err != nil {
 		return err
 	}
 	var st wire.ServiceStatus
-	if err := c.do(ctx, "GET", "/v1/status", nil, &st.WorkerStatus); err != nil {
+	if err := cl.do(ctx, "GET", "/v1/status", nil, &st.WorkerStatus); err != nil {
 		return fmt.Errorf("status: %w", err)
 	}
 	if g.addr == "" {
@@ -75,19 +75,20 @@ func describe(r *wire.ReloadResult) string {
 
 // reload asks the supervisor for a new generation. With --wait it returns the real outcome: nil only when the new
 // generation serves. A reload that upgrades the supervisor itself is followed to the new supervisor.
-func reload(ctx context.Context, g globals, args []string, out io.Writer) error {
-	fs := flag.NewFlagSet("reload", flag.ContinueOnError)
+func reload(ctx context.Context, c *call) error {
+	fs := c.flags()
 	wait := fs.Bool("wait", false, "wait for the outcome; exit non-zero unless the new generation serves")
 	timeout := fs.Duration("timeout", 5*time.Minute, "with --wait, give up after this long")
-	if err := parseArgs(fs, args, 0, ""); err != nil {
+	if _, err := c.parse(fs, 0, ""); err != nil {
 		return err
 	}
+	g, out := c.g, c.stdout
 	if g.addr != "" {
 		return usageError{"reload goes through the local control socket (--runtime-dir), not --addr"}
 	}
-	c := newControlClient(g)
+	cc := newControlClient(g)
 	if !*wait {
-		if err := c.do(ctx, "POST", "/v1/reload", nil, nil); err != nil {
+		if err := cc.do(ctx, "POST", "/v1/reload", nil, nil); err != nil {
 			return fmt.Errorf("reload: %w", err)
 		}
 		fmt.Fprintln(out, "reload requested")
@@ -96,16 +97,16 @@ func reload(ctx context.Context, g globals, args []string, out io.Writer) error 
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
 	var before wire.SupervisorStatus
-	if err := c.do(ctx, "GET", "/v1/status", nil, &before); err != nil {
+	if err := cc.do(ctx, "GET", "/v1/status", nil, &before); err != nil {
 		return fmt.Errorf("reload: %w", err)
 	}
 	var r wire.ReloadResult
-	if err := c.do(ctx, "POST", "/v1/reload?wait=1", nil, &r); err != nil {
+	if err := cc.do(ctx, "POST", "/v1/reload?wait=1", nil, &r); err != nil {
 		return fmt.Errorf("reload: %w", err)
 	}
 	if r.Outcome == wire.OutcomeUpgraded {
 		fmt.Fprintf(out, "supervisor upgraded (pid %d handed over); waiting for generation %d\n", before.PID, r.To)
-		return followUpgrade(ctx, c, before.PID, r.To, out)
+		return followUpgrade(ctx, cc, before.PID, r.To, out)
 	}
 	if !r.OK {
 		return fmt.Errorf("reload failed: %s", describe(&r))

@@ -1,8 +1,8 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"text/tabwriter"
@@ -16,13 +16,14 @@ const defaultShm = "/dev/shm/notice_v1"
 
 // dump prints one snapshot. With --json it prints the dump JSON of FORMAT.md §8, or the error JSON; either way a
 // board that cannot be read exits 1.
-func dump(args []string, out io.Writer) error {
-	fs := flag.NewFlagSet("dump", flag.ContinueOnError)
-	shm := fs.String("shm", defaultShm, "the region file")
-	asJSON := fs.Bool("json", false, "print the dump JSON")
-	if err := parse(fs, args); err != nil {
+func dump(_ context.Context, c *call) error {
+	fs := c.flags()
+	shm := fs.String("shm", defaultShm, "the board: the region file the daemon writes")
+	asJSON := fs.Bool("json", false, "print the dump JSON (docs/FORMAT.md), or the error as JSON")
+	if _, err := c.parse(fs, 0, ""); err != nil {
 		return err
 	}
+	out := c.stdout
 	snap, err := readSnapshot(*shm)
 	if *asJSON {
 		enc := json.NewEncoder(out)

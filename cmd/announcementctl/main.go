@@ -1,5 +1,7 @@
 // Command announcementctl talks to announcementd through its API socket (publish, delete, list, status,
-// health) and its control socket (status, reload) and reads the board directly (dump and watch need no daemon).
+// health) and its control socket (status, reload) and reads the board directly (dump and watch need no
+// daemon). Run `announcementctl -h` for the commands, `announcementctl COMMAND -h` for one's flags; the manual
+// page is docs/man/announcementctl.1.md.
 package main
 
 import (
@@ -11,25 +13,9 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/announcementd/announcementd/internal/buildinfo"
 )
-
-const usage = `usage: announcementctl [--runtime-dir DIR | --addr tcp:HOST:PORT --token-file FILE] COMMAND [flags]
-
-commands:
-  publish --id N [--ttl DUR] [--at TIME] [--priority N] TEXT
-                                        create or replace an announcement; prints the board version
-  delete ID                             remove an announcement
-  list [--json]                         the announcements the daemon holds
-  status [--json]                       the daemon's state: supervisor, worker, region, health
-  reload [--wait] [--timeout D]         roll to a new worker generation (and supervisor, if the binary changed);
-                                        --wait exits 0 only once the new generation serves
-  health                                exit 0 ok, 1 degraded, 2 failed or unreachable, with one line of reason
-  dump --shm PATH [--json]              print the board's current snapshot (no daemon needed)
-  watch --shm PATH [--json] [--stale D] print each new version and what changed, until interrupted
-
-TIME is RFC 3339 (2026-11-25T10:00:00Z), now, or +DURATION (+10m). The runtime dir defaults to
-$ANNOUNCEMENTD_RUNTIME_DIR, else /run/announcementd. Run 'announcementctl COMMAND -h' for a command's flags.
-`
 
 // exit codes
 const (
@@ -38,10 +24,82 @@ const (
 	exitUsage = 2
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+// command is one of announcementctl's commands: its line in the usage, its help, and what runs it.
+type command struct {
+	name     string
+	synopsis string // what follows the name in its usage line: flags and arguments
+	summary  string // one line, for announcementctl -h and the command's own -h
+	notes    string // more for the command's -h (optional)
+	// daemon: it reaches the daemon, so the global flags (--runtime-dir, --addr, --token-file) may follow its
+	// name too.
+	daemon bool
+	run    func(ctx context.Context, c *call) error
+}
+
+// commands are announcementctl's commands, in the order of its usage. (help's run is nil: run calls helpCmd,
+// which reads this table.)
+var commands = []*command{
+	{name: "publish", synopsis: "--id N [--ttl DUR] [--at TIME] [--priority N] [--json] TEXT", daemon: true, run: publish,
+		summary: "create or replace announcement N; prints the board's version once it is on disk and on the board",
+		notes:   timeNote + "\nA TEXT that begins with '-' goes after '--': publish --id 3 -- '-5 °C tonight'.\n"},
+	{name: "delete", synopsis: "ID", daemon: true, run: deleteCmd,
+		summary: "remove announcement ID; prints the board's version"},
+	{name: "list", synopsis: "[--json]", daemon: true, run: list,
+		summary: "list the announcements the daemon holds, visible and scheduled"},
+	{name: "status", synopsis: "[--json]", daemon: true, run: status,
+		summary: "the service's state: health, board, worker, supervisor, last reload"},
+	{name: "health", synopsis: "", daemon: true, run: health,
+		summary: "one line of health; exit 0 ok, 1 degraded, 2 failed or unreachable"},
+	{name: "reload", synopsis: "[--wait] [--timeout DUR]", daemon: true, run: reload,
+		summary: "roll to a new worker generation (and supervisor, if the binary changed); --wait exits 0 only once it serves"},
+	{name: "dump", synopsis: "[--shm PATH] [--json]", run: dump,
+		summary: "print the board's current snapshot, read from the file (no daemon needed)"},
+	{name: "watch", synopsis: "[--shm PATH] [--json] [--stale DUR]", run: watch,
+		summary: "print each new version of the board and what changed, until interrupted (no daemon needed)"},
+	{name: "version", synopsis: "", run: version,
+		summary: "print announcementctl's build (as --version does)"},
+	{name: "help", synopsis: "[COMMAND]",
+		summary: "this text, or a command's"},
+}
+
+const timeNote = `TIME is RFC 3339 (2026-11-25T10:00:00Z), now, or +DURATION (+10m); DUR is a Go duration (90s, 2h30m).`
+
+func lookup(name string) *command {
+	for _, c := range commands {
+		if c.name == name {
+			return c
+		}
+	}
+	return nil
+}
+
+// globals are the flags before the command (and, for a command that reaches the daemon, after it too).
+type globals struct {
+	runtimeDir string
+	addr       string
+	tokenFile  string
+}
+
+// define defines the global flags on fs, with their current values as defaults.
+func (g *globals) define(fs *flag.FlagSet) {
+	fs.StringVar(&g.runtimeDir, "runtime-dir", g.runtimeDir, "the daemon's runtime dir: api.sock, control.sock")
+	fs.StringVar(&g.addr, "addr", g.addr, "reach the API on a TCP listener instead (publish, delete, list, status, health)")
+	fs.StringVar(&g.tokenFile, "token-file", g.tokenFile, "the file holding the bearer token --addr needs")
+}
+
+func runtimeDirDefault() string {
+	if d := os.Getenv("ANNOUNCEMENTD_RUNTIME_DIR"); d != "" {
+		return d
+	}
+	return "/run/announcementd"
+}
+
+// call is one run of a command: its arguments after the name, the global flags, and where its output goes.
+type call struct {
+	cmd    *command
+	g      globals
+	args   []string
+	stdout io.Writer
 }
 
 // usageError is a mistake on the command line: exit 2 with the message.
@@ -49,49 +107,43 @@ type usageError struct{ msg string }
 
 func (e usageError) Error() string { return e.msg }
 
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+}
+
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	gfs := flag.NewFlagSet("announcementctl", flag.ContinueOnError)
-	gfs.SetOutput(io.Discard)
-	var g globals
-	gfs.StringVar(&g.runtimeDir, "runtime-dir", runtimeDirDefault(), "the daemon's runtime dir (its API socket)")
-	gfs.StringVar(&g.addr, "addr", "", "reach a TCP listener instead: tcp:HOST:PORT")
-	gfs.StringVar(&g.tokenFile, "token-file", "", "bearer token for --addr")
+	g := globals{runtimeDir: runtimeDirDefault()}
+	var showVersion bool
+	gfs := globalFlags(&g, &showVersion)
 	if err := gfs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprint(stdout, usage)
+			usage(stdout)
 			return exitOK
 		}
-		fmt.Fprintf(stderr, "announcementctl: %v\n", err)
+		fmt.Fprintf(stderr, "announcementctl: %v (see announcementctl -h)\n", err)
 		return exitUsage
 	}
-	args = gfs.Args()
-	if len(args) == 0 || args[0] == "help" {
-		fmt.Fprint(stdout, usage)
-		if len(args) == 0 {
-			return exitUsage
-		}
+	if showVersion {
+		fmt.Fprintln(stdout, buildinfo.Line("announcementctl"))
 		return exitOK
 	}
+	args = gfs.Args()
+	if len(args) == 0 {
+		usage(stderr)
+		return exitUsage
+	}
 	var err error
-	switch cmd, rest := args[0], args[1:]; cmd {
-	case "publish":
-		err = publish(ctx, g, rest, stdout)
-	case "delete":
-		err = deleteCmd(ctx, g, rest, stdout)
-	case "list":
-		err = list(ctx, g, rest, stdout)
-	case "status":
-		err = status(ctx, g, rest, stdout)
-	case "reload":
-		err = reload(ctx, g, rest, stdout)
-	case "health":
-		err = health(ctx, g, rest, stdout)
-	case "dump":
-		err = dump(rest, stdout)
-	case "watch":
-		err = watch(ctx, rest, stdout)
-	default:
-		err = usageError{fmt.Sprintf("unknown command %q (try announcementctl help)", cmd)}
+	if cmd := lookup(args[0]); cmd != nil {
+		c := &call{cmd: cmd, g: g, args: args[1:], stdout: stdout}
+		if cmd.run == nil {
+			err = helpCmd(ctx, c)
+		} else {
+			err = cmd.run(ctx, c)
+		}
+	} else {
+		err = usageError{fmt.Sprintf("unknown command %q (announcementctl -h lists them)", args[0])}
 	}
 	var ue usageError
 	var he healthExit
@@ -112,22 +164,86 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 }
 
-func runtimeDirDefault() string {
-	if d := os.Getenv("ANNOUNCEMENTD_RUNTIME_DIR"); d != "" {
-		return d
-	}
-	return "/run/announcementd"
+// globalFlags is the flag set of what comes before the command: the globals and --version.
+func globalFlags(g *globals, showVersion *bool) *flag.FlagSet {
+	fs := flag.NewFlagSet("announcementctl", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	g.define(fs)
+	fs.BoolVar(showVersion, "version", false, "print announcementctl's build and exit")
+	return fs
 }
 
-// parse parses a command's flags and wants no positional argument.
-func parse(fs *flag.FlagSet, args []string) error { return parseArgs(fs, args, 0, "") }
+// usage is announcementctl -h: every command in one line, the global flags, the environment.
+func usage(w io.Writer) {
+	fmt.Fprint(w, `usage: announcementctl [--runtime-dir DIR | --addr tcp:HOST:PORT --token-file FILE] COMMAND [flags] [ARGS]
 
-// parseErr turns a flag error into a usageError (or prints the flags for -h).
-func parseErr(fs *flag.FlagSet, err error) error {
-	if errors.Is(err, flag.ErrHelp) {
-		fs.SetOutput(os.Stdout)
-		fs.PrintDefaults()
+Publishes and removes announcements through announcementd, reports and controls the service, and reads the
+shared-memory board directly.
+
+commands:
+`)
+	printTable(w, len(commands), func(i int) (string, string) { return commands[i].name, commands[i].summary })
+	fmt.Fprint(w, "\nglobal flags (all but --version may also follow the command):\n")
+	printFlags(w, globalFlags(&globals{runtimeDir: runtimeDirDefault()}, new(bool)))
+	fmt.Fprint(w, `
+environment:
+  ANNOUNCEMENTD_RUNTIME_DIR  the default of --runtime-dir (else /run/announcementd)
+
+A command's flags and arguments may come in any order; '--' ends the flags.
+`+timeNote+`
+Run 'announcementctl COMMAND -h' for a command's usage and flags, 'man announcementctl' for more.
+`)
+}
+
+// help prints a command's help: its usage line, what it does, its flags.
+func (c *call) help(fs *flag.FlagSet) {
+	w := c.stdout
+	fmt.Fprintf(w, "usage: announcementctl %s\n\n%s.\n", join(c.cmd.name, c.cmd.synopsis), capitalize(c.cmd.summary))
+	if c.cmd.notes != "" {
+		fmt.Fprintf(w, "\n%s", c.cmd.notes)
+	}
+	if hasFlags(fs) {
+		fmt.Fprint(w, "\nflags:\n")
+		printFlags(w, fs)
+	}
+	if c.cmd.daemon {
+		fmt.Fprint(w, "\nglobal flags (before or after the command):\n")
+		g := c.g
+		gfs := flag.NewFlagSet("", flag.ContinueOnError)
+		g.define(gfs)
+		printFlags(w, gfs)
+	}
+}
+
+// version prints the build, as --version does.
+func version(_ context.Context, c *call) error {
+	if _, err := c.parse(c.flags(), 0, ""); err != nil {
 		return err
 	}
-	return usageError{fmt.Sprintf("%s: %v", fs.Name(), err)}
+	fmt.Fprintln(c.stdout, buildinfo.Line("announcementctl"))
+	return nil
+}
+
+// helpCmd is `help [COMMAND]`.
+func helpCmd(_ context.Context, c *call) error {
+	args, err := c.parse(c.flags(), -1, "")
+	if err != nil {
+		return err
+	}
+	switch len(args) {
+	case 0:
+		usage(c.stdout)
+		return nil
+	case 1:
+		cmd := lookup(args[0])
+		if cmd == nil {
+			return usageError{fmt.Sprintf("help: unknown command %q (announcementctl -h lists them)", args[0])}
+		}
+		run := cmd.run
+		if run == nil { // help help
+			run = helpCmd
+		}
+		return run(context.Background(), &call{cmd: cmd, g: c.g, args: []string{"-h"}, stdout: c.stdout})
+	}
+	return usageError{"help: want at most one COMMAND"}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"slices"
@@ -28,14 +27,15 @@ type change struct {
 // follows the path (reader.Follower) to each new file the writer puts there, and says when the writer's
 // heartbeat goes stale. A snapshot that fails its checks (the writer repairs what damaged it within moments) is
 // reported once, refused, and watched for again.
-func watch(ctx context.Context, args []string, out io.Writer) error {
-	fs := flag.NewFlagSet("watch", flag.ContinueOnError)
-	shm := fs.String("shm", defaultShm, "the region file")
+func watch(ctx context.Context, c *call) error {
+	fs := c.flags()
+	shm := fs.String("shm", defaultShm, "the board: the region file the daemon writes (followed to each new file at the path)")
 	asJSON := fs.Bool("json", false, "print one JSON object per change")
 	staleAfter := fs.Duration("stale", 5*time.Second, "report the writer stale when its heartbeat is older than this")
-	if err := parse(fs, args); err != nil {
+	if _, err := c.parse(fs, 0, ""); err != nil {
 		return err
 	}
+	out := c.stdout
 	emit := func(c change) {
 		if *asJSON {
 			json.NewEncoder(out).Encode(c)
