@@ -75,6 +75,8 @@ var deps = map[string]rule{
 	"internal/buildinfo": {}, // the standard library only: both binaries name their build with it
 	"internal/fdutil":    {ext: xsys},
 	"internal/procfs":    {},
+	// The harness of the tests that run processes (and of bench/reloadbench): helper roles, the daemon, the waits.
+	"internal/proctest":  {mod: []string{"internal/procfs"}, ext: join(xsys, []string{"go.uber.org/goleak"})},
 	"internal/sandbox":   {ext: xsys},
 	"internal/securefs":  {ext: xsys},
 	"internal/sdsandbox": {},
