@@ -77,7 +77,7 @@ var deps = map[string]rule{
 	"internal/procfs":    {},
 	// The harness of the tests that run processes (and of bench/reloadbench): helper roles, the daemon, the waits.
 	"internal/proctest":  {mod: []string{"internal/procfs"}, ext: join(xsys, []string{"go.uber.org/goleak"})},
-	"internal/sandbox":   {ext: xsys},
+	"internal/sandbox":   {mod: []string{"internal/proctest"}, ext: xsys},
 	"internal/securefs":  {ext: xsys},
 	"internal/sdsandbox": {},
 	"internal/stress":    {mod: []string{"board", "board/reader", "board/writer"}},

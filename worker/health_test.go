@@ -23,13 +23,14 @@ import (
 	"github.com/announcementd/announcementd/board/boardtest"
 	"github.com/announcementd/announcementd/board/writer"
 	"github.com/announcementd/announcementd/healthcheck"
+	"github.com/announcementd/announcementd/internal/proctest"
 	"github.com/announcementd/announcementd/internal/sandbox"
 	"github.com/announcementd/announcementd/store"
 	"github.com/announcementd/announcementd/wire"
 )
 
 func TestMain(m *testing.M) {
-	sandbox.Main(m, map[string]func() int{"lock-refused": helperLockRefused, "tmpfs-full": helperTmpfsFull})
+	proctest.Main(m, proctest.Roles{"lock-refused": helperLockRefused, "tmpfs-full": helperTmpfsFull})
 }
 
 // fakeClock is a settable clock, for the writer's heartbeat (monotonic ns) or the worker's wall time.
@@ -375,7 +376,7 @@ func helperFail(err error) int {
 
 // helperLockRefused runs in a sandbox (no CAP_IPC_LOCK) with RLIMIT_MEMLOCK 0: the worker starts degraded and
 // serves; once the limit is back and 10 s have passed, a check locks the region.
-func helperLockRefused() int {
+func helperLockRefused([]string) int {
 	var orig unix.Rlimit
 	if err := unix.Getrlimit(unix.RLIMIT_MEMLOCK, &orig); err != nil {
 		return helperFail(err)
@@ -467,7 +468,7 @@ func TestHealthWhenTheLockIsRefused(t *testing.T) {
 
 // helperTmpfsFull runs in a sandbox with a 2 MiB tmpfs of its own: pages of the board go missing while the tmpfs
 // is full (degraded: the repair cannot bring them back), and come back once there is room.
-func helperTmpfsFull() int {
+func helperTmpfsFull([]string) int {
 	mnt, err := sandbox.MountTmpfs(os.Getenv("GUARD_DIR"), "2m")
 	if err != nil {
 		return helperFail(err)

@@ -15,11 +15,12 @@ import (
 
 	"github.com/announcementd/announcementd/board"
 	"github.com/announcementd/announcementd/board/writer"
+	"github.com/announcementd/announcementd/internal/proctest"
 	"github.com/announcementd/announcementd/internal/sandbox"
 )
 
 func TestMain(m *testing.M) {
-	sandbox.Main(m, map[string]func() int{"lock": helperLock, "tmpfs-full": helperTmpfsFull})
+	proctest.Main(m, proctest.Roles{"lock": helperLock, "tmpfs-full": helperTmpfsFull})
 }
 
 const regionSize = 1 << 20 // 256 pages of 4 KiB
@@ -188,7 +189,7 @@ type lockResult struct {
 
 // helperLock runs in a sandbox, without CAP_IPC_LOCK: it lowers RLIMIT_MEMLOCK to $GUARD_MEMLOCK, opens a 1 MiB
 // board, publishes, then raises the limit back and retries the lock.
-func helperLock() int {
+func helperLock([]string) int {
 	limit, _ := strconv.ParseUint(os.Getenv("GUARD_MEMLOCK"), 10, 64)
 	var orig unix.Rlimit
 	if err := unix.Getrlimit(unix.RLIMIT_MEMLOCK, &orig); err != nil {
@@ -286,7 +287,7 @@ type fullResult struct {
 
 // helperTmpfsFull runs in a sandbox with its own 2 MiB tmpfs: it opens a 1 MiB board there, takes 16 pages away,
 // fills the tmpfs, repairs (which must fail), frees the space and repairs again.
-func helperTmpfsFull() int {
+func helperTmpfsFull([]string) int {
 	mnt, err := sandbox.MountTmpfs(os.Getenv("GUARD_DIR"), "2m")
 	if err != nil {
 		return fail(err)

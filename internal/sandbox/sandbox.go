@@ -4,46 +4,29 @@
 // namespace), and the child can mount a tmpfs of its own, e.g. a small one to fill. Nothing it mounts is seen
 // outside it. files.go has the helpers such a child uses to take memory away from a region.
 //
-// A package using it calls Main from TestMain:
+// The child is a helper role of the package's TestMain (internal/proctest), which Run starts:
 //
-//	func TestMain(m *testing.M) { sandbox.Main(m, helpers) }
+//	func TestMain(m *testing.M) { proctest.Main(m, proctest.Roles{"lock": helperLock}) }
+//	...
+//	out := sandbox.Run(t, "lock", "GUARD_DIR="+dir)
 package sandbox
 
 import (
 	"bytes"
 	"os"
-	"os/exec"
 	"syscall"
 	"testing"
+
+	"github.com/announcementd/announcementd/internal/proctest"
 )
 
-const envRole = "ANNOUNCEMENTD_SANDBOX_ROLE"
-
-// Main runs the helper named by the environment when this process is a sandboxed child (its exit code is the
-// helper's), and the tests otherwise.
-func Main(m *testing.M, helpers map[string]func() int) {
-	if role := os.Getenv(envRole); role != "" {
-		h, ok := helpers[role]
-		if !ok {
-			os.Stderr.WriteString("sandbox: no helper " + role + "\n")
-			os.Exit(3)
-		}
-		os.Exit(h())
-	}
-	os.Exit(m.Run())
-}
-
-// Run starts the helper role in a sandboxed child with env added to its environment, waits for it, and returns
-// its standard output. It fails the test when the helper fails, and skips it when the kernel refuses the
-// namespaces (user namespaces disabled, or a seccomp policy).
+// Run starts the helper role (proctest.Command) in a sandboxed child with env added to its environment, waits for
+// it, and returns its standard output. It fails the test when the helper fails, and skips it when the kernel
+// refuses the namespaces (user namespaces disabled, or a seccomp policy).
 func Run(t testing.TB, role string, env ...string) []byte {
 	t.Helper()
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(exe, "-test.run=^$")
-	cmd.Env = append(append(os.Environ(), envRole+"="+role), env...)
+	cmd := proctest.Command(t, role)
+	cmd.Env = append(cmd.Env, env...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{
