@@ -22,26 +22,15 @@ import (
 
 	"github.com/announcementd/announcementd/announcement"
 	"github.com/announcementd/announcementd/board"
+	"github.com/announcementd/announcementd/internal/proctest"
 )
 
-// The test binary doubles as the helper process of the crash and lock tests.
-const (
-	envHelper = "STORE_TEST_HELPER" // "crash" or "hold"
-	envPath   = "STORE_TEST_PATH"
-)
-
+// The test binary doubles as the helper process of the crash and lock tests: the roles get the store's path.
 func TestMain(m *testing.M) {
-	switch os.Getenv(envHelper) {
-	case "":
-		os.Exit(m.Run())
-	case "crash":
-		crashHelper(os.Getenv(envPath))
-	case "hold":
-		holdHelper(os.Getenv(envPath))
-	default:
-		fmt.Fprintf(os.Stderr, "unknown %s %q\n", envHelper, os.Getenv(envHelper))
-		os.Exit(2)
-	}
+	proctest.Main(m, proctest.Roles{
+		"crash": func(args []string) int { crashHelper(args[0]); return 0 },
+		"hold":  func(args []string) int { holdHelper(args[0]); return 0 },
+	})
 }
 
 // crashHelper applies announcements from 8 goroutines forever, printing each id once its Apply has returned,
@@ -86,8 +75,7 @@ func holdHelper(path string) {
 
 func helper(t *testing.T, mode, path string) (*exec.Cmd, *bufio.Scanner) {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), envHelper+"="+mode, envPath+"="+path)
+	cmd := proctest.Command(t, mode, path)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
