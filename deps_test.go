@@ -69,7 +69,7 @@ var deps = map[string]rule{
 		mod: []string{"board/writer", "handoff", "healthcheck", "internal/buildinfo", "internal/fdutil", "internal/securefs", "store", "supervisor", "systemd", "wire", "worker"},
 		ext: join(xsys, zap, prometheus, []string{"github.com/cloudflare/tableflip", "github.com/dustin/go-humanize"}),
 	},
-	"cmd/announcementctl": {mod: []string{"board", "board/reader", "healthcheck", "internal/buildinfo", "wire"}},
+	"cmd/announcementctl": {mod: []string{"board", "board/reader", "healthcheck", "internal/buildinfo", "wire"}, ext: xsys},
 
 	"internal/benchfmt":  {ext: xsys},
 	"internal/buildinfo": {}, // the standard library only: both binaries name their build with it

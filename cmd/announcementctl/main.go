@@ -1,5 +1,5 @@
 // Command announcementctl talks to announcementd through its API socket (publish, delete, list, status,
-// health) and its control socket (status, reload) and reads the board directly (dump and watch need no
+// health) and its control socket (status, reload, stop) and reads the board directly (dump and watch need no
 // daemon). Run `announcementctl -h` for the commands, `announcementctl COMMAND -h` for one's flags; the manual
 // page is docs/man/announcementctl.1.md.
 package main
@@ -52,6 +52,9 @@ var commands = []*command{
 		summary: "one line of health; exit 0 ok, 1 degraded, 2 failed or unreachable"},
 	{name: "reload", synopsis: "[--wait] [--timeout DUR]", daemon: true, run: reload,
 		summary: "roll to a new worker generation (and supervisor, if the binary changed); --wait exits 0 only once it serves"},
+	{name: "stop", synopsis: "[--timeout DUR]", daemon: true, run: stop,
+		summary: "stop the service; returns once the supervisor has exited (the unit's ExecStop)",
+		notes:   stopNote},
 	{name: "dump", synopsis: "[--shm PATH] [--json]", run: dump,
 		summary: "print the board's current snapshot, read from the file (no daemon needed)"},
 	{name: "watch", synopsis: "[--shm PATH] [--json] [--stale DUR]", run: watch,
@@ -63,6 +66,12 @@ var commands = []*command{
 }
 
 const timeNote = `TIME is RFC 3339 (2026-11-25T10:00:00Z), now, or +DURATION (+10m); DUR is a Go duration (90s, 2h30m).`
+
+const stopNote = `It asks the supervisor over control.sock to stop as on SIGTERM (the serving generation finishes its
+requests), then waits until the supervisor's process has exited; on --timeout it exits 1 and says so.
+A service that is not running (nothing listens on control.sock, or announcementd.pid names a process that has
+exited) is not an error: it says so and exits 0.
+`
 
 func lookup(name string) *command {
 	for _, c := range commands {
