@@ -329,3 +329,22 @@ func TestDaemonKill(t *testing.T) {
 	d.Close()
 	d.Close()
 }
+
+//go:noinline
+func receiveFrom(c chan struct{}) { <-c }
+
+// WaitGoroutineBlocked sees a goroutine parked in the function named, and not one that merely has it elsewhere.
+func TestWaitGoroutineBlocked(t *testing.T) {
+	if ok, _ := goroutineBlocked("github.com/announcementd/announcementd/internal/proctest.receiveFrom"); ok {
+		t.Fatal("blocked before any goroutine runs it")
+	}
+	c := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		receiveFrom(c)
+	}()
+	WaitGoroutineBlocked(t, 10*time.Second, "github.com/announcementd/announcementd/internal/proctest.receiveFrom")
+	close(c)
+	<-done
+}
