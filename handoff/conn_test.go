@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/announcementd/announcementd/internal/proctest"
 )
 
 func TestMessagesRoundTrip(t *testing.T) {
@@ -423,7 +425,7 @@ func TestCloseUnblocksRecv(t *testing.T) {
 		_, err := sup.Recv(context.Background())
 		errc <- err
 	}()
-	time.Sleep(50 * time.Millisecond)
+	proctest.WaitGoroutineBlocked(t, 10*time.Second, "github.com/announcementd/announcementd/handoff.(*Conn).Recv")
 	sup.Close()
 	select {
 	case err := <-errc:

@@ -1,19 +1,16 @@
 package handoff
 
-// Tests with real processes: the test binary re-executes itself as a worker (TestMain dispatches on helperEnv) and
-// gets its end of the socketpair as fd 3, the way announcementd's workers do.
+// Tests with real processes: the test binary re-executes itself as a worker (a proctest role of TestMain) and gets
+// its end of the socketpair as fd 3, the way announcementd's workers do.
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
 	"os"
-	"os/exec"
 	"sort"
 	"strings"
 	"sync"
@@ -22,124 +19,62 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/announcementd/announcementd/internal/proctest"
 )
 
-const helperEnv = "HANDOFF_TEST_HELPER"
-
-// helpers are the worker behaviours a test can start, by name. Each returns nil for exit status 0.
-var helpers = map[string]func(ctx context.Context) error{
-	"worker":      helperWorker,
-	"wrong-peer":  helperWrongPeer,
-	"bad-version": helperBadVersion,
-	"echo-files":  helperEchoFiles,
-	"intruder":    helperIntruder,
+// roles are the worker behaviours a test can start, by name.
+var roles = proctest.Roles{
+	"worker":      helperRole(helperWorker),
+	"wrong-peer":  helperRole(helperWrongPeer),
+	"bad-version": helperRole(helperBadVersion),
+	"echo-files":  helperRole(helperEchoFiles),
+	"intruder":    helperRole(helperIntruder),
 }
 
-var (
-	helpersMu   sync.Mutex
-	helpersUsed = map[string]bool{}
-)
+func TestMain(m *testing.M) { proctest.Main(m, roles) }
 
-func TestMain(m *testing.M) {
-	if name := os.Getenv(helperEnv); name != "" {
-		os.Exit(runHelper(name))
-	}
-	code := m.Run()
-	// After a full, passing run, a helper nobody started is dead code: fail, so helpers do not pile up.
-	if run := flag.Lookup("test.run"); code == 0 && run != nil && run.Value.String() == "" && !testing.Short() {
-		for name := range helpers {
-			if !helpersUsed[name] {
-				fmt.Fprintf(os.Stderr, "handoff: helper %q is never started by a test\n", name)
-				code = 1
-			}
+// helperRole makes a role of a helper that returns nil for exit status 0; its error goes to stderr.
+func helperRole(f func(ctx context.Context) error) proctest.Role {
+	return func([]string) int {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		if err := f(ctx); err != nil {
+			fmt.Fprintf(os.Stderr, "helper: %v\n", err)
+			return 1
 		}
+		return 0
 	}
-	os.Exit(code)
 }
 
-func runHelper(name string) int {
-	f, ok := helpers[name]
-	if !ok {
-		fmt.Fprintf(os.Stderr, "no helper %q\n", name)
-		return 2
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if err := f(ctx); err != nil {
-		fmt.Fprintf(os.Stderr, "helper %s: %v\n", name, err)
-		return 1
-	}
-	return 0
-}
-
-// helperEnviron is the environment of the helper name. Under -race, the child skips the race runtime's 1s sleep at
-// exit.
-func helperEnviron(name string) []string {
-	return append(os.Environ(), helperEnv+"="+name, "GORACE="+strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0"))
-}
-
-// helperProc is a started helper: its Conn, and its exit.
+// helperProc is a started helper: its Conn, and its process.
 type helperProc struct {
-	conn   *Conn
-	cmd    *exec.Cmd
-	done   chan struct{} // closed when Wait returned
-	err    error         // from Wait
-	output bytes.Buffer  // stdout and stderr; read it only after done
+	conn *Conn
+	*proctest.Proc
 }
 
 // startHelper starts the test binary as the helper name, with the worker's end of a fresh Pair as fd 3. The child
 // is killed and reaped at cleanup if it is still running.
 func startHelper(t *testing.T, name string) *helperProc {
 	t.Helper()
-	helpersMu.Lock()
-	helpersUsed[name] = true
-	helpersMu.Unlock()
 	conn, workerEnd, err := Pair()
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &helperProc{conn: conn, done: make(chan struct{})}
-	p.cmd = exec.Command(os.Args[0], "-test.run=^$")
-	p.cmd.Env = helperEnviron(name)
-	p.cmd.ExtraFiles = []*os.File{workerEnd}
-	p.cmd.Stdout, p.cmd.Stderr = &p.output, &p.output
-	err = p.cmd.Start()
+	t.Cleanup(func() { conn.Close() })
+	cmd := proctest.Command(t, name)
+	cmd.ExtraFiles = []*os.File{workerEnd}
+	p := &helperProc{conn: conn}
+	p.Proc = proctest.Start(t, cmd)
 	workerEnd.Close() // only the child holds the worker's end now: its exit is EOF here
-	if err != nil {
-		conn.Close()
-		t.Fatal(err)
-	}
-	go func() {
-		p.err = p.cmd.Wait()
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		conn.Close()
-		select {
-		case <-p.done:
-		default:
-			p.cmd.Process.Kill()
-			<-p.done
-		}
-		if t.Failed() && p.output.Len() > 0 {
-			t.Logf("helper %s (pid %d) said:\n%s", name, p.cmd.Process.Pid, p.output.String())
-		}
-	})
 	return p
 }
 
 // wait waits for the helper to exit and fails the test unless it exited 0.
 func (p *helperProc) wait(t *testing.T) {
 	t.Helper()
-	select {
-	case <-p.done:
-	case <-time.After(15 * time.Second):
-		p.cmd.Process.Kill()
-		<-p.done
-		t.Fatalf("helper did not exit within 15s")
-	}
-	if p.err != nil {
-		t.Fatalf("helper: %v: %s", p.err, p.output.String())
+	if err := p.Wait(15 * time.Second); err != nil {
+		t.Fatalf("helper: %v: %s", err, p.Output)
 	}
 }
 
@@ -150,7 +85,7 @@ func (p *helperProc) handshake(t *testing.T) Hello {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := p.conn.CheckPeer(p.cmd.Process.Pid, os.Getuid()); err != nil {
+	if err := p.conn.CheckPeer(p.PID(), os.Getuid()); err != nil {
 		t.Fatal(err)
 	}
 	return peer
@@ -270,7 +205,7 @@ func TestHandoffToWorkerProcess(t *testing.T) {
 	ctx := testCtx(t)
 	p := startHelper(t, "worker")
 	peer := p.handshake(t)
-	if peer.Role != RoleWorker || peer.Generation != 7 || peer.PID != p.cmd.Process.Pid {
+	if peer.Role != RoleWorker || peer.Generation != 7 || peer.PID != p.PID() {
 		t.Errorf("worker's hello: %+v", peer)
 	}
 	region := tempFile(t)
@@ -291,7 +226,7 @@ func TestHandoffToWorkerProcess(t *testing.T) {
 	c.SetDeadline(time.Now().Add(10 * time.Second))
 	greeting, err := io.ReadAll(c)
 	c.Close()
-	if want := fmt.Sprintf("hello from worker %d\n", p.cmd.Process.Pid); string(greeting) != want || err != nil {
+	if want := fmt.Sprintf("hello from worker %d\n", p.PID()); string(greeting) != want || err != nil {
 		t.Errorf("the worker's listener said %q, %v; want %q", greeting, err, want)
 	}
 
@@ -330,7 +265,7 @@ func TestHandoffToWorkerProcess(t *testing.T) {
 
 	buf := make([]byte, 64)
 	n, _ := region.ReadAt(buf, 64)
-	if want := fmt.Sprintf("written by worker %d", p.cmd.Process.Pid); !strings.HasPrefix(string(buf[:n]), want) {
+	if want := fmt.Sprintf("written by worker %d", p.PID()); !strings.HasPrefix(string(buf[:n]), want) {
 		t.Errorf("region at 64: %q, want %q", buf[:n], want)
 	}
 
@@ -374,8 +309,8 @@ func TestWrongPeerGetsNoFds(t *testing.T) {
 	if _, err := p.conn.Handshake(testCtx(t), Hello{Role: RoleSupervisor}); err != nil {
 		t.Fatal(err)
 	}
-	err := p.conn.CheckPeer(p.cmd.Process.Pid+1, os.Getuid())
-	if !errors.Is(err, ErrPeer) || !strings.Contains(err.Error(), fmt.Sprintf("pid %d", p.cmd.Process.Pid)) {
+	err := p.conn.CheckPeer(p.PID()+1, os.Getuid())
+	if !errors.Is(err, ErrPeer) || !strings.Contains(err.Error(), fmt.Sprintf("pid %d", p.PID())) {
 		t.Fatalf("CheckPeer with the wrong pid: %v", err)
 	}
 	if err := p.conn.SendFiles(testCtx(t), NamedFile{"region", tempFile(t)}); !errors.Is(err, ErrPeer) {
@@ -408,7 +343,7 @@ func TestIncompatibleVersionProcess(t *testing.T) {
 	}
 	t.Logf("the operator reads: %v", err)
 	for _, s := range []string{
-		fmt.Sprintf("pid %d", p.cmd.Process.Pid),
+		fmt.Sprintf("pid %d", p.PID()),
 		fmt.Sprintf("speaks %d.0", ProtocolMajor+1),
 		fmt.Sprintf("speaks %d.%d", ProtocolMajor, ProtocolMinor),
 		`"from-the-future"`,
@@ -522,7 +457,7 @@ func closeInterruptsAccept(t *testing.T, name string, l net.Listener) {
 		}
 		errc <- err
 	}()
-	time.Sleep(50 * time.Millisecond) // let Accept block
+	proctest.WaitGoroutineBlocked(t, 10*time.Second, "net.(*TCPListener).Accept")
 	closed := make(chan struct{})
 	go func() { l.Close(); close(closed) }()
 	select {
@@ -581,11 +516,7 @@ func TestFrameFromAnotherProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	helpersMu.Lock()
-	helpersUsed["intruder"] = true
-	helpersMu.Unlock()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = helperEnviron("intruder")
+	cmd := proctest.Command(t, "intruder")
 	cmd.ExtraFiles = []*os.File{workerEnd}
 	out, err := cmd.CombinedOutput()
 	workerEnd.Close()

@@ -3,12 +3,15 @@ package handoff
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"runtime"
 	"slices"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/announcementd/announcementd/internal/proctest"
 )
 
 // recorder is a Worker that records what Serve asked of it.
@@ -228,10 +231,11 @@ func TestServeLeavesNoGoroutine(t *testing.T) {
 		<-done
 		sup.Close()
 	}
-	for deadline := time.Now().Add(5 * time.Second); runtime.NumGoroutine() > before+2; time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
+	proctest.WaitFor(t, 5*time.Second, func() error {
+		if n := runtime.NumGoroutine(); n > before+2 {
 			buf := make([]byte, 1<<16)
-			t.Fatalf("%d goroutines, %d before:\n%s", runtime.NumGoroutine(), before, buf[:runtime.Stack(buf, true)])
+			return fmt.Errorf("%d goroutines, %d before:\n%s", n, before, buf[:runtime.Stack(buf, true)])
 		}
-	}
+		return nil
+	}, "Serve's goroutines to end")
 }
