@@ -1,8 +1,8 @@
 package supervisor
 
 // The fake worker and the harness of supervisor_test.go. The test binary re-executes itself as the worker: the
-// supervisor starts `Binary worker -dir DIR` with Binary = the test binary, and TestMain runs fakeWorker instead of
-// the tests when fakeEnv is set and the first argument is "worker". The fake speaks the real handoff protocol.
+// supervisor starts `Binary worker -dir DIR` with Binary = the test binary and an environment that selects the
+// proctest role "fake-worker" (Config.WorkerEnv), which runs fakeWorker. The fake speaks the real handoff protocol.
 //
 // What a fake does is chosen by files in DIR that the test writes between reloads: DIR/mode-<generation> if it
 // exists, else DIR/mode, else "ok". Each fake appends what it did and every message it received to
@@ -11,7 +11,6 @@ package supervisor
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -21,7 +20,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -31,10 +29,9 @@ import (
 
 	"github.com/announcementd/announcementd/handoff"
 	"github.com/announcementd/announcementd/internal/procfs"
+	"github.com/announcementd/announcementd/internal/proctest"
 	"github.com/announcementd/announcementd/wire"
 )
-
-const fakeEnv = "SUPERVISOR_TEST_FAKE_WORKER"
 
 // Modes of the fake worker.
 const (
@@ -50,14 +47,13 @@ const (
 )
 
 func TestMain(m *testing.M) {
-	if os.Getenv(fakeEnv) != "" && len(os.Args) > 1 && os.Args[1] == "worker" {
-		os.Exit(fakeWorker(os.Args[2:]))
-	}
-	// Inherited by every fake the supervisor starts (it passes os.Environ() on).
-	os.Setenv(fakeEnv, "1")
-	// Under -race, a child skips the race runtime's 1 s sleep at exit.
-	os.Setenv("GORACE", strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0"))
-	os.Exit(m.Run())
+	proctest.Main(m, proctest.Roles{"fake-worker": func(args []string) int {
+		if len(args) == 0 || args[0] != "worker" {
+			fmt.Fprintf(os.Stderr, "fake worker: args %q, want worker -dir DIR\n", args)
+			return 2
+		}
+		return fakeWorker(args[1:])
+	}})
 }
 
 // fakeWorker is the worker main of the test binary. It returns its exit status.
@@ -234,33 +230,13 @@ func gone(pid int) bool {
 	return syscall.Kill(pid, 0) == syscall.ESRCH
 }
 
-// lockedBuffer collects the supervisor's log, for failing tests.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) Sync() error { return nil }
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // harness is one supervisor of fake workers, with its own directory and region file.
 type harness struct {
 	t      *testing.T
 	dir    string
 	region *os.File // handed to every generation as "region"
 	sup    *Supervisor
-	log    *lockedBuffer
+	log    *proctest.Buffer // the supervisor's log, for failing tests
 
 	cancel  context.CancelFunc
 	done    chan struct{} // closed when Run returned
@@ -280,10 +256,11 @@ func newHarness(t *testing.T, modify func(*Config)) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &harness{t: t, dir: dir, region: region, log: &lockedBuffer{}}
+	h := &harness{t: t, dir: dir, region: region, log: &proctest.Buffer{}}
 	cfg := Config{
 		Binary:     bin,
 		WorkerArgs: []string{"-dir", dir},
+		WorkerEnv:  proctest.Env(t, "fake-worker"),
 		Files:      []handoff.NamedFile{{Name: "region", File: region}},
 		Build:      "test-supervisor",
 		Log: zap.New(zapcore.NewCore(zapcore.NewConsoleEncoder(zap.NewDevelopmentEncoderConfig()),
@@ -368,22 +345,19 @@ func (h *harness) cleanup() {
 // waitStatus polls Status until cond holds, and fails the test if it does not within 20 s or if Run returns first.
 func (h *harness) waitStatus(what string, cond func(wire.SupervisorStatus) bool) wire.SupervisorStatus {
 	h.t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		st := h.sup.Status()
-		if cond(st) {
-			return st
+	var st wire.SupervisorStatus
+	proctest.WaitFor(h.t, 20*time.Second, func() error {
+		if st = h.sup.Status(); cond(st) {
+			return nil
 		}
 		select {
 		case <-h.done:
 			h.t.Fatalf("waiting for %s: Run returned %v; status %+v", what, h.runErr, st)
 		default:
 		}
-		if time.Now().After(deadline) {
-			h.t.Fatalf("waiting for %s: still %+v", what, st)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return fmt.Errorf("still %+v", st)
+	}, what)
+	return st
 }
 
 // waitFor polls cond until it holds, and fails the test if it does not within 20 s.
