@@ -5,7 +5,7 @@ SHM       ?= /dev/shm/notice_v1
 FUZZTIME  ?= 30s
 export PATH := /usr/local/go/bin:$(PATH)
 
-.PHONY: help build run test bench lint fuzz storm clean
+.PHONY: help build man run test bench lint fuzz storm clean
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-6s %s\n", $$1, $$2}'
@@ -13,6 +13,11 @@ help: ## list the targets
 build: ## build bin/announcementd, bin/announcementctl and the C reader (libnotice.so, notice_dump)
 	$(GO) build -o $(BIN)/ ./cmd/...
 	$(MAKE) -s -C clients/c
+
+man: ## write the manual pages bin/man/announcementd.8 and bin/man/announcementctl.1 from docs/man/*.md (go-md2man)
+	@mkdir -p $(BIN)/man
+	$(GO) tool go-md2man -in docs/man/announcementd.8.md -out $(BIN)/man/announcementd.8
+	$(GO) tool go-md2man -in docs/man/announcementctl.1.md -out $(BIN)/man/announcementctl.1
 
 run: build ## start the daemon on embedded defaults (region /dev/shm/notice_v1, state under ./var; no root)
 	@mkdir -p var
