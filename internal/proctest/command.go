@@ -1,6 +1,7 @@
 package proctest
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -17,11 +18,17 @@ import (
 // before running it, or pass it to Start.
 func Command(t testing.TB, role string, args ...string) *exec.Cmd {
 	t.Helper()
+	return CommandContext(context.Background(), t, role, args...)
+}
+
+// CommandContext is Command with exec.CommandContext: the helper is killed when ctx is done.
+func CommandContext(ctx context.Context, t testing.TB, role string, args ...string) *exec.Cmd {
+	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatalf("proctest: the test binary: %v", err)
 	}
-	cmd := exec.Command(exe, append([]string{"-test.run=^$", "--"}, args...)...)
+	cmd := exec.CommandContext(ctx, exe, append([]string{"-test.run=^$", "--"}, args...)...)
 	cmd.Env = Env(t, role)
 	return cmd
 }
