@@ -23,6 +23,7 @@ import (
 	"github.com/announcementd/announcementd/board"
 	"github.com/announcementd/announcementd/board/reader"
 	"github.com/announcementd/announcementd/board/writer"
+	"github.com/announcementd/announcementd/internal/proctest"
 	"github.com/announcementd/announcementd/internal/stress"
 )
 
@@ -34,15 +35,6 @@ import (
 // waits have a generous guard only).
 
 const followRegionSize = 1 << 20
-
-// roleArgs are the helper's arguments: what follows "--" on its command line.
-func roleArgs() []string {
-	i := slices.Index(os.Args, "--")
-	if i < 0 {
-		return nil
-	}
-	return os.Args[i+1:]
-}
 
 // followWriter is the writer helper's state.
 type followWriter struct {
@@ -151,7 +143,8 @@ func (fw *followWriter) do(f []string) error {
 				return err
 			}
 			for range arg(2) {
-				fw.mu.Unlock() // let the heartbeat in
+				// Let the heartbeat in; the pause is the churn's pace (the command's third argument), on purpose.
+				fw.mu.Unlock()
 				time.Sleep(time.Duration(arg(3)) * time.Microsecond)
 				fw.mu.Lock()
 				if err := fw.burst(1); err != nil {
@@ -392,23 +385,17 @@ func (p *follower) read(r io.Reader) {
 
 // followers starts one follower per language on path, checking the stress pattern, stale after staleMS.
 func startFollowers(t *testing.T, path string, staleMS int) []*follower {
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
 	s := strconv.Itoa(staleMS)
-	argvs := map[string][]string{
-		"go":     {self, "-test.run=^$", "--", "-s", s, "-c", path},
-		"c":      {"c/notice_follow", "-s", s, "-c", path},
-		"c-asan": {"c/notice_follow_asan", "-s", s, "-c", path},
-		"python": {need(t, "python3"), "python/notice_follow.py", "-s", s, "-c", path},
+	cmds := map[string]*exec.Cmd{
+		"go":     proctest.Command(t, "follower", "-s", s, "-c", path),
+		"c":      exec.Command("c/notice_follow", "-s", s, "-c", path),
+		"c-asan": exec.Command("c/notice_follow_asan", "-s", s, "-c", path),
+		"python": exec.Command(need(t, "python3"), "python/notice_follow.py", "-s", s, "-c", path),
 	}
 	var ps []*follower
 	for _, name := range []string{"go", "c", "c-asan", "python"} {
-		argv := argvs[name]
 		p := &follower{name: name, done: make(chan struct{})}
-		p.cmd = exec.Command(argv[0], argv[1:]...)
-		p.cmd.Env = append(os.Environ(), roleEnv+"=follower")
+		p.cmd = cmds[name]
 		p.cmd.Stderr = &p.stderr
 		out, err := p.cmd.StdoutPipe()
 		if err != nil {
@@ -484,12 +471,7 @@ type followWriterProc struct {
 }
 
 func startFollowWriter(t *testing.T, path string) *followWriterProc {
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(self, "-test.run=^$", "--", path)
-	cmd.Env = append(os.Environ(), roleEnv+"=follow-writer")
+	cmd := proctest.Command(t, "follow-writer", path)
 	cmd.Stderr = os.Stderr
 	in, _ := cmd.StdinPipe()
 	out, _ := cmd.StdoutPipe()

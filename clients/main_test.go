@@ -12,45 +12,38 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/announcementd/announcementd/internal/proctest"
 	"github.com/announcementd/announcementd/internal/stress"
 )
 
 // ctl is announcementctl, built for the tests.
 var ctl string
 
-// roleEnv selects a helper role when the test binary re-executes itself (see TestMain).
-const roleEnv = "ANNOUNCEMENTD_TEST_ROLE"
-
 func TestMain(m *testing.M) {
-	switch os.Getenv(roleEnv) {
-	case "stress-writer":
-		os.Exit(stress.WriterMain(os.Args[len(os.Args)-1]))
-	case "stress-reader":
-		os.Exit(stress.ReaderMain(os.Args[len(os.Args)-2], os.Args[len(os.Args)-1]))
-	case "waiter":
-		os.Exit(goWaiter(os.Args[len(os.Args)-1]))
-	case "follow-writer":
-		os.Exit(followWriterMain(os.Args[len(os.Args)-1]))
-	case "follower":
-		os.Exit(goFollowerMain(roleArgs()))
-	}
+	proctest.Main(m, proctest.Roles{
+		"stress-writer": func(args []string) int { return stress.WriterMain(args[0]) },
+		"stress-reader": func(args []string) int { return stress.ReaderMain(args[0], args[1]) },
+		"waiter":        func(args []string) int { return goWaiter(args[0]) },
+		"follow-writer": func(args []string) int { return followWriterMain(args[0]) },
+		"follower":      goFollowerMain,
+	}, proctest.Setup(build))
+}
+
+// build builds the C reader (with and without ASan) and announcementctl, for the tests.
+func build() (func(), error) {
 	if out, err := exec.Command("make", "-s", "-C", "c", "all", "asan").CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "building the C reader: %v\n%s", err, out)
-		os.Exit(1)
+		return nil, fmt.Errorf("building the C reader: %v\n%s", err, out)
 	}
 	dir, err := os.MkdirTemp("", "clients-test")
 	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
+		return nil, err
 	}
 	ctl = filepath.Join(dir, "announcementctl")
 	if out, err := exec.Command("go", "build", "-o", ctl, "../cmd/announcementctl").CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "building announcementctl: %v\n%s", err, out)
-		os.Exit(1)
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("building announcementctl: %v\n%s", err, out)
 	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	return func() { os.RemoveAll(dir) }, nil
 }
 
 // need skips nothing: a missing tool is a broken machine (.ci/run installs them), so the test fails.

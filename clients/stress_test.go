@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/announcementd/announcementd/board/reader"
+	"github.com/announcementd/announcementd/internal/proctest"
 	"github.com/announcementd/announcementd/internal/stress"
 )
 
@@ -31,14 +32,9 @@ func TestTornReadStress(t *testing.T) {
 	path := filepath.Join("/dev/shm", fmt.Sprintf("notice_stress_%d_%d", os.Getpid(), time.Now().UnixNano()))
 	t.Cleanup(func() { os.Remove(path) })
 
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	wcmd := exec.CommandContext(ctx, self, "-test.run=^$", path)
-	wcmd.Env = append(os.Environ(), roleEnv+"=stress-writer")
+	wcmd := proctest.CommandContext(ctx, t, "stress-writer", path)
 	stdin, _ := wcmd.StdinPipe()
 	var wout strings.Builder
 	wcmd.Stdout, wcmd.Stderr = &wout, &wout
@@ -66,20 +62,18 @@ func TestTornReadStress(t *testing.T) {
 	}
 
 	py := need(t, "python3")
-	readers := [][]string{
-		{self, "-test.run=^$", seconds, path}, {self, "-test.run=^$", seconds, path},
-		{"c/notice_stress", seconds, path}, {"c/notice_stress", seconds, path},
-		{py, "python/notice_stress.py", seconds, path}, {py, "python/notice_stress.py", seconds, path},
+	readers := []*exec.Cmd{
+		proctest.CommandContext(ctx, t, "stress-reader", seconds, path), proctest.CommandContext(ctx, t, "stress-reader", seconds, path),
+		exec.CommandContext(ctx, "c/notice_stress", seconds, path), exec.CommandContext(ctx, "c/notice_stress", seconds, path),
+		exec.CommandContext(ctx, py, "python/notice_stress.py", seconds, path), exec.CommandContext(ctx, py, "python/notice_stress.py", seconds, path),
 	}
 	results := make([]stress.Result, len(readers))
 	var wg sync.WaitGroup
 	errs := make(chan error, len(readers))
-	for i, argv := range readers {
+	for i, cmd := range readers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
-			cmd.Env = append(os.Environ(), roleEnv+"=stress-reader")
 			out, err := cmd.Output()
 			if err != nil {
 				var stderr []byte
@@ -87,11 +81,11 @@ func TestTornReadStress(t *testing.T) {
 				if errors.As(err, &ee) {
 					stderr = ee.Stderr
 				}
-				errs <- fmt.Errorf("%v: %v\n%s%s", argv, err, out, stderr)
+				errs <- fmt.Errorf("%v: %v\n%s%s", cmd.Args, err, out, stderr)
 				return
 			}
 			if err := json.Unmarshal(out, &results[i]); err != nil {
-				errs <- fmt.Errorf("%v: output %q: %v", argv, out, err)
+				errs <- fmt.Errorf("%v: output %q: %v", cmd.Args, out, err)
 			}
 		}()
 	}

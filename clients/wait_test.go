@@ -15,6 +15,7 @@ import (
 	"github.com/announcementd/announcementd/board"
 	"github.com/announcementd/announcementd/board/reader"
 	"github.com/announcementd/announcementd/board/writer"
+	"github.com/announcementd/announcementd/internal/proctest"
 )
 
 // ctypesWaiter blocks in libnotice's notice_wait (through ctypes) and prints the version it woke up for.
@@ -67,13 +68,11 @@ func TestFutexWakeAcrossProcesses(t *testing.T) {
 	defer w.Close()
 	first, _ := w.Publish(nil)
 
-	self, _ := os.Executable()
 	lib, _ := filepath.Abs("c/libnotice.so")
 	waiters := map[string]*exec.Cmd{
-		"go": exec.Command(self, "-test.run=^$", path),
+		"go": proctest.Command(t, "waiter", path),
 		"c":  exec.Command(need(t, "python3"), "-c", ctypesWaiter, lib, path, "-1"),
 	}
-	waiters["go"].Env = append(os.Environ(), roleEnv+"=waiter")
 	outs := map[string]*bufio.Reader{}
 	for name, cmd := range waiters {
 		out, _ := cmd.StdoutPipe()
@@ -87,7 +86,9 @@ func TestFutexWakeAcrossProcesses(t *testing.T) {
 			t.Fatalf("%s waiter: %q", name, line)
 		}
 	}
-	time.Sleep(100 * time.Millisecond) // let both block in futex(2)
+	for _, cmd := range waiters { // the publish must find both asleep in futex(2): a late one would not wait at all
+		proctest.WaitBlockedInFutex(t, 30*time.Second, cmd.Process.Pid, proctest.FutexWord{Path: path, Offset: board.OffFutex})
+	}
 	v, _ := w.Publish([]board.Record{{ID: 1, Content: "wake up"}})
 	guard := time.AfterFunc(30*time.Second, func() {
 		for _, cmd := range waiters {
