@@ -5,14 +5,17 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/announcementd/announcementd/internal/proctest"
 )
+
+func TestMain(m *testing.M) { proctest.Main(m, proctest.Roles{"may-replace": mayReplaceRole}) }
 
 // otherUID is a uid that no file of the test's user has; tests that need a file of another user chown to it and
 // run only as root.
@@ -165,8 +168,8 @@ func TestMayReplaceNamesTheOwner(t *testing.T) {
 		t.Fatal(err)
 	}
 	write(t, bin, string(b), 0o755)
-	cmd := exec.Command(bin, "-test.run=^TestHelperMayReplace$")
-	cmd.Env = append(os.Environ(), "SECUREFS_HELPER="+path)
+	cmd := proctest.Command(t, "may-replace", path)
+	cmd.Path, cmd.Args[0] = bin, bin
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: otherUID, Gid: otherUID}}
 	out, err := cmd.CombinedOutput()
 	if err != nil {
@@ -180,17 +183,16 @@ func TestMayReplaceNamesTheOwner(t *testing.T) {
 	}
 }
 
-// TestHelperMayReplace runs in TestMayReplaceNamesTheOwner's child: OpenOrCreate of root's file, as another uid.
-func TestHelperMayReplace(t *testing.T) {
-	path := os.Getenv("SECUREFS_HELPER")
-	if path == "" {
-		t.Skip("a helper of TestMayReplaceNamesTheOwner")
-	}
-	_, _, err := OpenOrCreate(path, 0o644)
+// mayReplaceRole runs in TestMayReplaceNamesTheOwner's child: OpenOrCreate of root's file at args[0], as another
+// uid. It must fail, and print why; taking the file fails the helper (exit 1), and so the test.
+func mayReplaceRole(args []string) int {
+	_, _, err := OpenOrCreate(args[0], 0o644)
 	if err == nil {
-		t.Fatal("OpenOrCreate took root's file")
+		fmt.Println("OpenOrCreate took root's file")
+		return 1
 	}
 	fmt.Println(err)
+	return 0
 }
 
 func TestInstallNeverLeavesATemporaryName(t *testing.T) {
