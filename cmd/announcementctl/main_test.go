@@ -8,13 +8,15 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/announcementd/announcementd/board"
 	"github.com/announcementd/announcementd/board/writer"
+	"github.com/announcementd/announcementd/internal/proctest"
 )
+
+func TestMain(m *testing.M) { proctest.Main(m, nil) }
 
 func TestDumpMatchesGolden(t *testing.T) {
 	var out, errb bytes.Buffer
@@ -53,19 +55,6 @@ func TestDumpErrorsAndUsage(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for the watcher and the test to share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
-
 func TestWatchPrintsChanges(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "notice")
 	w, err := writer.Open(path, writer.Options{Size: 64 << 10})
@@ -77,7 +66,7 @@ func TestWatchPrintsChanges(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var out syncBuffer
+	var out proctest.Buffer
 	done := make(chan int, 1)
 	go func() { done <- run(ctx, []string{"watch", "--json", "--shm", path}, &out, &out) }()
 	waitFor(t, &out, `"version":1`)
@@ -96,14 +85,15 @@ func TestWatchPrintsChanges(t *testing.T) {
 	}
 }
 
-func waitFor(t *testing.T, out *syncBuffer, s string) {
+// waitFor waits until the watcher's output has s; the failure shows the output.
+func waitFor(t *testing.T, out *proctest.Buffer, s string) {
 	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
-		if strings.Contains(out.String(), s) {
-			return
+	proctest.WaitFor(t, 5*time.Second, func() error {
+		if !strings.Contains(out.String(), s) {
+			return fmt.Errorf("watch output so far:\n%s", out)
 		}
-	}
-	t.Fatalf("no %q in watch output:\n%s", s, out.String())
+		return nil
+	}, fmt.Sprintf("%q in the watch output", s))
 }
 
 func TestWatchFollowsSupersededBoard(t *testing.T) {
@@ -118,7 +108,7 @@ func TestWatchFollowsSupersededBoard(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var out syncBuffer
+	var out proctest.Buffer
 	done := make(chan int, 1)
 	go func() { done <- run(ctx, []string{"watch", "--json", "--shm", path}, &out, &out) }()
 	waitFor(t, &out, `"old file"`)

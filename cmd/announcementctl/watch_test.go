@@ -13,6 +13,7 @@ import (
 
 	"github.com/announcementd/announcementd/board"
 	"github.com/announcementd/announcementd/board/writer"
+	"github.com/announcementd/announcementd/internal/proctest"
 )
 
 // TestWatchFollowsUnlinkAndStale: watch finds a file recreated at the path without the old one being marked
@@ -28,7 +29,7 @@ func TestWatchFollowsUnlinkAndStale(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var out syncBuffer
+	var out proctest.Buffer
 	done := make(chan int, 1)
 	go func() { done <- run(ctx, []string{"watch", "--json", "--stale", "1m", "--shm", path}, &out, &out) }()
 	waitFor(t, &out, `"old file"`)
@@ -85,7 +86,7 @@ func TestWatchOutlivesACorruptSnapshot(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var out syncBuffer
+	var out proctest.Buffer
 	done := make(chan int, 1)
 	go func() { done <- run(ctx, []string{"watch", "--json", "--shm", path}, &out, &out) }()
 	waitFor(t, &out, `"event":"corrupt"`)
