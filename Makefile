@@ -3,6 +3,9 @@ GO        ?= go
 BIN       := bin
 SHM       ?= /dev/shm/notice_v1
 FUZZTIME  ?= 30s
+# The build names its VCS revision (--version, status) when it is built in a checkout; GOFLAGS=-buildvcs=false,
+# set on some machines, would hide it.
+BUILDVCS  ?= auto
 export PATH := /usr/local/go/bin:$(PATH)
 
 .PHONY: help build man run test bench lint fuzz storm clean
@@ -11,7 +14,7 @@ help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-6s %s\n", $$1, $$2}'
 
 build: ## build bin/announcementd, bin/announcementctl and the C reader (libnotice.so, notice_dump)
-	$(GO) build -o $(BIN)/ ./cmd/...
+	$(GO) build -buildvcs=$(BUILDVCS) -o $(BIN)/ ./cmd/...
 	$(MAKE) -s -C clients/c
 
 man: ## write the manual pages bin/man/announcementd.8 and bin/man/announcementctl.1 from docs/man/*.md (go-md2man)

@@ -66,7 +66,7 @@ var deps = map[string]rule{
 	"systemd":    {mod: []string{"supervisor"}, ext: join(xsys, zap, []string{"github.com/coreos/go-systemd/v22/"})},
 
 	"cmd/announcementd": {
-		mod: []string{"board/writer", "handoff", "healthcheck", "internal/buildinfo", "internal/fdutil", "internal/securefs", "store", "supervisor", "systemd", "wire", "worker"},
+		mod: []string{"board", "board/writer", "handoff", "healthcheck", "internal/buildinfo", "internal/fdutil", "internal/securefs", "store", "supervisor", "systemd", "wire", "worker"},
 		ext: join(xsys, zap, prometheus, []string{"github.com/cloudflare/tableflip", "github.com/dustin/go-humanize"}),
 	},
 	"cmd/announcementctl": {mod: []string{"board", "board/reader", "healthcheck", "internal/buildinfo", "wire"}, ext: xsys},

@@ -32,6 +32,8 @@ import (
 	"go.uber.org/zap/zapcore"
 	"golang.org/x/sys/unix"
 
+	"github.com/announcementd/announcementd/board"
+	"github.com/announcementd/announcementd/internal/buildinfo"
 	"github.com/announcementd/announcementd/internal/securefs"
 	"github.com/announcementd/announcementd/supervisor"
 	"github.com/announcementd/announcementd/systemd"
@@ -130,7 +132,10 @@ Flags:
 	}
 	n, err := humanize.ParseBytes(size)
 	if err != nil {
-		return c, fmt.Errorf("--shm-size %q: want a size in bytes, with or without a unit: 4MiB, 64KiB, 65536 (%w)", size, err)
+		return c, fmt.Errorf("--shm-size %q: not a size: want bytes, with or without a unit: 4MiB, 64KiB, 65536", size)
+	}
+	if n < board.MinRegionSize || n > board.MaxRegionSize || n%4096 != 0 {
+		return c, fmt.Errorf("--shm-size %s (%d bytes): a board is 64KiB to 1GiB, a multiple of 4KiB (MiB and KiB are powers of 2; MB are 10^6)", size, n)
 	}
 	c.shmSize = n
 	c.listen = listen
@@ -163,12 +168,7 @@ func main() {
 		os.Exit(2)
 	}
 	if c.version {
-		self, err := supervisor.FileID("/proc/self/exe")
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "announcementd: %v\n", err)
-			os.Exit(1)
-		}
-		fmt.Println("announcementd", buildString(self))
+		fmt.Println(buildinfo.Line("announcementd"))
 		os.Exit(0)
 	}
 	log := newLogger(c.logFormat, c.logLevel, os.Stderr).With(zap.String("role", role))

@@ -10,8 +10,6 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"runtime"
-	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -24,6 +22,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/announcementd/announcementd/handoff"
+	"github.com/announcementd/announcementd/internal/buildinfo"
 	"github.com/announcementd/announcementd/internal/securefs"
 	"github.com/announcementd/announcementd/supervisor"
 	"github.com/announcementd/announcementd/systemd"
@@ -321,25 +320,9 @@ func lockRegion(f *os.File) error {
 	}
 }
 
-// buildString names this build for status and logs: VCS revision, Go version, and the binary's content ID.
-func buildString(id string) string {
-	rev := "devel"
-	if info, ok := debug.ReadBuildInfo(); ok {
-		var dirty string
-		for _, s := range info.Settings {
-			switch s.Key {
-			case "vcs.revision":
-				rev = s.Value[:min(12, len(s.Value))]
-			case "vcs.modified":
-				if s.Value == "true" {
-					dirty = "+dirty"
-				}
-			}
-		}
-		rev += dirty
-	}
-	return fmt.Sprintf("%s %s sha256:%s", rev, runtime.Version(), id)
-}
+// buildString names this build for status and logs: its version (VCS revision), Go version, and the binary's
+// content ID.
+func buildString(id string) string { return buildinfo.Read().String() + " sha256:" + id }
 
 // listenUnixAt is listenUnix in the shape tableflip's ListenWithCallback takes.
 func listenUnixAt(_, path string) (net.Listener, error) { return listenUnix(path) }
