@@ -1,14 +1,13 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -18,91 +17,79 @@ import (
 
 	"github.com/announcementd/announcementd/board/reader"
 	"github.com/announcementd/announcementd/internal/procfs"
+	"github.com/announcementd/announcementd/internal/proctest"
 )
 
-// TestMain lets the test binary run as the daemon (re-exec with ANNOUNCEMENTD_TEST_DAEMON=1), and so also as the
-// workers the daemon starts from it: the test flags are dropped, the daemon's own kept.
+// TestMain lets the test binary run as the daemon: the proctest role "daemon" runs main with the role's arguments.
+// The daemon starts its workers from the same binary with the same environment, so they play the daemon too
+// (`announcementd worker ...`).
 func TestMain(m *testing.M) {
-	if os.Getenv("ANNOUNCEMENTD_TEST_DAEMON") == "1" {
-		args := os.Args[:1]
-		for _, a := range os.Args[1:] {
-			if !strings.HasPrefix(a, "-test.") {
-				args = append(args, a)
-			}
-		}
-		os.Args = args
+	proctest.Main(m, proctest.Roles{"daemon": func(args []string) int {
+		os.Args = append(os.Args[:1:1], args...)
 		main()
-		os.Exit(0)
-	}
-	os.Exit(m.Run())
+		return 0
+	}})
 }
 
-func startDaemon(t *testing.T, args ...string) (*exec.Cmd, *bytes.Buffer) {
+// daemonConfig runs this test binary as announcementd on the region at shm, with state and runtime dirs under dir.
+func daemonConfig(t *testing.T, shm, dir string, args ...string) proctest.DaemonConfig {
 	t.Helper()
-	self, _ := os.Executable()
-	cmd := exec.Command(self, append([]string{"-test.run=^$"}, args...)...)
-	cmd.Env = append(os.Environ(), "ANNOUNCEMENTD_TEST_DAEMON=1")
-	var logs bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
+	self, err := os.Executable()
+	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	return cmd, &logs
+	return proctest.DaemonConfig{Binary: self, Env: proctest.Env(t, "daemon"), Shm: shm, StateDir: dir + "/state",
+		RuntimeDir: dir + "/run", Args: append([]string{"--shm-size", "64KiB"}, args...)}
 }
 
 func TestDaemonOwnsBoard(t *testing.T) {
 	path := filepath.Join("/dev/shm", fmt.Sprintf("notice_test_%d", os.Getpid()))
 	t.Cleanup(func() { os.Remove(path) })
 	dir := t.TempDir()
-	args := []string{"--shm", path, "--shm-size", "64KiB", "--state-dir", dir + "/state", "--runtime-dir", dir + "/run"}
-	d, logs := startDaemon(t, args...)
+	d := proctest.StartDaemon(t, daemonConfig(t, path, dir))
 
 	var b *reader.Board
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		var err error
-		if b, err = reader.Open(path); err == nil && b.Version() > 0 {
-			break
+	proctest.WaitFor(t, 10*time.Second, func() (err error) {
+		if b, err = reader.Open(path); err == nil && b.Version() == 0 {
+			b.Close()
+			err = errors.New("version 0")
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no board at %s: %v\n%s", path, err, logs)
-		}
-	}
+		return err
+	}, "a board at "+path)
 	defer b.Close()
 	s, err := b.Snapshot()
-	if err != nil || parentOf(t, int(s.WriterPID)) != d.Process.Pid || s.Header.RegionSize != 64<<10 {
-		t.Fatalf("snapshot %+v, %v; the writer should be a worker of daemon pid %d", s, err, d.Process.Pid)
+	if err != nil || parentOf(t, int(s.WriterPID)) != d.PID() || s.Header.RegionSize != 64<<10 {
+		t.Fatalf("snapshot %+v, %v; the writer should be a worker of daemon pid %d", s, err, d.PID())
 	}
 
 	// A second daemon on the same board is refused.
-	second, logs2 := startDaemon(t, "--shm", path, "--shm-size", "64KiB", "--state-dir", dir+"/state2", "--runtime-dir", dir+"/run2")
-	if err := second.Wait(); err == nil || !strings.Contains(logs2.String(), "in use by another announcementd") {
-		t.Fatalf("second daemon: %v\n%s", err, logs2)
+	second := proctest.LaunchDaemon(t, daemonConfig(t, path, dir+"/2"))
+	if code, err := second.ExitBeforeReady(30 * time.Second); err != nil || code == 0 || !strings.Contains(second.Log().String(), "in use by another announcementd") {
+		t.Fatalf("second daemon: exit %d, %v\n%s", code, err, second.Log())
 	}
 
 	// SIGTERM stops it cleanly; the board stays readable at its version.
 	v := b.Version()
-	d.Process.Signal(syscall.SIGTERM)
-	if err := d.Wait(); err != nil {
-		t.Fatalf("daemon exit: %v\n%s", err, logs)
+	if err := d.Stop(30 * time.Second); err != nil {
+		t.Fatalf("daemon exit: %v", err)
 	}
 	if s, err := b.Snapshot(); err != nil || s.Version != v {
 		t.Fatalf("after stop: %+v %v", s, err)
 	}
 
 	// A restarted daemon keeps the version.
-	again, _ := startDaemon(t, args...)
-	waitReady(t, dir+"/run", again.Process.Pid)
+	again := proctest.StartDaemon(t, daemonConfig(t, path, dir))
 	s, err = b.Snapshot()
-	if err != nil || parentOf(t, int(s.WriterPID)) != again.Process.Pid || s.Version < v {
-		t.Fatalf("after a restart: %+v, %v; version was %d, new daemon pid %d", s, err, v, again.Process.Pid)
+	if err != nil || parentOf(t, int(s.WriterPID)) != again.PID() || s.Version < v {
+		t.Fatalf("after a restart: %+v, %v; version was %d, new daemon pid %d", s, err, v, again.PID())
 	}
 }
 
 func TestBadFlags(t *testing.T) {
-	d, logs := startDaemon(t, "--shm-size", "lots")
-	if err := d.Wait(); err == nil || !strings.Contains(logs.String(), `--shm-size "lots"`) {
-		t.Fatalf("bad size: %v %s", err, logs)
+	d := proctest.LaunchDaemon(t, proctest.DaemonConfig{Binary: daemonConfig(t, "", "").Binary, Env: proctest.Env(t, "daemon"),
+		Args: []string{"--shm-size", "lots"}})
+	if code, err := d.ExitBeforeReady(30 * time.Second); err != nil || code == 0 || !strings.Contains(d.Log().String(), `--shm-size "lots"`) {
+		t.Fatalf("bad size: exit %d, %v %s", code, err, d.Log())
 	}
 }
 
@@ -116,17 +103,6 @@ func parentOf(t *testing.T, pid int) int {
 	return s.PPID
 }
 
-// waitReady waits for the daemon's pid file, which it writes once its first worker serves.
-func waitReady(t *testing.T, runtimeDir string, pid int) {
-	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		if b, err := os.ReadFile(runtimeDir + "/announcementd.pid"); err == nil && string(b) == strconv.Itoa(pid) {
-			return
-		}
-	}
-	t.Fatalf("daemon %d did not get ready", pid)
-}
-
 // Passing listeners around must never leave them in blocking mode: a blocking listener hangs its worker's accept
 // and its Close. After many reloads every socket the supervisor and its worker hold is still O_NONBLOCK, and the
 // daemon stops promptly.
@@ -134,9 +110,8 @@ func TestListenersStayNonBlockingAcrossReloads(t *testing.T) {
 	path := filepath.Join("/dev/shm", fmt.Sprintf("notice_nb_%d", os.Getpid()))
 	t.Cleanup(func() { os.Remove(path) })
 	dir := t.TempDir()
-	d, logs := startDaemon(t, "--shm", path, "--shm-size", "64KiB", "--state-dir", dir+"/state", "--runtime-dir", dir+"/run",
-		"--metrics", "127.0.0.1:0")
-	waitReady(t, dir+"/run", d.Process.Pid)
+	d := proctest.StartDaemon(t, daemonConfig(t, path, dir, "--metrics", "127.0.0.1:0"))
+	logs := d.Log()
 	control := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 		return (&net.Dialer{}).DialContext(ctx, "unix", dir+"/run/control.sock")
 	}}}
@@ -153,28 +128,17 @@ func TestListenersStayNonBlockingAcrossReloads(t *testing.T) {
 			t.Fatalf("reload %d: %v %+v\n%s", i, err, res, logs)
 		}
 	}
-	worker := childrenOf(d.Process.Pid)
+	worker := d.Children()
 	if len(worker) != 1 {
 		t.Fatalf("supervisor has %d children after %d reloads, want 1 worker", len(worker), reloads)
 	}
-	for _, pid := range []int{d.Process.Pid, worker[0]} {
+	for _, pid := range []int{d.PID(), worker[0]} {
 		if n := checkSocketsNonBlocking(t, pid); n < 3 { // api, metrics, control (the supervisor), handoff
 			t.Fatalf("pid %d holds %d sockets; the check saw too few to mean anything", pid, n)
 		}
 	}
-	d.Process.Signal(syscall.SIGTERM)
-	done := make(chan error, 1)
-	go func() { done <- d.Wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("exit: %v\n%s", err, logs)
-		}
-	case <-time.After(30 * time.Second):
-		syscall.Kill(-d.Process.Pid, syscall.SIGKILL)
-		d.Process.Kill()
-		<-done // before Cleanup's Wait
-		t.Fatalf("the daemon did not stop after SIGTERM (a listener in blocking mode?)\n%s", logs)
+	if err := d.Stop(30 * time.Second); err != nil {
+		t.Fatalf("the daemon did not stop cleanly after SIGTERM (a listener in blocking mode?): %v", err)
 	}
 }
 
@@ -207,15 +171,4 @@ func checkSocketsNonBlocking(t *testing.T, pid int) int {
 		n++
 	}
 	return n
-}
-
-// childrenOf lists pid's running child processes.
-func childrenOf(pid int) []int {
-	var kids []int
-	for _, s := range procfs.Children(pid) {
-		if s.Running() {
-			kids = append(kids, s.PID)
-		}
-	}
-	return kids
 }
