@@ -89,10 +89,11 @@ var deps = map[string]rule{
 	"bench/workerbench": {mod: []string{"announcement", "board", "board/reader", "board/writer", "internal/benchfmt", "store", "worker"}},
 
 	// Packages of tests only (and the module root, which holds this file).
-	"":        {},
-	"clients": {},
-	"e2e":     {},
-	"storm":   {},
+	"":            {},
+	"clients":     {},
+	"e2e":         {},
+	"e2e/systemd": {},
+	"storm":       {},
 }
 
 type pkg struct {

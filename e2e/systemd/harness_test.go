@@ -179,8 +179,8 @@ type load struct {
 	refused, reset, other atomic.Int64
 	mu                    sync.Mutex
 	errs                  []string
-	stop          chan struct{}
-	wg            sync.WaitGroup
+	stop                  chan struct{}
+	wg                    sync.WaitGroup
 }
 
 func (s *service) startLoad(clients int) *load {

@@ -9,9 +9,9 @@
 package sdsandbox
 
 import (
-	_ "embed"
 	"bytes"
 	"context"
+	_ "embed"
 	"fmt"
 	"os"
 	"os/exec"
