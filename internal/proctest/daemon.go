@@ -34,6 +34,10 @@ type DaemonConfig struct {
 	Cred *syscall.Credential
 	// ReadyTimeout bounds the wait for READY=1; default 30 s.
 	ReadyTimeout time.Duration
+	// NoNotify starts the daemon with no service manager (no NOTIFY_SOCKET), as a start by hand: for a start that
+	// must fail (ExitBeforeReady), since a daemon under a service manager behaves as one (it leaves its sockets'
+	// paths to the fd store it believes it has). Ready is an error then.
+	NoNotify bool
 }
 
 // Daemon is a started announcementd: one process, in a process group of its own with its workers, its output in a
@@ -97,19 +101,22 @@ func Launch(cfg DaemonConfig) (d *Daemon, err error) {
 		}
 	}
 	d = &Daemon{cfg: cfg, log: &Buffer{}, exited: make(chan struct{}), logDone: make(chan struct{})}
-	if d.notify, err = listenNotify(cfg.Cred); err != nil {
-		return nil, err
-	}
-	defer func() {
-		if err != nil {
-			d.notify.close()
-		}
-	}()
 	env := cfg.Env
 	if env == nil {
 		env = os.Environ()
 	}
-	env = append(withoutVar(env, "NOTIFY_SOCKET"), "NOTIFY_SOCKET="+d.notify.path)
+	env = withoutVar(env, "NOTIFY_SOCKET")
+	if !cfg.NoNotify {
+		if d.notify, err = listenNotify(cfg.Cred); err != nil {
+			return nil, err
+		}
+		defer func() {
+			if err != nil {
+				d.notify.close()
+			}
+		}()
+		env = append(env, "NOTIFY_SOCKET="+d.notify.path)
+	}
 
 	r, w, err := os.Pipe()
 	if err != nil {
@@ -192,6 +199,9 @@ func (d *Daemon) ExitErr() error {
 // Ready waits until the daemon has sent READY=1 (once the first generation serves), at most cfg.ReadyTimeout. It
 // fails early, with the exit status and the log, if the process exits first.
 func (d *Daemon) Ready() error {
+	if d.cfg.NoNotify {
+		return fmt.Errorf("proctest: announcementd pid %d runs with no NOTIFY_SOCKET (NoNotify): it cannot say it is ready", d.PID())
+	}
 	return d.WaitNotified("READY=1", 1, d.cfg.ReadyTimeout)
 }
 
@@ -275,17 +285,29 @@ func (d *Daemon) Signal(sig syscall.Signal) error {
 	return syscall.Kill(d.MainPID(), sig)
 }
 
-// Stop stops the service as a service manager does: SIGTERM to the main process, then it waits, at most timeout,
-// until that process has exited and every process of its group and every holder of its output (its workers) has
-// too. A daemon
-// still running then is killed (Kill) and the error says so. The error is also the exit status of the process
+// Stop stops the service as a service manager does: SIGTERM to the main process, then WaitGone. A daemon still
+// running at the timeout is killed (Kill) and the error says so. The error is also the exit status of the process
 // started, when it is not 0.
 func (d *Daemon) Stop(timeout time.Duration) error {
 	main := d.MainPID()
 	if err := syscall.Kill(main, syscall.SIGTERM); err != nil && !errors.Is(err, syscall.ESRCH) {
 		return err
 	}
-	gone := Poll(timeout, func() bool {
+	if err := d.WaitGone(timeout); err != nil {
+		d.Kill()
+		return fmt.Errorf("%w after SIGTERM to pid %d; killed", err, main)
+	}
+	if d.exitErr != nil {
+		return fmt.Errorf("proctest: announcementd pid %d ended with %v after SIGTERM:\n%s", d.PID(), d.exitErr, tail(d.log.String(), 40))
+	}
+	return nil
+}
+
+// WaitGone waits, at most timeout, until the process started has exited, and the main process, every process of
+// its group and every holder of its output (its workers) have too. It only waits: the error lists what still runs.
+func (d *Daemon) WaitGone(timeout time.Duration) error {
+	main := d.MainPID()
+	if Poll(timeout, func() bool {
 		select {
 		case <-d.exited:
 		default:
@@ -297,17 +319,11 @@ func (d *Daemon) Stop(timeout time.Duration) error {
 			return false
 		}
 		return !Running(main) && len(Group(d.PID())) == 0
-	})
-	if !gone {
-		left := Group(d.PID())
-		d.Kill()
-		return fmt.Errorf("proctest: announcementd (main pid %d) did not stop within %v of SIGTERM (still running: %v); killed:\n%s",
-			main, timeout, left, tail(d.log.String(), 40))
+	}) {
+		return nil
 	}
-	if d.exitErr != nil {
-		return fmt.Errorf("proctest: announcementd pid %d ended with %v after SIGTERM:\n%s", d.PID(), d.exitErr, tail(d.log.String(), 40))
-	}
-	return nil
+	return fmt.Errorf("proctest: announcementd (main pid %d) still runs after %v: its processes %v:\n%s",
+		main, timeout, Group(d.PID()), tail(d.log.String(), 40))
 }
 
 // Kill ends the daemon's whole process group with SIGKILL (the supervisor and its workers, as a crash of the

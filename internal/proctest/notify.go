@@ -131,8 +131,12 @@ func (n *notifySocket) receive() {
 	}
 }
 
-// snapshot returns the datagrams so far and a channel closed at the next one.
+// snapshot returns the datagrams so far and a channel closed at the next one (nil, never closed, when there is no
+// socket).
 func (n *notifySocket) snapshot() ([]Notification, <-chan struct{}) {
+	if n == nil {
+		return nil, nil // no socket (NoNotify): nothing comes
+	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return slices.Clone(n.msgs), n.changed
@@ -140,6 +144,9 @@ func (n *notifySocket) snapshot() ([]Notification, <-chan struct{}) {
 
 // close stops the receiving goroutine and removes the socket.
 func (n *notifySocket) close() {
+	if n == nil {
+		return
+	}
 	n.conn.Close()
 	<-n.done
 	os.RemoveAll(n.dir)

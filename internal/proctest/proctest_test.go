@@ -313,6 +313,13 @@ func TestDaemonStartFails(t *testing.T) {
 	if _, err := StartDaemon(t, fakeDaemon(t)).ExitBeforeReady(20 * time.Second); err == nil || !strings.Contains(err.Error(), "said READY=1") {
 		t.Fatalf("ExitBeforeReady of a daemon that starts: %v", err)
 	}
+	// With no service manager: the exit alone.
+	cfg := fakeDaemon(t, "fail")
+	cfg.NoNotify = true
+	d = LaunchDaemon(t, cfg)
+	if code, err := d.ExitBeforeReady(20 * time.Second); err != nil || code != 3 || d.Ready() == nil {
+		t.Fatalf("with no NOTIFY_SOCKET: exit %d, %v; Ready %v", code, err, d.Ready())
+	}
 }
 
 // Kill ends the whole group: the worker too.
