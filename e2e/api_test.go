@@ -18,6 +18,7 @@ import (
 
 	"github.com/announcementd/announcementd/board"
 	"github.com/announcementd/announcementd/healthcheck"
+	"github.com/announcementd/announcementd/internal/proctest"
 	"github.com/announcementd/announcementd/wire"
 )
 
@@ -53,7 +54,7 @@ func TestPublishListDeleteBatch(t *testing.T) {
 	status := d.mustCtl("status", "--json")
 	var st wire.ServiceStatus
 	if err := json.Unmarshal([]byte(status), &st); err != nil || st.Region.Path != d.shm || st.Region.Version != before+1 ||
-		st.Health != healthcheck.OK || st.Supervisor.PID != d.cmd.Process.Pid || st.Worker.PID == 0 || st.Worker.PID == st.Supervisor.PID {
+		st.Health != healthcheck.OK || st.Supervisor.PID != d.proc.PID() || st.Worker.PID == 0 || st.Worker.PID == st.Supervisor.PID {
 		t.Fatalf("status: %v %s", err, status)
 	}
 	if code, out, _ := d.ctl("health"); code != 0 || !strings.HasPrefix(out, "ok") {
@@ -177,12 +178,7 @@ func TestScheduling(t *testing.T) {
 
 func waitBoard(t *testing.T, d *daemon, ok func(*board.Snapshot) bool, what string) {
 	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
-		if ok(d.boardSnapshot()) {
-			return
-		}
-	}
-	t.Fatalf("timed out waiting for %s", what)
+	proctest.WaitUntil(t, 10*time.Second, func() bool { return ok(d.boardSnapshot()) }, what)
 }
 
 // TestBadInputChangesNothing: each bad input is refused with a clear message, through the CLI and the raw API,
@@ -250,12 +246,11 @@ func TestTCPListenerNeedsToken(t *testing.T) {
 	l.Close()
 
 	dir := t.TempDir()
-	refused := exec.Command(filepath.Join(binDir, "announcementd"), "--shm", "/dev/shm/notice_e2e_refused", "--state-dir", dir+"/s",
-		"--runtime-dir", dir+"/r", "--listen", "tcp:"+addr)
-	out, err := refused.CombinedOutput()
-	os.Remove("/dev/shm/notice_e2e_refused")
-	if err == nil || !strings.Contains(string(out), "needs --token-file") {
-		t.Fatalf("TCP without a token: %v\n%s", err, out)
+	refusedShm := shmPath("refused")
+	code, out := runToExit(t, nil, "--shm", refusedShm, "--state-dir", dir+"/s", "--runtime-dir", dir+"/r", "--listen", "tcp:"+addr)
+	os.Remove(refusedShm)
+	if code == 0 || !strings.Contains(out, "needs --token-file") {
+		t.Fatalf("TCP without a token: exit %d\n%s", code, out)
 	}
 
 	token := "s3cret-token-value"
@@ -331,6 +326,7 @@ func TestGracefulShutdownUnderLoad(t *testing.T) {
 	var mu sync.Mutex
 	last := map[uint64]string{} // id -> last acknowledged text; each client owns its ids, so "last" is defined
 	var maxVersion uint64
+	acks := 0
 	stop := make(chan struct{})
 	for c := range 8 {
 		wg.Add(1)
@@ -352,6 +348,7 @@ func TestGracefulShutdownUnderLoad(t *testing.T) {
 					mu.Lock()
 					last[id] = text
 					maxVersion = max(maxVersion, res.Version)
+					acks++
 					mu.Unlock()
 				case strings.Contains(errs, "cannot reach announcementd"):
 					return // the listener is closed: refused before any work, as expected during shutdown
@@ -362,14 +359,13 @@ func TestGracefulShutdownUnderLoad(t *testing.T) {
 			}
 		}()
 	}
-	time.Sleep(300 * time.Millisecond)
-	d.cmd.Process.Signal(syscall.SIGTERM)
-	err := d.cmd.Wait()
+	// SIGTERM once the clients are publishing: some acknowledgements in.
+	proctest.WaitUntil(t, time.Minute, func() bool { mu.Lock(); defer mu.Unlock(); return acks >= 40 }, "40 acknowledged publishes")
+	err := d.proc.Stop(40 * time.Second)
 	close(stop)
 	wg.Wait()
-	d.cmd = nil
 	if err != nil {
-		t.Fatalf("daemon exit after SIGTERM: %v\n%s", err, d.logs)
+		t.Fatalf("daemon exit after SIGTERM: %v", err)
 	}
 	if len(last) == 0 {
 		t.Fatal("no publish was acknowledged: the test proves nothing")

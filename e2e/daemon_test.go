@@ -3,7 +3,6 @@
 package e2e_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -13,71 +12,51 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/announcementd/announcementd/board"
 	"github.com/announcementd/announcementd/board/reader"
+	"github.com/announcementd/announcementd/internal/proctest"
 	"github.com/announcementd/announcementd/wire"
 )
 
 var binDir string
 
 func TestMain(m *testing.M) {
-	if name := os.Getenv(helperEnv); name != "" { // this binary re-executed as a helper process (reload_test.go)
-		os.Exit(runHelper(name))
-	}
+	proctest.Main(m, proctest.Roles{"goreader": goReaderRole}, proctest.Setup(build)) // goreader: reload_test.go
+}
+
+// build builds announcementd, announcementctl and the C reader for the tests.
+func build() (func(), error) {
 	dir, err := os.MkdirTemp("", "e2e-bin")
 	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
+		return nil, err
 	}
 	binDir = dir
 	build := exec.Command("go", "build", "-o", dir+"/", "../cmd/announcementd", "../cmd/announcementctl")
 	if out, err := build.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build: %v\n%s", err, out)
-		os.Exit(1)
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("build: %v\n%s", err, out)
 	}
 	if out, err := exec.Command("make", "-s", "-C", "../clients/c", "all").CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build the C reader: %v\n%s", err, out)
-		os.Exit(1)
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("build the C reader: %v\n%s", err, out)
 	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	return func() { os.RemoveAll(dir) }, nil
 }
 
-// daemon is a running announcementd with its own region, state and runtime dirs.
+// daemon is announcementd with its own region, state and runtime dirs, started again on them by start.
 type daemon struct {
 	t          *testing.T
 	shm, state string
 	runtime    string
-	cmd        *exec.Cmd
-	logs       *syncBuffer
+	proc       *proctest.Daemon // the last start
+	logs       *proctest.Buffer // its output
 	extra      []string
 	bin        string // the announcementd it runs
-}
-
-// syncBuffer is a bytes.Buffer that the daemon's output and the test may use at the same time.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func newDaemon(t *testing.T, extra ...string) *daemon {
@@ -88,71 +67,74 @@ func newDaemon(t *testing.T, extra ...string) *daemon {
 // newDaemonFrom starts the announcementd at bin (the supervisor starts its workers from the same path).
 func newDaemonFrom(t *testing.T, bin string, extra ...string) *daemon {
 	t.Helper()
+	return newDaemonAt(t, shmPath("d"), bin, extra...)
+}
+
+// newDaemonAt starts the announcementd at bin on the region at shm, which is removed after the test.
+func newDaemonAt(t *testing.T, shm, bin string, extra ...string) *daemon {
+	t.Helper()
 	dir := t.TempDir()
-	d := &daemon{t: t, bin: bin, state: filepath.Join(dir, "state"), runtime: filepath.Join(dir, "run"), extra: extra,
-		shm: filepath.Join("/dev/shm", fmt.Sprintf("notice_e2e_%d_%d", os.Getpid(), time.Now().UnixNano()))}
-	t.Cleanup(func() {
-		d.stop(syscall.SIGKILL)
-		os.Remove(d.shm)
-	})
+	d := &daemon{t: t, bin: bin, state: filepath.Join(dir, "state"), runtime: filepath.Join(dir, "run"), extra: extra, shm: shm}
+	t.Cleanup(func() { os.Remove(d.shm) }) // after every start's own cleanup, which kills it
 	d.start()
 	return d
 }
 
+func shmPath(tag string) string {
+	return filepath.Join("/dev/shm", fmt.Sprintf("notice_e2e_%s_%d_%d", tag, os.Getpid(), time.Now().UnixNano()))
+}
+
+// start starts the daemon (again) and returns once it has said READY=1.
 func (d *daemon) start() {
 	d.t.Helper()
-	args := append([]string{"--shm", d.shm, "--shm-size", "64KiB", "--state-dir", d.state, "--runtime-dir", d.runtime}, d.extra...)
+	args := append([]string{"--shm-size", "64KiB"}, d.extra...)
 	if strings.Contains(strings.Join(d.extra, " "), "--listen") { // explicit listeners replace the default socket
 		args = append(args, "--listen", "unix:"+filepath.Join(d.runtime, "api.sock"))
 	}
-	d.cmd = exec.Command(d.bin, args...)
-	d.logs = &syncBuffer{}
-	d.cmd.Stdout, d.cmd.Stderr = d.logs, d.logs
-	// Its own process group, which stop(SIGKILL) kills whole, as systemd kills a service's cgroup.
-	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := d.cmd.Start(); err != nil {
-		d.t.Fatal(err)
-	}
-	// The pid file appears once the first worker generation serves.
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		if pid, err := os.ReadFile(filepath.Join(d.runtime, "announcementd.pid")); err == nil && string(pid) == strconv.Itoa(d.cmd.Process.Pid) {
-			return
-		}
-		if time.Now().After(deadline) {
-			d.t.Fatalf("daemon did not start:\n%s", d.logs)
-		}
-	}
+	d.proc = proctest.StartDaemon(d.t, proctest.DaemonConfig{Binary: d.bin, Ctl: filepath.Join(binDir, "announcementctl"),
+		Shm: d.shm, StateDir: d.state, RuntimeDir: d.runtime, Args: args})
+	d.logs = d.proc.Log()
 }
 
-// stop signals the daemon: SIGKILL goes to the whole process group (the supervisor and its worker, as a crash of
-// the service), any other signal to the supervisor, which stops its worker itself.
+// stop signals the daemon and waits until all its processes have exited: SIGKILL goes to the whole process group
+// (the supervisor and its worker, as a crash of the service), any other signal to the supervisor, which stops its
+// worker itself.
 func (d *daemon) stop(sig syscall.Signal) {
-	if d.cmd == nil || d.cmd.Process == nil {
+	d.t.Helper()
+	if sig == syscall.SIGKILL {
+		if err := d.proc.Kill(); err != nil {
+			d.t.Fatal(err)
+		}
 		return
 	}
-	if sig == syscall.SIGKILL {
-		syscall.Kill(-d.cmd.Process.Pid, sig)
-	} else {
-		d.cmd.Process.Signal(sig)
+	d.proc.Signal(sig)
+	if err := d.proc.WaitGone(40 * time.Second); err != nil {
+		d.t.Fatal(err)
 	}
-	d.cmd.Wait()
-	d.cmd = nil
 }
 
 // ctl runs announcementctl against the daemon and returns its exit code, stdout and stderr.
 func (d *daemon) ctl(args ...string) (int, string, string) {
 	d.t.Helper()
-	cmd := exec.Command(filepath.Join(binDir, "announcementctl"), append([]string{"--runtime-dir", d.runtime}, args...)...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		d.t.Fatal(err)
+	code, out, errs := d.proc.Ctl(2*time.Minute, args...)
+	if code == -1 {
+		d.t.Fatalf("announcementctl %v: %s", args, errs)
 	}
-	return code, out.String(), errb.String()
+	return code, out, errs
+}
+
+// runToExit runs announcementd with args (as cred, when not nil) for a start that must fail, and returns its exit
+// code and output. It runs as a start by hand, with no service manager (a daemon under one leaves its sockets to
+// the manager's fd store). A daemon that runs on for 30 s fails the test.
+func runToExit(t *testing.T, cred *syscall.Credential, args ...string) (int, string) {
+	t.Helper()
+	d := proctest.LaunchDaemon(t, proctest.DaemonConfig{Binary: filepath.Join(binDir, "announcementd"), Args: args, Cred: cred,
+		NoNotify: true})
+	code, err := d.ExitBeforeReady(30 * time.Second)
+	if err != nil {
+		t.Fatalf("announcementd %v: %v", args, err)
+	}
+	return code, d.Log().String()
 }
 
 // mustCtl runs announcementctl and fails the test unless it exits 0.

@@ -20,6 +20,7 @@ import (
 
 	"github.com/announcementd/announcementd/board"
 	"github.com/announcementd/announcementd/board/reader"
+	"github.com/announcementd/announcementd/internal/proctest"
 	"github.com/announcementd/announcementd/wire"
 )
 
@@ -81,37 +82,6 @@ func sharedDir(t *testing.T) string {
 	return dir
 }
 
-func shmPath(tag string) string {
-	return filepath.Join("/dev/shm", fmt.Sprintf("notice_e2e_%s_%d_%d", tag, os.Getpid(), time.Now().UnixNano()))
-}
-
-// runToExit runs announcementd with args until it exits (at most 30 s) and returns its exit code and output.
-func runToExit(t *testing.T, cred *syscall.Credential, args ...string) (int, string) {
-	t.Helper()
-	cmd := exec.Command(filepath.Join(binDir, "announcementd"), args...)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: cred}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err := <-done:
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			return ee.ExitCode(), out.String()
-		}
-		return 0, out.String()
-	case <-time.After(30 * time.Second):
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		<-done
-		t.Fatalf("announcementd %v did not exit:\n%s", args, out.String())
-		return 0, ""
-	}
-}
-
 func sameFile(t *testing.T, path, want string, wantSize int64) {
 	t.Helper()
 	b, err := os.ReadFile(path)
@@ -133,7 +103,7 @@ func TestDaemonNeverFollowsASymlinkAtTheRegionPath(t *testing.T) {
 	if err := os.Symlink(victim, shm); err != nil {
 		t.Fatal(err)
 	}
-	d := newDaemonAt(t, shm)
+	d := newDaemonAt(t, shm, filepath.Join(binDir, "announcementd"))
 	d.mustCtl("publish", "--id", "1", "not through the link")
 	sameFile(t, victim, "", 0)
 	st, err := os.Lstat(shm)
@@ -162,7 +132,7 @@ func TestDaemonDoesNotAdoptAnotherUsersFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer theirs.Close()
-	d := newDaemonAt(t, shm)
+	d := newDaemonAt(t, shm, filepath.Join(binDir, "announcementd"))
 	d.mustCtl("publish", "--id", "1", "genuine")
 	if b, _ := io.ReadAll(theirs); string(b) != "forged" {
 		t.Fatalf("the other user's file was written: %q", b)
@@ -211,29 +181,10 @@ func TestNonRootDaemonRefusesAnotherUsersBoard(t *testing.T) {
 
 	free := shmPath("mine")
 	t.Cleanup(func() { os.Remove(free) })
-	args[1] = free
-	cmd := exec.Command(filepath.Join(binDir, "announcementd"), args...)
-	var logs syncBuffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: cred}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); cmd.Wait() }()
-	ctl := exec.Command(filepath.Join(binDir, "announcementctl"), "--runtime-dir", filepath.Join(home, "run"), "publish", "--id", "1", "mine")
-	ctl.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
-	var err error
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		var b []byte
-		if b, err = ctl.CombinedOutput(); err == nil {
-			break
-		}
-		_ = b
-		ctl = exec.Command(ctl.Path, ctl.Args[1:]...)
-		ctl.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
-	}
-	if err != nil {
-		t.Fatalf("publish to the non-root daemon: %v\n%s", err, logs.String())
+	d := proctest.StartDaemon(t, proctest.DaemonConfig{Binary: filepath.Join(binDir, "announcementd"), Shm: free,
+		StateDir: filepath.Join(home, "state"), RuntimeDir: filepath.Join(home, "run"), Args: []string{"--shm-size", "64KiB"}, Cred: cred})
+	if code, out, errs := d.Ctl(time.Minute, "publish", "--id", "1", "mine"); code != 0 {
+		t.Fatalf("publish to the non-root daemon: exit %d %s%s\n%s", code, out, errs, d.Log())
 	}
 	st, err := os.Stat(free)
 	if err != nil || st.Sys().(*syscall.Stat_t).Uid != u.uid {
@@ -335,19 +286,6 @@ func TestAFailedStartLeavesNothingBehind(t *testing.T) {
 			leftNothing(t, shm, run)
 		})
 	}
-}
-
-// newDaemonAt starts a daemon whose region is at shm.
-func newDaemonAt(t *testing.T, shm string) *daemon {
-	t.Helper()
-	dir := t.TempDir()
-	d := &daemon{t: t, bin: filepath.Join(binDir, "announcementd"), state: filepath.Join(dir, "state"), runtime: filepath.Join(dir, "run"), shm: shm}
-	t.Cleanup(func() {
-		d.stop(syscall.SIGKILL)
-		os.Remove(d.shm)
-	})
-	d.start()
-	return d
 }
 
 // Whatever damage a board suffered while no daemon ran (a supervisor killed right after it), the next start

@@ -28,6 +28,7 @@ import (
 	"github.com/announcementd/announcementd/board"
 	"github.com/announcementd/announcementd/board/reader"
 	"github.com/announcementd/announcementd/internal/procfs"
+	"github.com/announcementd/announcementd/internal/proctest"
 	"github.com/announcementd/announcementd/wire"
 )
 
@@ -245,7 +246,7 @@ func TestUpgradeChangesBuilds(t *testing.T) {
 	}
 
 	d := newDaemonFrom(t, bin)
-	oldSup := d.cmd.Process
+	oldSup := d.proc.PID()
 	reader := startGoReader(t, d.shm)
 	l := startLoad(t, d, 2, 5, 5*time.Millisecond)
 	l.waitAcks(t, 10)
@@ -258,18 +259,13 @@ func TestUpgradeChangesBuilds(t *testing.T) {
 	}
 	t.Logf("reload: %s", strings.TrimSpace(out))
 	// The old supervisor exits 0 once it has handed over.
-	exited := make(chan *os.ProcessState, 1)
-	go func() {
-		st, _ := oldSup.Wait()
-		exited <- st
-	}()
 	select {
-	case st := <-exited:
-		if st == nil || st.ExitCode() != 0 {
-			t.Errorf("the old supervisor ended with %v, want exit status 0", st)
+	case <-d.proc.Exited():
+		if err := d.proc.ExitErr(); err != nil {
+			t.Errorf("the old supervisor ended with %v, want exit status 0", err)
 		}
 	case <-time.After(30 * time.Second):
-		t.Fatalf("the old supervisor (pid %d) did not exit after handing over\n%s", oldSup.Pid, d.logs)
+		t.Fatalf("the old supervisor (pid %d) did not exit after handing over\n%s", oldSup, d.logs)
 	}
 	l.waitAcks(t, l.counts().ok+4)
 	after := d.status(t)
@@ -302,7 +298,7 @@ func TestUpgradeChangesBuilds(t *testing.T) {
 	l.checkAcked(t, "board", d.boardContents(t))
 
 	// The new supervisor is not our child: signal it by pid and wait for its processes to go.
-	group := liveGroup(d.cmd.Process.Pid)
+	group := liveGroup(d.proc.PID())
 	if err := syscall.Kill(after.Supervisor.PID, syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
@@ -605,12 +601,8 @@ func startReaderProc(t *testing.T, name string, cmd *exec.Cmd) *readerProc {
 	return r
 }
 
-const helperEnv = "E2E_HELPER"
-
 func startGoReader(t *testing.T, shm string) *readerProc {
-	cmd := exec.Command(os.Args[0])
-	cmd.Env = append(os.Environ(), helperEnv+"=goreader", "E2E_SHM="+shm)
-	return startReaderProc(t, "go", cmd)
+	return startReaderProc(t, "go", proctest.Command(t, "goreader", shm))
 }
 
 func startPythonReader(t *testing.T, shm string) *readerProc {
@@ -639,15 +631,8 @@ func finishReaders(t *testing.T, rs []*readerProc) []readerCounts {
 	return out
 }
 
-// runHelper runs this test binary as a helper process (see TestMain).
-func runHelper(name string) int {
-	switch name {
-	case "goreader":
-		return goReader(os.Getenv("E2E_SHM"))
-	}
-	fmt.Fprintf(os.Stderr, "unknown helper %q\n", name)
-	return 2
-}
+// goReaderRole is the proctest role goreader: goReader on the board at args[0].
+func goReaderRole(args []string) int { return goReader(args[0]) }
 
 // goReader is the Go checking reader: board/reader's Open and Snapshot, reopening on superseded, until stdin ends.
 func goReader(path string) int {
@@ -883,42 +868,26 @@ func waitServing(control *http.Client, not int) (int, error) {
 // stopCleanly sends SIGTERM to the supervisor and checks that it exits 0 and leaves no process behind.
 func (d *daemon) stopCleanly(t *testing.T) {
 	t.Helper()
-	group := liveGroup(d.cmd.Process.Pid)
-	d.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan error, 1)
-	go func() { done <- d.cmd.Wait() }() // returns once every holder of the daemon's stderr has exited too
-	select {
-	case err := <-done:
-		d.cmd = nil
-		if err != nil {
-			t.Errorf("the daemon ended with %v after SIGTERM, want exit status 0\n%s", err, d.logs)
-		}
-	case <-time.After(40 * time.Second):
+	group := liveGroup(d.proc.PID())
+	d.proc.Signal(syscall.SIGTERM)
+	if err := d.proc.WaitGone(40 * time.Second); err != nil { // every holder of the daemon's output has exited too
 		left := liveGroup(group[0])
-		syscall.Kill(-group[0], syscall.SIGKILL)
-		<-done
-		d.cmd = nil
-		t.Fatalf("40 s after SIGTERM the daemon has not stopped; still running: %v (a listener in blocking mode?)\n%s", left, d.logs)
+		d.proc.Kill()
+		t.Fatalf("40 s after SIGTERM the daemon has not stopped; still running: %v (a listener in blocking mode?): %v", left, err)
+	}
+	if err := d.proc.ExitErr(); err != nil {
+		t.Errorf("the daemon ended with %v after SIGTERM, want exit status 0\n%s", err, d.logs)
 	}
 	if left := waitGone(group, 10*time.Second); len(left) > 0 {
 		t.Errorf("after the daemon stopped, processes %v of %v are still running", left, group)
 	}
 }
 
-// waitOutput waits until every process holding the daemon's stdout and stderr has exited (its exec.Cmd's Wait
-// returns only then), then forgets the exec.Cmd.
+// waitOutput waits until every process holding the daemon's stdout and stderr has exited.
 func (d *daemon) waitOutput(t *testing.T) {
 	t.Helper()
-	done := make(chan struct{})
-	go func() {
-		d.cmd.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-		d.cmd = nil
-	case <-time.After(30 * time.Second):
-		t.Fatalf("some process still holds the daemon's output; its process group: %v\n%s", liveGroup(d.cmd.Process.Pid), d.logs)
+	if err := d.proc.WaitGone(30 * time.Second); err != nil {
+		t.Fatalf("some process still holds the daemon's output: %v", err)
 	}
 }
 
