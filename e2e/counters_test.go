@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/announcementd/announcementd/internal/proctest"
 	"github.com/announcementd/announcementd/wire"
 )
 
@@ -49,12 +50,9 @@ func (d *daemon) countStatus(t *testing.T) countStatus {
 func (d *daemon) waitCounted(t *testing.T, repairs uint64) countStatus {
 	t.Helper()
 	var s countStatus
-	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if s = d.countStatus(t); s.repairs() == repairs && s.CountersSaved {
-			return s
-		}
+	if !proctest.Poll(20*time.Second, func() bool { s = d.countStatus(t); return s.repairs() == repairs && s.CountersSaved }) {
+		t.Fatalf("the service did not count and save %d repairs within 20 s: %+v\n%s", repairs, s, d.logs)
 	}
-	t.Fatalf("the service did not count and save %d repairs within 20 s: %+v\n%s", repairs, s, d.logs)
 	return s
 }
 

@@ -9,6 +9,7 @@ import (
 
 	"github.com/announcementd/announcementd/board"
 	"github.com/announcementd/announcementd/board/reader"
+	"github.com/announcementd/announcementd/internal/proctest"
 )
 
 // What happens to files in /dev/shm in real life, done to a running daemon's region: each time every reader (Go,
@@ -83,18 +84,20 @@ func overwrite(path string, off int64, s string) error {
 // waitHealed polls the board at path until it holds want above version before; nil after 10 s.
 func waitHealed(t *testing.T, path string, before uint64, want []board.Record) *board.Snapshot {
 	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+	var healed *board.Snapshot
+	proctest.Poll(10*time.Second, func() bool {
 		b, err := reader.Open(path)
 		if err != nil {
-			continue
+			return false
 		}
 		s, err := b.Snapshot()
 		b.Close()
 		if err == nil && s.Version > before && sameRecords(s.Records, want) {
-			return s
+			healed = s
 		}
-	}
-	return nil
+		return healed != nil
+	})
+	return healed
 }
 
 func sameRecords(got, want []board.Record) bool {

@@ -106,7 +106,7 @@ func TestWorkerKill9UnderLoad(t *testing.T) {
 		if err != nil {
 			t.Fatalf("kill %d: %v\n%s", i+1, err, d.logs)
 		}
-		time.Sleep(time.Duration(rand.IntN(151)) * time.Millisecond)
+		time.Sleep(time.Duration(rand.IntN(151)) * time.Millisecond) // on purpose: the kill comes at a random point of serving
 		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 			t.Fatalf("kill -9 %d: %v", pid, err)
 		}
@@ -298,7 +298,7 @@ func TestUpgradeChangesBuilds(t *testing.T) {
 	l.checkAcked(t, "board", d.boardContents(t))
 
 	// The new supervisor is not our child: signal it by pid and wait for its processes to go.
-	group := liveGroup(d.proc.PID())
+	group := proctest.Group(d.proc.PID())
 	if err := syscall.Kill(after.Supervisor.PID, syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
@@ -418,7 +418,7 @@ func startLoad(t *testing.T, d *daemon, clients, idsEach int, pause time.Duratio
 				id := uint64(1 + c*idsEach + int(n)%idsEach)
 				l.publish(id, n)
 				if pause > 0 {
-					time.Sleep(pause)
+					time.Sleep(pause) // the client's pace, on purpose
 				}
 			}
 		}()
@@ -487,11 +487,9 @@ func (l *load) maxVersion() uint64 {
 // waitAcks waits until at least n requests have been acknowledged in all.
 func (l *load) waitAcks(t *testing.T, n int) {
 	t.Helper()
-	for deadline := time.Now().Add(30 * time.Second); l.counts().ok < n; time.Sleep(5 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			c := l.counts()
-			t.Fatalf("only %d requests acknowledged in 30 s (want %d), %d failed: %q\n%s", c.ok, n, c.failed, c.failures, l.d.logs)
-		}
+	if !proctest.Poll(30*time.Second, func() bool { return l.counts().ok >= n }) {
+		c := l.counts()
+		t.Fatalf("only %d requests acknowledged in 30 s (want %d), %d failed: %q\n%s", c.ok, n, c.failed, c.failures, l.d.logs)
 	}
 }
 
@@ -649,7 +647,7 @@ func goReader(path string) int {
 				return b
 			}
 			c.Errors[string(board.CodeOf(err))]++
-			time.Sleep(time.Millisecond)
+			time.Sleep(time.Millisecond) // a polling reader's pause before it tries again, as check_reader.py's
 		}
 		return nil
 	}
@@ -666,7 +664,7 @@ func goReader(path string) int {
 			continue
 		}
 		if !c.snapshot(s) {
-			time.Sleep(time.Millisecond)
+			time.Sleep(time.Millisecond) // no change: the polling reader's pause
 		}
 	}
 	if b != nil {
@@ -842,25 +840,30 @@ func (d *daemon) controlStatus(t *testing.T) wire.SupervisorStatus {
 // waitServing waits until the supervisor reports a serving worker other than pid not, and returns its pid.
 func waitServing(control *http.Client, not int) (int, error) {
 	var last string
-	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(2 * time.Millisecond) {
+	pid := 0
+	if proctest.Poll(30*time.Second, func() bool {
 		resp, err := control.Get("http://supervisor/v1/status")
 		if err != nil {
 			last = err.Error()
-			continue
+			return false
 		}
 		var st wire.SupervisorStatus
 		err = json.NewDecoder(resp.Body).Decode(&st)
 		resp.Body.Close()
 		if err != nil {
 			last = err.Error()
-			continue
+			return false
 		}
 		for _, g := range st.Generations {
 			if g.State == wire.GenerationServing && g.PID != not {
-				return g.PID, nil
+				pid = g.PID
+				return true
 			}
 		}
 		last = fmt.Sprintf("generations %+v", st.Generations)
+		return false
+	}) {
+		return pid, nil
 	}
 	return 0, fmt.Errorf("no worker other than pid %d serves after 30 s (last: %s)", not, last)
 }
@@ -868,10 +871,10 @@ func waitServing(control *http.Client, not int) (int, error) {
 // stopCleanly sends SIGTERM to the supervisor and checks that it exits 0 and leaves no process behind.
 func (d *daemon) stopCleanly(t *testing.T) {
 	t.Helper()
-	group := liveGroup(d.proc.PID())
+	group := proctest.Group(d.proc.PID())
 	d.proc.Signal(syscall.SIGTERM)
 	if err := d.proc.WaitGone(40 * time.Second); err != nil { // every holder of the daemon's output has exited too
-		left := liveGroup(group[0])
+		left := proctest.Group(d.proc.PID())
 		d.proc.Kill()
 		t.Fatalf("40 s after SIGTERM the daemon has not stopped; still running: %v (a listener in blocking mode?): %v", left, err)
 	}
@@ -893,79 +896,50 @@ func (d *daemon) waitOutput(t *testing.T) {
 
 // --- processes and files ---
 
-// running reports whether pid exists and has not exited (a zombie has).
-func running(pid int) bool {
-	s, err := procfs.ReadStat(pid)
-	return err == nil && s.Running()
-}
-
-// liveGroup lists the running processes of process group pgid (the daemon's: supervisors and workers).
-func liveGroup(pgid int) []int {
-	pids := []int{pgid}
-	for _, s := range procfs.All() {
-		if s.PGRP == pgid && s.PID != pgid && s.State != 'Z' {
-			pids = append(pids, s.PID)
-		}
-	}
-	return pids
-}
-
 // waitGone waits until none of pids is running and returns those still running at the timeout.
 func waitGone(pids []int, timeout time.Duration) []int {
-	deadline := time.Now().Add(timeout)
-	for {
-		var left []int
-		for _, pid := range pids {
-			if running(pid) {
-				left = append(left, pid)
-			}
-		}
-		if len(left) == 0 || time.Now().After(deadline) {
-			return left
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	var left []int
+	proctest.Poll(timeout, func() bool {
+		left = slices.DeleteFunc(slices.Clone(pids), func(pid int) bool { return !proctest.Running(pid) })
+		return len(left) == 0
+	})
+	return left
 }
 
 // fdTargets lists the fds pid holds as "fd -> target".
 func fdTargets(pid int) []string {
-	entries, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
-	var out []string
-	for _, e := range entries {
-		target, _ := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, e.Name()))
-		out = append(out, e.Name()+" -> "+target)
+	fds, _ := proctest.Fds(pid)
+	out := make([]string, len(fds))
+	for i, fd := range fds {
+		out[i] = fd.String()
 	}
 	return out
 }
 
-// stableFds returns pid's fds once two reads 100 ms apart agree (a control connection just closed by its client
-// may take a moment to close on the server's side).
+// stableFds returns pid's fds once they have not changed for 100 ms (a control connection just closed by its
+// client may take a moment to close on the server's side).
 func stableFds(t *testing.T, pid int) []string {
 	t.Helper()
-	prev := fdTargets(pid)
-	for range 50 {
-		time.Sleep(100 * time.Millisecond)
-		cur := fdTargets(pid)
-		if slices.Equal(cur, prev) {
-			return cur
+	var cur []string
+	var since time.Time
+	proctest.WaitUntil(t, 5*time.Second, func() bool {
+		if fds := fdTargets(pid); !slices.Equal(fds, cur) {
+			cur, since = fds, time.Now()
+			return false
 		}
-		prev = cur
-	}
-	t.Fatalf("pid %d's fds never settle: %v", pid, prev)
-	return nil
+		return time.Since(since) >= 100*time.Millisecond
+	}, fmt.Sprintf("pid %d's fds to settle (last %v)", pid, cur))
+	return cur
 }
 
 // fdsSettle waits (at most 5 s) until pid holds no more fds than base, and returns how many it holds and the ones
 // not in base.
 func fdsSettle(pid int, base []string) (int, []string) {
 	var cur []string
-	for range 50 {
+	proctest.Poll(5*time.Second, func() bool {
 		cur = fdTargets(pid)
-		if len(cur) <= len(base) {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return len(cur) <= len(base)
+	})
 	var extra []string
 	for _, fd := range cur {
 		if !slices.Contains(base, fd) {
