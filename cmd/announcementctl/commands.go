@@ -3,9 +3,12 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 	"unicode/utf8"
@@ -172,7 +175,9 @@ type healthExit struct {
 func (h healthExit) Error() string { return h.line }
 
 // health asks the daemon for a fresh check (/healthz?check=1) and prints the report in one line. A failed daemon
-// answers 503 with its report; anything that is not a report is a failure too.
+// answers 503 with its report; anything that is not a report is a failure too. Through the runtime dir (not
+// --addr) it is the service's health: the worker's checks and the supervisor's own ("supervisor.worker",
+// "supervisor.reload": a reload that failed or was rolled back leaves the service degraded).
 func health(ctx context.Context, c *call) error {
 	if _, err := c.parse(c.flags(), 0, ""); err != nil {
 		return err
@@ -196,9 +201,33 @@ func health(ctx context.Context, c *call) error {
 		}
 		return healthExit{failed, fmt.Sprintf("failed: GET /healthz answered %d: %v", status, err)}
 	}
+	if c.g.addr == "" {
+		r = withSupervisor(ctx, c.g, r)
+	}
 	if r.Health == healthcheck.OK {
 		fmt.Fprintln(c.stdout, r.Line())
 		return nil
 	}
 	return healthExit{r.Health.ExitCode(), r.Line()}
+}
+
+// withSupervisor adds the supervisor's own checks (control socket, /v1/status) to the worker's report r, named
+// "supervisor.NAME". A supervisor that does not answer while its worker does is a degraded service: nothing could
+// reload or restart it. No control socket at all (a worker served without a supervisor) adds nothing.
+func withSupervisor(ctx context.Context, g globals, r healthcheck.Report) healthcheck.Report {
+	var sup wire.SupervisorStatus
+	checks := slices.Clone(r.Checks)
+	err := newControlClient(g).do(ctx, "GET", "/v1/status", nil, &sup)
+	switch {
+	case errors.Is(err, syscall.ENOENT): // no control socket at all: a worker served alone (tests), nothing to ask
+	case err != nil:
+		checks = append(checks, healthcheck.Check{Name: "supervisor", State: healthcheck.Degraded,
+			Reason: "the control socket does not answer: " + err.Error()})
+	default:
+		for _, ch := range sup.Health.Checks {
+			ch.Name = "supervisor." + ch.Name
+			checks = append(checks, ch)
+		}
+	}
+	return healthcheck.Combine(r.Version, checks)
 }

@@ -13,7 +13,8 @@ import (
 )
 
 // status merges the worker's status (the API) with the supervisor's (the control socket): the "supervisor" object
-// is the supervisor's own when the control socket answers.
+// is the supervisor's own when the control socket answers, and health and health_reasons are then the service's
+// (the supervisor's reasons prefixed "supervisor.").
 func status(ctx context.Context, c *call) error {
 	fs := c.flags()
 	asJSON := fs.Bool("json", false, "print the status as JSON: the worker's, with the supervisor's own as \"supervisor\"")
@@ -33,6 +34,11 @@ func status(ctx context.Context, c *call) error {
 		var sup wire.SupervisorStatus
 		if err := newControlClient(g).do(ctx, "GET", "/v1/status", nil, &sup); err == nil {
 			st.Supervisor = &sup
+			// health is the service's: the worker's and the supervisor's own (a failed reload degrades it).
+			st.Health = max(st.Health, sup.Health.Health)
+			for _, r := range sup.Health.Reasons {
+				st.HealthReasons = append(st.HealthReasons, "supervisor."+r)
+			}
 		}
 	}
 	if *asJSON {

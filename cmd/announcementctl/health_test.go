@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"net"
 	"net/http"
 	"path/filepath"
@@ -12,7 +13,9 @@ import (
 	"time"
 
 	"github.com/announcementd/announcementd/board/writer"
+	"github.com/announcementd/announcementd/healthcheck"
 	"github.com/announcementd/announcementd/store"
+	"github.com/announcementd/announcementd/wire"
 	"github.com/announcementd/announcementd/worker"
 )
 
@@ -126,5 +129,44 @@ func TestHealthFailsWithoutAReport(t *testing.T) {
 	// A daemon from before checks answered {"health":"ok","version":V}.
 	if code, out, _ := runCtl("--runtime-dir", serveCanned(t, 200, `{"health":"ok","version":4}`), "health"); code != 0 || out != "ok: version 4\n" {
 		t.Errorf("an old daemon: exit %d %q", code, out)
+	}
+}
+
+// health and status are the service's: a worker that is ok with a supervisor whose last reload failed is degraded
+// (exit 1, "supervisor.reload: ..."); a control socket that refuses is degraded too; none at all adds nothing.
+func TestHealthIncludesTheSupervisor(t *testing.T) {
+	var mono atomic.Int64
+	mono.Store(1e12)
+	dir, _ := serveWorker(t, &mono)
+	if code, out, errOut := runCtl("--runtime-dir", dir, "health"); code != 0 {
+		t.Fatalf("no control socket: exit %d: %s%s", code, out, errOut)
+	}
+	sup := wire.SupervisorStatus{PID: 1, State: "serving", Health: healthcheck.Combine(0, []healthcheck.Check{
+		{Name: "worker"},
+		{Name: "reload", State: healthcheck.Degraded, Reason: "the last reload rolled back: generation 3 not ready"},
+	})}
+	body, _ := json.Marshal(sup)
+	l, err := net.Listen("unix", filepath.Join(dir, "control.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.(*net.UnixListener).SetUnlinkOnClose(false) // as a supervisor killed with -9 leaves it
+	srv := &http.Server{Handler: http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		rw.Header().Set("Content-Type", "application/json")
+		rw.Write(body)
+	})}
+	go srv.Serve(l)
+	code, out, errOut := runCtl("--runtime-dir", dir, "health")
+	if code != 1 || !strings.Contains(out+errOut, "supervisor.reload: the last reload rolled back") {
+		t.Fatalf("a degraded supervisor: exit %d: %s%s", code, out, errOut)
+	}
+	code, out, _ = runCtl("--runtime-dir", dir, "status")
+	if !strings.Contains(out, "health:        degraded (supervisor.reload: the last reload rolled back") {
+		t.Fatalf("status with a degraded supervisor (exit %d):\n%s", code, out)
+	}
+	srv.Close() // the socket file stays: a supervisor that is gone
+	code, out, errOut = runCtl("--runtime-dir", dir, "health")
+	if code != 1 || !strings.Contains(out+errOut, "supervisor: the control socket does not answer") {
+		t.Fatalf("a control socket nobody answers: exit %d: %s%s", code, out, errOut)
 	}
 }

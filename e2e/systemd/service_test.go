@@ -103,6 +103,9 @@ func TestStartReloadUpgradeStop(t *testing.T) {
 	if err := s.publish(s.api, 2, "after the failed reload"); err != nil {
 		t.Fatal(err)
 	}
+	if code, out := s.ctl("health"); code != 1 || !strings.Contains(out, "supervisor.reload") {
+		t.Fatalf("health after a failed reload: exit %d: %s (want degraded by the supervisor's reload check)", code, out)
+	}
 	t.Logf("broken binary: systemctl reload exit %d; generation %s serves on", code, genBefore)
 	s.MustSh("mv", "/root/announcementd.good", bindir+"/announcementd")
 
