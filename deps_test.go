@@ -85,7 +85,7 @@ var deps = map[string]rule{
 	"bench/boardbench":  {mod: []string{"board", "board/reader", "board/writer", "internal/benchfmt", "internal/stress"}, ext: xsys},
 	"bench/guardbench":  {mod: []string{"board", "board/writer", "internal/benchfmt", "store", "worker"}, ext: xsys},
 	"bench/healbench":   {mod: []string{"board", "board/reader", "internal/benchfmt"}},
-	"bench/reloadbench": {mod: []string{"internal/benchfmt", "wire"}},
+	"bench/reloadbench": {mod: []string{"internal/benchfmt", "internal/proctest", "wire"}},
 	"bench/workerbench": {mod: []string{"announcement", "board", "board/reader", "board/writer", "internal/benchfmt", "store", "worker"}},
 
 	// Packages of tests only (and the module root, which holds this file).

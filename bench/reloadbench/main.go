@@ -5,7 +5,10 @@
 // with its own region in /dev/shm and its own state and runtime dirs in a temp dir. It uses the built binary rather
 // than building its own so that it measures exactly what `make build` ships, without a compile in its run time;
 // the binary is copied into the temp dir first, because a reload starts the binary on disk and a `make build`
-// running beside the benchmark must not turn a reload into a supervisor upgrade.
+// running beside the benchmark must not turn a reload into a supervisor upgrade. It is a proctest.Daemon: told that
+// the daemon serves by READY=1 on an sd_notify socket of the bench's own, as systemd is. The daemon, seeing
+// NOTIFY_SOCKET, takes the bench for a service manager that keeps its fds, and so leaves its sockets' paths when
+// it stops: a cold restart's clients are refused rather than finding no socket.
 //
 // While C clients publish continuously over the API socket (by default half of them keep their connection, as a
 // long-lived publisher does, and half open one per request, as curl or announcementctl do), it measures in one run:
@@ -24,6 +27,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -34,17 +38,16 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
+	"github.com/announcementd/announcementd/internal/proctest"
 	"github.com/announcementd/announcementd/wire"
 )
 
@@ -74,19 +77,12 @@ func main() {
 	}
 }
 
-// daemon is the announcementd under test; each start is a new process on the same region, state and runtime dir.
+// daemon is the announcementd under test; each start is a new process (a proctest.Daemon) on the same region,
+// state and runtime dir.
 type daemon struct {
 	bin, dir, shm, state, runtime string
-	proc                          *process
-	starts                        int
-	logs                          []string // one file per start
-}
-
-// process is a started supervisor and its exit.
-type process struct {
-	cmd    *exec.Cmd
-	exited chan struct{}
-	err    error // read once exited is closed
+	proc                          *proctest.Daemon // the current start; nil when stopped
+	first                         *proctest.Buffer // the first start's log, where the reloads are
 }
 
 func newDaemon() (*daemon, error) {
@@ -120,103 +116,48 @@ func newDaemon() (*daemon, error) {
 func (d *daemon) apiSock() string     { return filepath.Join(d.runtime, "api.sock") }
 func (d *daemon) controlSock() string { return filepath.Join(d.runtime, "control.sock") }
 
-// start starts the supervisor in its own process group (so that kill can end it and its workers together) and
-// returns once its pid file says the first generation serves.
+// start starts the supervisor (in its own process group, killed if we die) and returns once it says READY=1: its
+// first generation serves.
 func (d *daemon) start(ctx context.Context) error {
-	logPath := filepath.Join(d.dir, fmt.Sprintf("daemon-%d.log", d.starts))
-	d.starts++
-	d.logs = append(d.logs, logPath)
-	logf, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	p, err := proctest.Launch(proctest.DaemonConfig{Binary: d.bin, Shm: d.shm, StateDir: d.state, RuntimeDir: d.runtime,
+		ReadyTimeout: 20 * time.Second})
 	if err != nil {
 		return err
 	}
-	defer logf.Close() // the children have their copies
-	cmd := exec.Command(d.bin, "--shm", d.shm, "--state-dir", d.state, "--runtime-dir", d.runtime)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	// Its own process group, so that kill ends the supervisor and its workers together; and it stops if we die.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
-	if err := cmd.Start(); err != nil {
-		return err
+	d.proc = p
+	if d.first == nil {
+		d.first = p.Log()
 	}
-	e := &process{cmd: cmd, exited: make(chan struct{})}
-	go func() {
-		e.err = cmd.Wait()
-		close(e.exited)
-	}()
-	d.proc = e
-	pidFile := filepath.Join(d.runtime, "announcementd.pid")
-	want := strconv.Itoa(cmd.Process.Pid)
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		if b, err := os.ReadFile(pidFile); err == nil && strings.TrimSpace(string(b)) == want {
-			return nil
-		}
-		select {
-		case <-e.exited:
-			return fmt.Errorf("the daemon exited while starting (%v):\n%s", e.err, d.logTail())
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("the daemon did not serve within 20s:\n%s", d.logTail())
-		}
+	ready := make(chan error, 1)
+	go func() { ready <- p.Ready() }()
+	select {
+	case err := <-ready:
+		return err
+	case <-ctx.Done():
+		p.Kill()
+		<-ready
+		return ctx.Err()
 	}
 }
 
-// term sends SIGTERM to the supervisor and waits for its exit (which it reaches after its worker's).
+// term stops the daemon with SIGTERM and waits for it and its workers to exit (30 s at most, then it is killed).
 func (d *daemon) term() error {
-	e := d.proc
-	if e == nil {
+	p := d.proc
+	if p == nil {
 		return nil
 	}
-	if err := e.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		return err
-	}
-	select {
-	case <-e.exited:
-	case <-time.After(30 * time.Second):
-		d.kill()
-		return errors.New("the daemon did not exit within 30s of SIGTERM; killed")
-	}
 	d.proc = nil
-	if e.err != nil {
-		return fmt.Errorf("the daemon exited with %v after SIGTERM:\n%s", e.err, d.logTail())
-	}
-	return nil
-}
-
-// kill ends the daemon's whole process group, if it still runs.
-func (d *daemon) kill() {
-	e := d.proc
-	if e == nil {
-		return
-	}
-	syscall.Kill(-e.cmd.Process.Pid, syscall.SIGKILL)
-	<-e.exited
-	d.proc = nil
+	defer p.Close()
+	return p.Stop(30 * time.Second)
 }
 
 // close stops the daemon (SIGTERM, then SIGKILL) and removes everything it used.
 func (d *daemon) close() {
-	if d.proc != nil {
-		if err := d.term(); err != nil {
-			fmt.Fprintln(os.Stderr, "reloadbench: stopping the daemon:", err)
-		}
+	if err := d.term(); err != nil {
+		fmt.Fprintln(os.Stderr, "reloadbench: stopping the daemon:", err)
 	}
-	d.kill()
 	os.Remove(d.shm)
 	os.RemoveAll(d.dir)
-}
-
-// logTail is the end of the current log, for error messages.
-func (d *daemon) logTail() string {
-	if len(d.logs) == 0 {
-		return ""
-	}
-	b, _ := os.ReadFile(d.logs[len(d.logs)-1])
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	return strings.Join(lines[max(0, len(lines)-20):], "\n")
 }
 
 // unixClient is an HTTP client whose every connection goes to the Unix socket path.
@@ -418,7 +359,7 @@ type reloadRun struct {
 
 // restartRun is one cold restart as the bench saw it.
 type restartRun struct {
-	sigterm, exited, started, serving time.Duration // since the load began; serving: the pid file appeared
+	sigterm, exited, started, serving time.Duration // since the load began; serving: it said READY=1
 	w                                 window        // SIGTERM to the restarted daemon's first successful publish
 }
 
@@ -527,7 +468,7 @@ func run(ctx context.Context) (err error) {
 		}
 	}
 	all = l.finish()
-	gaps, err := reloadPhases(d.logs[0])
+	gaps, err := reloadPhases(bytes.NewReader(d.first.Bytes()))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "reloadbench: the phases of the reloads are not in the daemon's log:", err)
 	}
@@ -545,14 +486,9 @@ type phases struct {
 	oldExit  time.Duration // the new generation serves → the old one has exited
 }
 
-// reloadPhases reads the supervisor's and the workers' JSON log (they share the file) and splits each reload
+// reloadPhases reads the supervisor's and the workers' JSON log (they share the output) and splits each reload
 // at its events, in generation order.
-func reloadPhases(path string) ([]phases, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
+func reloadPhases(f io.Reader) ([]phases, error) {
 	type key struct {
 		msg string
 		gen uint64
@@ -659,7 +595,7 @@ func report(all []sample, base, phase window, rl []reloadRun, rs []restartRun, p
 		ratio(pct(ps.lat, 50), pct(bs.lat, 50)), ratio(pct(ps.lat, 99), pct(bs.lat, 99)), ratio(last(ps.lat), last(bs.lat)), ratio(ps.maxGap, bs.maxGap))
 
 	fmt.Println()
-	fmt.Printf("| cold restart under load (clients retry %v after a failure) | SIGTERM → exit | exec → serving (pid file) | SIGTERM → first publish by the new daemon | API gone (longest gap) | failed requests | refused / socket missing / reset / other |\n", *retryAfter)
+	fmt.Printf("| cold restart under load (clients retry %v after a failure) | SIGTERM → exit | exec → serving (READY=1) | SIGTERM → first publish by the new daemon | API gone (longest gap) | failed requests | refused / socket missing / reset / other |\n", *retryAfter)
 	fmt.Println("|---|---|---|---|---|---|---|")
 	var coldGap, coldBack []time.Duration
 	var coldFailed int
