@@ -24,11 +24,11 @@ import (
 
 // behaviour is what an in-process worker does at each step.
 type behaviour struct {
-	standby      error // Prepare's answer
-	neverStandby bool  // Prepare blocks until killed
-	ready        bool  // Start's answer: healthy or not
-	crashOnReady bool  // the process ends right after its healthy Ready
-	ignoreYield  bool  // Yield blocks until killed
+	standby      error    // Prepare's answer
+	neverStandby bool     // Prepare blocks until killed
+	ready        bool     // Start's answer: healthy or not
+	crashOnReady bool     // the process ends right after its healthy Ready
+	ignoreYield  bool     // Yield blocks until killed
 	replace      *os.File // sent as the file "region" once serving, as a worker that recreated its region does
 }
 

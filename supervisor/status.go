@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"fmt"
+	"maps"
 	"time"
 
 	"github.com/announcementd/announcementd/healthcheck"
@@ -23,6 +24,7 @@ func (s *Supervisor) Status() wire.SupervisorStatus {
 	defer s.mu.Unlock()
 	v := s.view
 	v.Generations = append([]wire.GenerationStatus(nil), v.Generations...)
+	v.Reloads = maps.Clone(v.Reloads)
 	v.Health = s.health.Report(0)
 	return v
 }
@@ -31,6 +33,7 @@ func (s *Supervisor) Status() wire.SupervisorStatus {
 func (s *Supervisor) record(r wire.ReloadResult) wire.ReloadResult {
 	s.mu.Lock()
 	s.view.LastReload = &r
+	s.view.Reloads[r.Outcome]++
 	s.mu.Unlock()
 	s.publish()
 	return r

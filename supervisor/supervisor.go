@@ -112,12 +112,12 @@ type Supervisor struct {
 	// worker only.
 	noUpgrade error
 
-	mu     sync.Mutex
-	view   wire.SupervisorStatus // what Status returns; the loop updates it at each transition
+	mu   sync.Mutex
+	view wire.SupervisorStatus // what Status returns; the loop updates it at each transition
 	// stepDeadline bounds the step the loop entered at its last transition (stepBound): until then, a loop that does
 	// not take pings is busy (starting, reloading, stopping a generation), not hung.
 	stepDeadline time.Time
-	health *healthcheck.Monitor  // the supervisor's own checks, updated with the view
+	health       *healthcheck.Monitor // the supervisor's own checks, updated with the view
 }
 
 // New checks cfg and returns a supervisor; Run starts it.
@@ -149,7 +149,8 @@ func newSupervisor(cfg Config, e env) (*Supervisor, error) {
 		files:   slices.Clone(cfg.Files),
 		health:  healthcheck.NewMonitor(time.Now),
 	}
-	s.view = wire.SupervisorStatus{PID: os.Getpid(), Build: cfg.Build, Binary: cfg.Binary, StartedAt: s.started.UTC()}
+	s.view = wire.SupervisorStatus{PID: os.Getpid(), Build: cfg.Build, Binary: cfg.Binary, StartedAt: s.started.UTC(),
+		Reloads: map[string]uint64{}}
 	s.stepDeadline = s.started.Add(s.stepBound())
 	s.publish()
 	return s, nil

@@ -83,6 +83,9 @@ type SupervisorStatus struct {
 	// Generations are the live workers: the serving one first, then one in standby during a reload.
 	Generations []GenerationStatus `json:"generations"`
 	Restarts    int                `json:"restarts"` // workers restarted after a crash, since this supervisor started
+	// Reloads counts the reloads and self-upgrades this supervisor ran, by outcome (serving, upgraded, rolled back,
+	// failed); an outcome that never happened is absent.
+	Reloads map[string]uint64 `json:"reloads"`
 	// CrashesInARow is the current crash streak, which --restart-limit bounds: crashes of serving workers and failed
 	// restarts since the last reload that reached serving (or since a generation served 30 s).
 	CrashesInARow int           `json:"crashes_in_a_row"`

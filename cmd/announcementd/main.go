@@ -26,7 +26,6 @@ import (
 
 	"github.com/dustin/go-humanize"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -236,8 +235,8 @@ func listenUnix(path string) (net.Listener, error) {
 
 // serveMetrics serves /metrics (and, opted in, /debug/pprof/) on l until ctx is done, then closes l. Profiling stays off the
 // API listeners: it is for whoever can reach the metrics address.
-func serveMetrics(ctx context.Context, l net.Listener, withPprof bool, reg *prometheus.Registry) error {
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+func serveMetrics(ctx context.Context, l net.Listener, withPprof bool, reg *prometheus.Registry, runtimeDir string) error {
+	reg.MustRegister(serviceCollectors(runtimeDir)...)
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	if withPprof {

@@ -364,7 +364,7 @@ func (e *generation) start(floor uint64) (_ *turn, err error) {
 	}()
 	if metrics != nil {
 		n++
-		go func() { t.served <- serveMetrics(httpCtx, metrics, e.c.pprof, t.w.Registry()) }()
+		go func() { t.served <- serveMetrics(httpCtx, metrics, e.c.pprof, t.w.Registry(), e.c.runtimeDir) }()
 	}
 	t.servers = n
 	return t, nil
