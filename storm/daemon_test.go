@@ -20,10 +20,18 @@ import (
 	"time"
 
 	"github.com/announcementd/announcementd/internal/procfs"
+	"github.com/announcementd/announcementd/internal/proctest"
 )
 
 // daemon is the service under the storm: the supervisor, started with the same flags again whenever it exits, as
 // systemd's Restart=always would (RestartSec=100ms, its default), until stop.
+//
+// It is not a proctest.Daemon, on purpose: the loop starts the next supervisor without waiting for it to be ready
+// (a fault may kill it while it starts); a killed supervisor's worker is left to notice and exit by itself, while
+// the next supervisor starts (a proctest.Daemon's cleanup kills its whole process group); every start writes to
+// one log file that the checks read across restarts; and without a service manager that keeps fds, the daemon
+// must not be given a NOTIFY_SOCKET (it would leave its sockets to an fd store nobody runs), so READY=1 would not
+// come anyway.
 type daemon struct {
 	bin, ctl string
 	shm      string
@@ -112,13 +120,13 @@ func (d *daemon) loop(first chan<- error) {
 				cmd.Process.Pid, err, now.Format("15:04:05.000"), strings.Join(d.logExcerpt(now.Add(-3*time.Second), now, 8, "warn", "error", "fatal", "panic"), "\n    ")))
 		}
 		d.mu.Unlock()
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(100 * time.Millisecond) // on purpose: systemd's RestartSec=100ms
 		for {
 			var lerr error
 			if cmd, lerr = d.launch(); lerr == nil {
 				break
 			}
-			time.Sleep(time.Second)
+			time.Sleep(time.Second) // on purpose: a start that failed is tried again after a pause
 		}
 	}
 }
@@ -342,11 +350,11 @@ func (d *daemon) ctlCommand(timeout time.Duration, args ...string) (int, string)
 
 // fdCount is how many fds pid holds.
 func fdCount(pid int) int {
-	entries, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	fds, err := proctest.Fds(pid)
 	if err != nil {
 		return -1
 	}
-	return len(entries)
+	return len(fds)
 }
 
 // logExcerpt returns the daemon's log lines stamped between from and to (zap's "ts", unix seconds), at most max,

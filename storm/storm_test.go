@@ -23,6 +23,7 @@ import (
 
 	"github.com/announcementd/announcementd/board"
 	"github.com/announcementd/announcementd/board/reader"
+	"github.com/announcementd/announcementd/internal/proctest"
 	"github.com/announcementd/announcementd/internal/sandbox"
 )
 
@@ -60,31 +61,30 @@ func stormFlagSet() bool {
 	return set
 }
 
-func TestMain(m *testing.M) {
+func TestMain(m *testing.M) { proctest.Main(m, nil, proctest.Setup(build)) }
+
+// build builds announcementd, announcementctl and the C reader, for a run as root (as anyone else, TestStorm
+// skips: nothing to build).
+func build() (func(), error) {
 	flag.Parse()
 	if os.Geteuid() != 0 {
-		os.Exit(m.Run()) // TestStorm skips; nothing to build
+		return nil, nil
 	}
 	dir, err := os.MkdirTemp("", fmt.Sprintf("storm-bin%d-", os.Getpid()))
 	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
+		return nil, err
 	}
 	binDir = dir
 	build := exec.Command("go", "build", "-o", dir+"/", "../cmd/announcementd", "../cmd/announcementctl")
 	if out, err := build.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build: %v\n%s", err, out)
 		os.RemoveAll(dir)
-		os.Exit(1)
+		return nil, fmt.Errorf("build: %v\n%s", err, out)
 	}
 	if out, err := exec.Command("make", "-s", "-C", "../clients/c", "all").CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build the C reader: %v\n%s", err, out)
 		os.RemoveAll(dir)
-		os.Exit(1)
+		return nil, fmt.Errorf("build the C reader: %v\n%s", err, out)
 	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	return func() { os.RemoveAll(dir) }, nil
 }
 
 // storm is one run: the daemon, the load, the readers, and what was seen.
@@ -242,18 +242,15 @@ func setup(t *testing.T, seed uint64) *storm {
 	// Let the load and the readers get going before the first fault: 50 changes acknowledged, and every reader
 	// at the version of the 50th or later.
 	var target uint64
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+	if !proctest.Poll(20*time.Second, func() bool {
 		s.l.mu.Lock()
 		if acked := s.l.changes; acked >= 50 && target == 0 {
 			target = s.l.maxVersion
 		}
 		s.l.mu.Unlock()
-		if target != 0 && s.readersAt(target) == "" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("before the storm: after 20 s of load, changes acknowledged up to version %d; readers: %s", s.l.maxVer(), s.readersAt(max(target, 1)))
-		}
+		return target != 0 && s.readersAt(target) == ""
+	}) {
+		t.Fatalf("before the storm: after 20 s of load, changes acknowledged up to version %d; readers: %s", s.l.maxVer(), s.readersAt(max(target, 1)))
 	}
 	return s
 }
@@ -378,7 +375,7 @@ func (s *storm) run(n int, bound time.Duration) {
 		raw := rng.Int64N(151)
 		perFault := time.Until(deadline) / time.Duration(n-s.count())
 		scale := min(1, max(0, float64(perFault-400*time.Millisecond)/float64(150*time.Millisecond)))
-		time.Sleep(time.Duration(float64(raw) * scale * float64(time.Millisecond)))
+		time.Sleep(time.Duration(float64(raw) * scale * float64(time.Millisecond))) // on purpose: faults at random times
 		if !s.step(rng) {
 			return
 		}
@@ -410,7 +407,7 @@ func (s *storm) step(rng *rand.Rand) bool {
 	var wg sync.WaitGroup
 	for i, f := range rec.faults {
 		if i > 0 {
-			time.Sleep(delay)
+			time.Sleep(delay) // on purpose: the second fault 0–300 ms after the first
 		}
 		wg.Add(1)
 		go func() {
@@ -488,12 +485,8 @@ func (s *storm) recover(since time.Time, faults []*fault) *stepRecord {
 	var probeText string
 	var probeV uint64
 	var probedAt time.Time
-	for {
+	if !proctest.Poll(time.Until(since.Add(recoverGiveUp)), func() bool {
 		now := time.Now()
-		if now.Sub(since) > recoverGiveUp {
-			r.recovery, r.recoverAt, r.gaveUp = now.Sub(since), now, true
-			return r
-		}
 		why := s.serving(faults)
 		if why == "" && (probeV == 0 || now.Sub(probedAt) > time.Second) {
 			text, v, err := s.p.publish()
@@ -510,24 +503,24 @@ func (s *storm) recover(since time.Time, faults []*fault) *stepRecord {
 		if why == "" {
 			r.recoverAt = time.Now()
 			r.recovery = r.recoverAt.Sub(since)
-			break
+			return true
 		}
 		r.recoverWhy = why
-		time.Sleep(10 * time.Millisecond)
+		return false
+	}) {
+		now := time.Now()
+		r.recovery, r.recoverAt, r.gaveUp = now.Sub(since), now, true
+		return r
 	}
 	// The readers follow the board to the probe's version.
 	kicked := map[*observer]bool{}
-	for {
-		lagging := s.lagging(probeV)
-		if len(lagging) == 0 {
+	var lagging []string
+	if !proctest.Poll(time.Until(since.Add(recoverGiveUp)), func() bool {
+		if lagging = s.lagging(probeV); len(lagging) == 0 {
 			r.readersAt = time.Since(since)
-			return r
+			return true
 		}
 		now := time.Now()
-		if now.Sub(since) > recoverGiveUp {
-			r.gaveUp, r.recoverWhy = true, fmt.Sprintf("readers at a lower version than %d: %s", probeV, strings.Join(lagging, "; "))
-			return r
-		}
 		if now.Sub(since) > *stormReaders {
 			for _, o := range s.obs {
 				if o.last() < probeV && !kicked[o] && o.kick != nil {
@@ -542,8 +535,11 @@ func (s *storm) recover(since time.Time, faults []*fault) *stepRecord {
 				}
 			}
 		}
-		time.Sleep(10 * time.Millisecond)
+		return false
+	}) {
+		r.gaveUp, r.recoverWhy = true, fmt.Sprintf("readers at a lower version than %d: %s", probeV, strings.Join(lagging, "; "))
 	}
+	return r
 }
 
 // lagging lists the readers that have not seen version v yet.
@@ -625,24 +621,21 @@ func (s *storm) boardShows(text string, v uint64) string {
 
 // readBoard takes a snapshot of the board at path with the Go reader, retrying while it is busy.
 func readBoard(path string) (*board.Snapshot, error) {
+	var snap *board.Snapshot
 	var err error
-	for range 50 {
+	proctest.Poll(time.Second, func() bool {
 		var b *reader.Board
 		if b, err = reader.Open(path); err != nil {
-			return nil, err
+			return true
 		}
-		var snap *board.Snapshot
 		snap, err = b.Snapshot()
 		b.Close()
-		if err == nil {
-			return snap, nil
-		}
-		if !errors.Is(err, board.ErrBusy) {
-			return nil, err
-		}
-		time.Sleep(time.Millisecond)
+		return !errors.Is(err, board.ErrBusy)
+	})
+	if err != nil {
+		return nil, err
 	}
-	return nil, err
+	return snap, nil
 }
 
 func recordsOf(recs []board.Record) map[uint64]string {
@@ -660,13 +653,7 @@ func (s *storm) checkpoint(rec *stepRecord) {
 	defer resume()
 	var list map[uint64]string
 	var err error
-	for range 100 {
-		if list, err = s.d.list(); err == nil {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	if err != nil {
+	if !proctest.Poll(20*time.Second, func() bool { list, err = s.d.list(); return err == nil }) {
 		s.t.Errorf("LIST FAILED after step %d had recovered: %v\n%s", rec.n, err, s.recipe(rec.n))
 		return
 	}
@@ -674,14 +661,14 @@ func (s *storm) checkpoint(rec *stepRecord) {
 	// The board was whole when the step recovered; the writer may be repairing it again now (its check runs every
 	// 250 ms and may find damage the probe did not touch): a reader then refuses it for a moment.
 	var snap *board.Snapshot
-	for start := time.Now(); ; time.Sleep(5 * time.Millisecond) {
-		if snap, err = readBoard(s.d.shm); err == nil {
-			break
+	if !proctest.Poll(recoverWithin, func() bool {
+		if snap, err = readBoard(s.d.shm); err != nil {
+			s.unreadable = append(s.unreadable, fmt.Sprintf("after step %d: %v", rec.n, err))
 		}
-		if s.unreadable = append(s.unreadable, fmt.Sprintf("after step %d: %v", rec.n, err)); time.Since(start) > recoverWithin {
-			s.t.Errorf("BOARD UNREADABLE for %v after step %d had recovered: %v\n%s", recoverWithin, rec.n, err, s.recipe(rec.n))
-			return
-		}
+		return err == nil
+	}) {
+		s.t.Errorf("BOARD UNREADABLE for %v after step %d had recovered: %v\n%s", recoverWithin, rec.n, err, s.recipe(rec.n))
+		return
 	}
 	s.addLost(rec.n, s.m.check(fmt.Sprintf("after step %d, board at version %d", rec.n, snap.Version), recordsOf(snap.Records)))
 }
@@ -710,11 +697,7 @@ func (s *storm) finish(asked int) {
 		t.Error(err)
 	}
 	var orphans []proc
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if orphans = s.d.procs(); len(orphans) == 0 || time.Now().After(deadline) {
-			break
-		}
-	}
+	proctest.Poll(10*time.Second, func() bool { orphans = s.d.procs(); return len(orphans) == 0 })
 	if *stormLog != "" {
 		if b, err := os.ReadFile(s.d.logPath); err == nil {
 			os.WriteFile(*stormLog, b, 0o644)
