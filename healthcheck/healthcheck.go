@@ -1,5 +1,5 @@
-// Package healthcheck is the one definition of announcementd's health: the worker computes it, announcementctl
-// reads it, and the supervisor is to use it for its own checks and to read its workers'. It holds the three
+// Package healthcheck is the one definition of announcementd's health: the worker computes it, the supervisor
+// computes its own with it and reads its workers', and announcementctl reads and combines both. It holds the three
 // states with their names and exit codes, the checks a state comes from, how checks combine into a report, how a
 // report maps to HTTP status codes, and how a report is parsed back. docs/HEALTH.md says what each of the
 // worker's checks means.

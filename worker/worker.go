@@ -1,6 +1,6 @@
 // Package worker holds the announcement set, keeps it durable, publishes it to the board on schedule and serves
-// the publishing API. It takes its board writer, store and listeners from its caller (the daemon today, a
-// supervised generation later), so it never opens the region or the listeners itself.
+// the publishing API. It takes its board writer, store and listeners from its caller (a worker generation of the
+// supervisor: cmd/announcementd/work.go), so it never opens the region or the listeners itself.
 //
 // Invariants:
 //   - An announcement is acknowledged only when it is in the store (fsync'ed) and the board shows it (or, if it
