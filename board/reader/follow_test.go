@@ -15,6 +15,7 @@ import (
 	"github.com/announcementd/announcementd/board"
 	"github.com/announcementd/announcementd/board/reader"
 	"github.com/announcementd/announcementd/board/writer"
+	"github.com/announcementd/announcementd/internal/proctest"
 )
 
 const followSize = 64 << 10
@@ -113,7 +114,7 @@ func TestFollowerSupersededWakesAndReopens(t *testing.T) {
 		u, _ := f.Next(context.Background(), v1)
 		got <- u
 	}()
-	time.Sleep(20 * time.Millisecond) // let it block on the futex
+	waitBlocked(t, proctest.FutexWord{Path: path, Offset: board.OffFutex})
 	_, v2 := replace(t, path, v1, "two")
 	if err := w1.Supersede(); err != nil {
 		t.Fatal(err)

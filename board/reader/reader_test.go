@@ -3,6 +3,7 @@ package reader_test
 import (
 	"context"
 	"errors"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -10,9 +11,13 @@ import (
 	"github.com/announcementd/announcementd/board"
 	"github.com/announcementd/announcementd/board/reader"
 	"github.com/announcementd/announcementd/board/writer"
+	"github.com/announcementd/announcementd/internal/proctest"
 )
 
-func newBoard(t *testing.T) (*writer.Writer, *reader.Board) {
+func TestMain(m *testing.M) { proctest.Main(m, nil) }
+
+// newBoard makes a board with a first version, and returns its writer, a reader and its futex word.
+func newBoard(t *testing.T) (*writer.Writer, *reader.Board, proctest.FutexWord) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "notice")
 	w, err := writer.Open(path, writer.Options{Size: 64 << 10})
@@ -28,11 +33,18 @@ func newBoard(t *testing.T) (*writer.Writer, *reader.Board) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { b.Close() })
-	return w, b
+	return w, b, proctest.FutexWord{Path: path, Offset: board.OffFutex}
+}
+
+// waitBlocked waits until a goroutine of the test sleeps in futex(2) on the board's word: a waiter that has not
+// got there yet would see the new version without waiting, and the test would not test the wake-up.
+func waitBlocked(t *testing.T, word proctest.FutexWord) {
+	t.Helper()
+	proctest.WaitBlockedInFutex(t, 10*time.Second, os.Getpid(), word)
 }
 
 func TestWaitWakesOnPublish(t *testing.T) {
-	w, b := newBoard(t)
+	w, b, word := newBoard(t)
 	last := b.Version()
 	got := make(chan uint64)
 	go func() {
@@ -42,7 +54,7 @@ func TestWaitWakesOnPublish(t *testing.T) {
 		}
 		got <- v
 	}()
-	time.Sleep(20 * time.Millisecond) // let it block
+	waitBlocked(t, word)
 	v, _ := w.Publish([]board.Record{{ID: 1, Content: "wake"}})
 	if seen := <-got; seen != v {
 		t.Fatalf("Wait returned %d, published %d", seen, v)
@@ -50,7 +62,7 @@ func TestWaitWakesOnPublish(t *testing.T) {
 }
 
 func TestWaitTimesOutAndCancels(t *testing.T) {
-	_, b := newBoard(t)
+	_, b, _ := newBoard(t)
 	if _, err := b.Wait(context.Background(), b.Version(), 30*time.Millisecond); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("timeout: %v", err)
 	}
@@ -66,13 +78,13 @@ func TestWaitTimesOutAndCancels(t *testing.T) {
 }
 
 func TestSupersedeWakesWaitersAndFailsSnapshots(t *testing.T) {
-	w, b := newBoard(t)
+	w, b, word := newBoard(t)
 	errc := make(chan error)
 	go func() {
 		_, err := b.Wait(context.Background(), b.Version(), 10*time.Second)
 		errc <- err
 	}()
-	time.Sleep(20 * time.Millisecond)
+	waitBlocked(t, word)
 	if err := w.Supersede(); err != nil {
 		t.Fatal(err)
 	}
@@ -85,12 +97,12 @@ func TestSupersedeWakesWaitersAndFailsSnapshots(t *testing.T) {
 }
 
 func TestStaleHeartbeat(t *testing.T) {
-	w, b := newBoard(t)
+	w, b, _ := newBoard(t)
 	w.Heartbeat()
 	if b.Stale(time.Minute) {
 		t.Fatalf("fresh heartbeat is stale: age %v", b.HeartbeatAge())
 	}
-	time.Sleep(20 * time.Millisecond)
+	time.Sleep(20 * time.Millisecond) // on purpose: the heartbeat must age past the 10 ms the check allows
 	if !b.Stale(10 * time.Millisecond) {
 		t.Fatalf("heartbeat %v old is not stale after 10ms", b.HeartbeatAge())
 	}
