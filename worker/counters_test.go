@@ -12,6 +12,7 @@ import (
 	"github.com/announcementd/announcementd/announcement"
 	"github.com/announcementd/announcementd/board/boardtest"
 	"github.com/announcementd/announcementd/board/writer"
+	"github.com/announcementd/announcementd/internal/proctest"
 	"github.com/announcementd/announcementd/store"
 )
 
@@ -189,11 +190,7 @@ func TestCountersSavedBeforeAKill(t *testing.T) {
 // waitFor polls cond (the housekeeping goroutine acts on its own schedule) for up to 20 s.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	for deadline := time.Now().Add(20 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-	}
+	proctest.WaitUntil(t, 20*time.Second, cond, what)
 }
 
 // A refused request is counted but does not ask for a save: a flood of them must not cost an fsync each. A repair

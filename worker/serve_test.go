@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -18,6 +19,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/announcementd/announcementd/internal/proctest"
 	"github.com/announcementd/announcementd/wire"
 )
 
@@ -78,9 +80,8 @@ func TestServeHandOverFailsNoRequest(t *testing.T) {
 		}()
 	}
 	waitAnswered := func(n int64) {
-		for answered.Load() < n {
-			time.Sleep(time.Millisecond)
-		}
+		t.Helper()
+		proctest.WaitUntil(t, time.Minute, func() bool { return answered.Load() >= n }, fmt.Sprintf("%d answered requests", n))
 	}
 	waitAnswered(500)
 	stop()

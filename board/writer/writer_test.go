@@ -191,7 +191,7 @@ func TestPublisherCoalesces(t *testing.T) {
 	p := writer.NewPublisher(w, func() []board.Record {
 		mu.Lock()
 		defer mu.Unlock()
-		defer time.Sleep(time.Millisecond) // a slow publish lets callers pile up
+		defer time.Sleep(time.Millisecond) // on purpose: a slow publish lets callers pile up
 		return []board.Record{{ID: 1, Content: fmt.Sprint(n)}}
 	})
 	const callers = 64
