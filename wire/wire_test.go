@@ -2,6 +2,7 @@ package wire_test
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"io"
 	"net"
@@ -144,8 +145,21 @@ func serveRaw(t *testing.T, network string) func(raw string) *http.Response {
 		wire.WriteJSON(rw, http.StatusOK, wire.ReloadAccepted{Accepted: true})
 	})
 	srv := &http.Server{Handler: mux, MaxHeaderBytes: 1 << 10, ReadHeaderTimeout: 5 * time.Second}
-	go srv.Serve(wire.Listener(l))
-	t.Cleanup(func() { srv.Close() })
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		srv.Serve(wire.Listener(l))
+	}()
+	t.Cleanup(func() {
+		// Shutdown, not Close: it waits for every connection's goroutine, also one that net/http keeps for a
+		// moment after an error answer (closeWriteAndWait) before it closes the connection.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(ctx); err != nil {
+			t.Errorf("shutting the server down: %v", err)
+		}
+		<-served
+	})
 	return func(raw string) *http.Response {
 		t.Helper()
 		c, err := net.Dial(network, l.Addr().String())
