@@ -14,13 +14,14 @@ import (
 	"github.com/announcementd/announcementd/internal/proctest"
 )
 
-// recorder is a Worker that records what Serve asked of it.
+// recorder is a Worker that records what Serve asked of it. The test changes healthy and yieldAt while Serve runs:
+// they are read under mu (a message through the socket orders the two for the kernel, not for the race detector).
 type recorder struct {
 	mu       sync.Mutex
 	calls    []string
 	prepare  error
-	healthy  bool
-	yieldAt  uint64
+	healthy  bool   // mu
+	yieldAt  uint64 // mu
 	prepared chan struct{}
 }
 
@@ -46,7 +47,10 @@ func (r *recorder) Prepare(context.Context) error {
 
 func (r *recorder) Start(_ context.Context, m Start) Ready {
 	r.add("start " + m.Reason)
-	if !r.healthy {
+	r.mu.Lock()
+	healthy := r.healthy
+	r.mu.Unlock()
+	if !healthy {
 		return Ready{Reason: "not today"}
 	}
 	return Ready{Healthy: true, RegionVersion: m.VersionFloor + 1}
@@ -54,6 +58,8 @@ func (r *recorder) Start(_ context.Context, m Start) Ready {
 
 func (r *recorder) Yield(_ context.Context, m Yield) Yielded {
 	r.add("yield " + m.Reason)
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	return Yielded{LastVersion: r.yieldAt}
 }
 
