@@ -56,3 +56,76 @@ storm: build ## the fault storm (root): 1,000 faults on the built daemon under l
 clean: ## remove build outputs
 	rm -rf $(BIN)
 	$(MAKE) -s -C clients/c clean
+
+# Installation: make install copies what make build and make man wrote, under $(DESTDIR)$(PREFIX) only.
+PREFIX      ?= /usr/local
+DESTDIR     ?=
+BINDIR      ?= $(PREFIX)/bin
+LIBDIR      ?= $(PREFIX)/lib
+INCLUDEDIR  ?= $(PREFIX)/include
+# systemd reads units in /usr/local/lib/systemd/system and /usr/lib/systemd/system (systemd-analyze unit-paths), and
+# systemd-sysusers reads /usr/local/lib/sysusers.d and /usr/lib/sysusers.d: both prefixes work as they are.
+UNITDIR     ?= $(PREFIX)/lib/systemd/system
+SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
+MANDIR      ?= $(PREFIX)/share/man
+DOCDIR      ?= $(PREFIX)/share/doc/announcementd
+# Where Debian's python3 finds a module: /usr/lib/python3/dist-packages for /usr, and for /usr/local (or another
+# prefix, which then needs PYTHONPATH) $(PREFIX)/lib/python3.X/dist-packages, X being the installed python3's.
+PYTHON3     ?= $(firstword $(wildcard /usr/bin/python3) python3)
+PYTHONDIR   ?= $(if $(filter /usr,$(PREFIX)),/usr/lib/python3/dist-packages,$(PREFIX)/lib/python$(shell $(PYTHON3) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)/dist-packages)
+INSTALL     ?= install
+
+INSTALLED = $(BINDIR)/announcementd $(BINDIR)/announcementctl $(LIBDIR)/libnotice.so $(INCLUDEDIR)/notice.h \
+	$(PYTHONDIR)/notice.py $(UNITDIR)/announcementd.service $(UNITDIR)/announcementd.socket \
+	$(SYSUSERSDIR)/announcementd.conf $(DOCDIR)/notify-reload.conf $(MANDIR)/man8/announcementd.8 \
+	$(MANDIR)/man1/announcementctl.1
+
+# ldconfig's cache knows /usr/lib and /usr/local/lib: refreshed by install and uninstall into the live system (no
+# DESTDIR) as root; another LIBDIR needs LD_LIBRARY_PATH or a file in /etc/ld.so.conf.d.
+define ldconfig
+	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ]; then \
+		case "$(LIBDIR)" in /usr/lib|/usr/local/lib) ldconfig ;; \
+		*) echo "note: $(LIBDIR) is not in ld.so's path: LD_LIBRARY_PATH=$(LIBDIR), or a file in /etc/ld.so.conf.d" ;; esac; \
+	fi
+endef
+
+.PHONY: install install-files uninstall
+
+install: build man ## install under DESTDIR+PREFIX (default PREFIX=/usr/local): binaries, libnotice.so, notice.h, notice.py, units, sysusers.d, man pages
+	@$(MAKE) --no-print-directory install-files
+	$(ldconfig)
+	@if [ -z "$(DESTDIR)" ]; then \
+		case "$(UNITDIR)" in /etc/systemd/system|/usr/local/lib/systemd/system|/usr/lib/systemd/system|/lib/systemd/system) ;; \
+		*) echo "note: systemd does not read $(UNITDIR): systemctl link $(UNITDIR)/announcementd.service" ;; esac; \
+		case "$(PYTHONDIR)" in /usr/lib/python3/dist-packages|/usr/local/lib/python3.*/dist-packages) ;; \
+		*) echo "note: python3 does not look in $(PYTHONDIR): PYTHONPATH=$(PYTHONDIR)" ;; esac; \
+		echo "installed; to run it (as root): systemd-sysusers && systemctl daemon-reload && systemctl enable --now announcementd"; \
+	fi
+
+# The copies of install, from $(BIN) as it is.
+install-files:
+	@case "$(PYTHONDIR)" in */python/dist-packages) echo "python3 not found: set PYTHONDIR=" >&2; exit 1 ;; esac
+	$(INSTALL) -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(PYTHONDIR) \
+		$(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(DOCDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man8
+	$(INSTALL) -m 0755 $(BIN)/announcementd $(BIN)/announcementctl $(DESTDIR)$(BINDIR)/
+	$(INSTALL) -m 0644 clients/c/libnotice.so $(DESTDIR)$(LIBDIR)/
+	$(INSTALL) -m 0644 clients/c/notice.h $(DESTDIR)$(INCLUDEDIR)/
+	$(INSTALL) -m 0644 clients/python/notice.py $(DESTDIR)$(PYTHONDIR)/
+	for u in announcementd.service announcementd.socket; do \
+		sed 's|@BINDIR@|$(BINDIR)|g' systemd/units/$$u >$(DESTDIR)$(UNITDIR)/.$$u.tmp && \
+		chmod 0644 $(DESTDIR)$(UNITDIR)/.$$u.tmp && mv $(DESTDIR)$(UNITDIR)/.$$u.tmp $(DESTDIR)$(UNITDIR)/$$u || exit 1; \
+	done
+	$(INSTALL) -m 0644 systemd/units/announcementd.sysusers $(DESTDIR)$(SYSUSERSDIR)/announcementd.conf
+	$(INSTALL) -m 0644 systemd/units/notify-reload.conf $(DESTDIR)$(DOCDIR)/
+	$(INSTALL) -m 0644 $(BIN)/man/announcementd.8 $(DESTDIR)$(MANDIR)/man8/
+	$(INSTALL) -m 0644 $(BIN)/man/announcementctl.1 $(DESTDIR)$(MANDIR)/man1/
+
+uninstall: ## remove what make install installed (same DESTDIR, PREFIX); the state, the board and the user stay
+	@if [ -z "$(DESTDIR)" ] && [ -z "$(FORCE)" ] && systemctl --quiet is-active announcementd.service 2>/dev/null && \
+		[ "$$(systemctl show -p FragmentPath --value announcementd.service)" = "$(UNITDIR)/announcementd.service" ]; then \
+		echo "announcementd.service from $(UNITDIR) runs: systemctl disable --now announcementd.service announcementd.socket first (or FORCE=1)" >&2; \
+		exit 1; \
+	fi
+	rm -f $(addprefix $(DESTDIR),$(INSTALLED)) $(DESTDIR)$(PYTHONDIR)/__pycache__/notice.*.pyc
+	-@rmdir $(DESTDIR)$(DOCDIR) 2>/dev/null
+	$(ldconfig)
