@@ -560,6 +560,7 @@ func checkFollowers(t *testing.T, w *followWriterProc, ps []*follower, final uin
 // TestFollowRecreations: the writer replaces its file in every way, first in lockstep with the followers (each
 // must see every file: a replacement while they wait), then flat out (replacements while they read).
 func TestFollowRecreations(t *testing.T) {
+	proctest.Slow(t, "followers in Go, C (twice) and Python across file replacements")
 	path := followPath(t, "follow")
 	w := startFollowWriter(t, path)
 	v := w.do("burst 5")
@@ -602,6 +603,7 @@ func TestFollowRecreations(t *testing.T) {
 // same inode) as the daemon's writer does. Every follower reports it lost while it is short, then follows it again
 // at the next version. They used to stay lost for good: the path still named the file they had given up on.
 func TestFollowRestoredInPlace(t *testing.T) {
+	proctest.Slow(t, "followers in Go, C (twice) and Python")
 	path := followPath(t, "restore")
 	w := startFollowWriter(t, path)
 	v := w.do("burst 3")
@@ -629,6 +631,7 @@ func TestFollowRestoredInPlace(t *testing.T) {
 // marked: only the inode check can find it. The followers never call the board lost (the old file was readable
 // all along).
 func TestFollowUnlinkWithoutSupersede(t *testing.T) {
+	proctest.Slow(t, "followers in Go, C (twice) and Python")
 	path := followPath(t, "unlink")
 	w := startFollowWriter(t, path)
 	v := w.do("burst 3")
@@ -653,6 +656,7 @@ func TestFollowUnlinkWithoutSupersede(t *testing.T) {
 // TestFollowStale: the writer stops heart-beating, and every follower reports it stale without a new version;
 // it resumes, and every follower reports it alive. Stale is not "no change".
 func TestFollowStale(t *testing.T) {
+	proctest.Slow(t, "followers in Go, C (twice) and Python")
 	path := followPath(t, "stale")
 	w := startFollowWriter(t, path)
 	v := w.do("burst 3")

@@ -11,6 +11,7 @@ import (
 
 	"github.com/announcementd/announcementd/board"
 	"github.com/announcementd/announcementd/board/reader"
+	"github.com/announcementd/announcementd/internal/proctest"
 )
 
 // sanitizerEnv makes a sanitizer finding exit with a code no dump tool uses.
@@ -103,6 +104,7 @@ func readGoFuzzFile(t *testing.T, path string) ([]byte, bool) {
 // TestBadBytesCUnderSanitizers runs the C reader built with -fsanitize=address,undefined, and the Python reader,
 // on every bad input: each must print a snapshot or a known error, never crash or read out of bounds.
 func TestBadBytesCUnderSanitizers(t *testing.T) {
+	proctest.Slow(t, "the fuzz corpus through the C reader under ASan/UBSan")
 	files := badInputs(t)
 	asan, _ := filepath.Abs("c/notice_dump_asan")
 	py := need(t, "python3")

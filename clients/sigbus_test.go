@@ -18,6 +18,7 @@ import (
 
 	"github.com/announcementd/announcementd/board"
 	"github.com/announcementd/announcementd/board/writer"
+	"github.com/announcementd/announcementd/internal/proctest"
 )
 
 // The SIGBUS guard (notice_guard_faults in clients/c/notice.h): a board truncated while a C reader copies it must
@@ -157,6 +158,7 @@ func (u *unguardedRuns) note(s string) {
 
 // TestSigbusGuardFollower: the C follower with the guard survives truncations during its reads (see above).
 func TestSigbusGuardFollower(t *testing.T) {
+	proctest.Slow(t, "truncations under followers in three languages")
 	path := followPath(t, "sigbus")
 	t.Cleanup(func() { os.Remove(path) })
 	w, err := writer.Open(path, writer.Options{Size: sigbusRegionSize})

@@ -22,9 +22,7 @@ import (
 // Python for STRESS_SECONDS (default 10): no reader may accept a torn snapshot or see the version go back, and each
 // must validate many snapshots.
 func TestTornReadStress(t *testing.T) {
-	if testing.Short() {
-		t.Skip("the stress test runs for 10 s; skipped with -short")
-	}
+	proctest.Slow(t, "the torn-read stress test, 10 s of six readers in three languages")
 	seconds := "10"
 	if s := os.Getenv("STRESS_SECONDS"); s != "" {
 		seconds = s

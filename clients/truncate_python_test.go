@@ -12,6 +12,7 @@ import (
 	"github.com/announcementd/announcementd/board"
 	"github.com/announcementd/announcementd/board/reader"
 	"github.com/announcementd/announcementd/board/writer"
+	"github.com/announcementd/announcementd/internal/proctest"
 )
 
 // truncateFollowerScript runs clients/python/notice_follow.py (its loop, its output) with two changes: the
@@ -58,6 +59,7 @@ func truncationSet(t uint64, n int) []board.Record {
 // Python follower reads it all along: it must not die (a reader on a mapping is killed by SIGBUS here; notice.py
 // reads with pread), never accept a torn snapshot, never see the version go back, and end on the final version.
 func TestPythonSurvivesTruncation(t *testing.T) {
+	proctest.Slow(t, "truncations under the Python reader")
 	const records, truncations = 1000, 2000
 	path := followPath(t, "truncate")
 	t.Cleanup(func() { os.Remove(path) })

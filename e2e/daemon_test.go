@@ -5,6 +5,7 @@ package e2e_test
 import (
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -29,8 +30,11 @@ func TestMain(m *testing.M) {
 	proctest.Main(m, proctest.Roles{"goreader": goReaderRole}, proctest.Setup(build)) // goreader: reload_test.go
 }
 
-// build builds announcementd, announcementctl and the C reader for the tests.
+// build builds announcementd, announcementctl and the C reader for the tests (not under -short, where they skip).
 func build() (func(), error) {
+	if flag.Parse(); testing.Short() {
+		return nil, nil
+	}
 	dir, err := os.MkdirTemp("", "e2e-bin")
 	if err != nil {
 		return nil, err
@@ -70,9 +74,14 @@ func newDaemonFrom(t *testing.T, bin string, extra ...string) *daemon {
 	return newDaemonAt(t, shmPath("d"), bin, extra...)
 }
 
+// slowE2E is what every test of the package is, for proctest.Slow: newDaemonAt, runToExit and newUser skip under
+// -short, and so every test, which starts the daemon through them.
+const slowE2E = "e2e: the built daemon and CLI as real processes"
+
 // newDaemonAt starts the announcementd at bin on the region at shm, which is removed after the test.
 func newDaemonAt(t *testing.T, shm, bin string, extra ...string) *daemon {
 	t.Helper()
+	proctest.Slow(t, slowE2E)
 	dir := t.TempDir()
 	d := &daemon{t: t, bin: bin, state: filepath.Join(dir, "state"), runtime: filepath.Join(dir, "run"), extra: extra, shm: shm}
 	t.Cleanup(func() { os.Remove(d.shm) }) // after every start's own cleanup, which kills it
@@ -128,6 +137,7 @@ func (d *daemon) ctl(args ...string) (int, string, string) {
 // the manager's fd store). A daemon that runs on for 30 s fails the test.
 func runToExit(t *testing.T, cred *syscall.Credential, args ...string) (int, string) {
 	t.Helper()
+	proctest.Slow(t, slowE2E)
 	d := proctest.LaunchDaemon(t, proctest.DaemonConfig{Binary: filepath.Join(binDir, "announcementd"), Args: args, Cred: cred,
 		NoNotify: true})
 	code, err := d.ExitBeforeReady(30 * time.Second)

@@ -43,6 +43,7 @@ type localUser struct {
 
 func newUser(t *testing.T) localUser {
 	t.Helper()
+	proctest.Slow(t, slowE2E)
 	needRoot(t)
 	name := fmt.Sprintf("anne2e%d", os.Getpid()%100000)
 	if out, err := exec.Command("useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name).CombinedOutput(); err != nil {

@@ -154,6 +154,7 @@ var (
 // supervisor, executes the good announcementd in its place (see testdata/badworker), so that its broken worker is
 // what the new supervisor starts: a release whose worker is broken.
 func TestBadBinaries(t *testing.T) {
+	proctest.Slow(t, slowE2E)
 	dir := t.TempDir()
 	good := filepath.Join(binDir, "announcementd")
 	bin := filepath.Join(dir, "announcementd")
@@ -236,6 +237,7 @@ func TestBadBinaries(t *testing.T) {
 // itself (a new process), both it and its worker run the new build, the pid file follows, the announcements
 // acknowledged before and during the upgrade survive, and SIGTERM to the new supervisor stops everything.
 func TestUpgradeChangesBuilds(t *testing.T) {
+	proctest.Slow(t, slowE2E)
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "announcementd")
 	copyFile(t, filepath.Join(binDir, "announcementd"), bin)

@@ -63,11 +63,10 @@ func stormFlagSet() bool {
 
 func TestMain(m *testing.M) { proctest.Main(m, nil, proctest.Setup(build)) }
 
-// build builds announcementd, announcementctl and the C reader, for a run as root (as anyone else, TestStorm
-// skips: nothing to build).
+// build builds announcementd, announcementctl and the C reader, for a run as root (as anyone else, or under
+// -short, TestStorm skips: nothing to build).
 func build() (func(), error) {
-	flag.Parse()
-	if os.Geteuid() != 0 {
+	if flag.Parse(); os.Geteuid() != 0 || testing.Short() {
 		return nil, nil
 	}
 	dir, err := os.MkdirTemp("", fmt.Sprintf("storm-bin%d-", os.Getpid()))
@@ -168,6 +167,7 @@ func (s *storm) stoppedPID(pid int, on bool) {
 // TestStorm is the fault storm of issue 9, item 11; docs/STRESS.md ("Storm") defines what it checks. The default
 // is the short run (about 100 faults, under a minute); `make storm` runs at least 1,000.
 func TestStorm(t *testing.T) {
+	proctest.Slow(t, "the fault storm on the built daemon")
 	if os.Geteuid() != 0 {
 		t.Skip("storm: needs root (it mounts a small tmpfs for the state directory, to fill it); CI runs as root")
 	}

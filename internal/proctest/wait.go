@@ -43,3 +43,12 @@ func WaitFor(t testing.TB, timeout time.Duration, check func() error, what strin
 		t.Fatalf("waiting for %s: not within %v; last: %v", what, timeout, last)
 	}
 }
+
+// Slow marks t as one of the slow tests (the built daemon, processes in three languages, stress, the storm): under
+// -short (make test-short) it is skipped, saying what it is; make test runs it.
+func Slow(t testing.TB, what string) {
+	t.Helper()
+	if testing.Short() {
+		t.Skipf("slow (%s): skipped with -short; make test runs it", what)
+	}
+}
