@@ -8,10 +8,10 @@ FUZZTIME  ?= 30s
 BUILDVCS  ?= auto
 export PATH := /usr/local/go/bin:$(PATH)
 
-.PHONY: help build man run test test-short bench lint fuzz storm clean
+.PHONY: help build man run test bench lint fuzz storm clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-6s %s\n", $$1, $$2}'
 
 build: ## build bin/announcementd, bin/announcementctl and the C reader (libnotice.so, notice_dump)
 	$(GO) build -buildvcs=$(BUILDVCS) -o $(BIN)/ ./cmd/...
@@ -31,9 +31,6 @@ run: build ## start the daemon on embedded defaults (region /dev/shm/notice_v1, 
 test: build ## vet, then every test with the race detector (Go, C, Python, cross-process stress)
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 15m ./...
-
-test-short: ## the unit tests with the race detector, in under a minute: the slow ones (the built daemon, readers in three languages, stress, the storm) skip with -short
-	$(GO) test -short -race -count=1 -timeout 5m ./...
 
 bench: build ## measure the board, the worker's API, the region guard, and reload vs cold restart (runs bin/announcementd); print the tables
 	$(GO) run ./bench/boardbench
@@ -60,7 +57,8 @@ clean: ## remove build outputs
 	rm -rf $(BIN)
 	$(MAKE) -s -C clients/c clean
 
-# Installation: make install copies what make build and make man wrote, under $(DESTDIR)$(PREFIX) only.
+# Installation: make install copies what make build and make man wrote, under $(DESTDIR)$(PREFIX) only; make deb
+# packs the same files, laid out for Debian (packaging/deb/mkdeb). README.md, "Install", has the table.
 PREFIX      ?= /usr/local
 DESTDIR     ?=
 BINDIR      ?= $(PREFIX)/bin
@@ -77,6 +75,9 @@ DOCDIR      ?= $(PREFIX)/share/doc/announcementd
 PYTHON3     ?= $(firstword $(wildcard /usr/bin/python3) python3)
 PYTHONDIR   ?= $(if $(filter /usr,$(PREFIX)),/usr/lib/python3/dist-packages,$(PREFIX)/lib/python$(shell $(PYTHON3) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)/dist-packages)
 INSTALL     ?= install
+# make deb: the package's version (derived from bin/announcementd --version when empty) and where it goes.
+VERSION     ?=
+DEBDIR      ?= $(BIN)
 
 INSTALLED = $(BINDIR)/announcementd $(BINDIR)/announcementctl $(LIBDIR)/libnotice.so $(INCLUDEDIR)/notice.h \
 	$(PYTHONDIR)/notice.py $(UNITDIR)/announcementd.service $(UNITDIR)/announcementd.socket \
@@ -92,7 +93,7 @@ define ldconfig
 	fi
 endef
 
-.PHONY: install install-files uninstall
+.PHONY: install install-files uninstall deb
 
 install: build man ## install under DESTDIR+PREFIX (default PREFIX=/usr/local): binaries, libnotice.so, notice.h, notice.py, units, sysusers.d, man pages
 	@$(MAKE) --no-print-directory install-files
@@ -105,7 +106,7 @@ install: build man ## install under DESTDIR+PREFIX (default PREFIX=/usr/local): 
 		echo "installed; to run it (as root): systemd-sysusers && systemctl daemon-reload && systemctl enable --now announcementd"; \
 	fi
 
-# The copies of install, from $(BIN) as it is.
+# The copies of install, from $(BIN) as it is (packaging/deb/mkdeb runs it with BIN= and Debian's directories).
 install-files:
 	@case "$(PYTHONDIR)" in */python/dist-packages) echo "python3 not found: set PYTHONDIR=" >&2; exit 1 ;; esac
 	$(INSTALL) -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(PYTHONDIR) \
@@ -132,3 +133,6 @@ uninstall: ## remove what make install installed (same DESTDIR, PREFIX); the sta
 	rm -f $(addprefix $(DESTDIR),$(INSTALLED)) $(DESTDIR)$(PYTHONDIR)/__pycache__/notice.*.pyc
 	-@rmdir $(DESTDIR)$(DOCDIR) 2>/dev/null
 	$(ldconfig)
+
+deb: build man ## build bin/announcementd_VERSION_ARCH.deb with dpkg-deb (VERSION= overrides the version derived from the build, DEBDIR= the directory)
+	@BIN=$(BIN) OUTDIR=$(DEBDIR) VERSION=$(VERSION) packaging/deb/mkdeb
