@@ -168,7 +168,7 @@ func followOnce(ctx context.Context, o *observer, m *model, path string) {
 		}
 		if err != nil {
 			o.fail(string(board.CodeOf(err)))
-			time.Sleep(2 * time.Millisecond)
+			time.Sleep(2 * time.Millisecond) // on purpose: a follower's pause after an error, not a tight loop
 			continue
 		}
 		if u.Changed {
@@ -267,7 +267,7 @@ func (p *readerProc) loop() {
 			p.o.mu.Lock()
 			note(&p.o.exits, "%s: start: %v", p.o.name, err)
 			p.o.mu.Unlock()
-			time.Sleep(time.Second)
+			time.Sleep(time.Second) // on purpose: a reader that could not start is tried again after a pause
 			continue
 		}
 		p.cmd = cmd
@@ -302,7 +302,7 @@ func (p *readerProc) loop() {
 		p.o.mu.Lock()
 		note(&p.o.exits, "%s (%s)", why, time.Now().Format("15:04:05.000"))
 		p.o.mu.Unlock()
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(50 * time.Millisecond) // on purpose: a reader that exited is started again after a pause
 	}
 }
 
