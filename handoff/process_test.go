@@ -183,11 +183,11 @@ func rawFlags(f *os.File, cmd int) int {
 
 // fdKinds lists this process's fds from 3 up by what they are: "socket", "anon_inode:[eventpoll]", a path...
 func fdKinds() []string {
-	ents, _ := os.ReadDir("/proc/self/fd")
+	fds, _ := proctest.Fds(os.Getpid())
 	var kinds []string
-	for _, e := range ents {
-		target, err := os.Readlink("/proc/self/fd/" + e.Name())
-		if err != nil || e.Name() == "0" || e.Name() == "1" || e.Name() == "2" {
+	for _, fd := range fds {
+		target := fd.Target
+		if fd.Num < 3 {
 			continue
 		}
 		if strings.HasPrefix(target, "socket:") {

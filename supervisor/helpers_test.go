@@ -468,16 +468,13 @@ func serving(t *testing.T, st wire.SupervisorStatus) wire.GenerationStatus {
 // openFds counts this process's open fds by what they point at.
 func openFds(t *testing.T) map[string]int {
 	t.Helper()
-	ents, err := os.ReadDir("/proc/self/fd")
+	list, err := proctest.Fds(os.Getpid())
 	if err != nil {
 		t.Fatal(err)
 	}
 	fds := map[string]int{}
-	for _, e := range ents {
-		target, err := os.Readlink("/proc/self/fd/" + e.Name())
-		if err != nil {
-			continue // the directory's own fd, closed by now
-		}
+	for _, fd := range list {
+		target := fd.Target
 		if strings.HasPrefix(target, "socket:[") {
 			target = "socket" // numbered by inode: count them by kind, so that a leak shows as a number
 		}

@@ -145,17 +145,16 @@ func TestListenersStayNonBlockingAcrossReloads(t *testing.T) {
 // checkSocketsNonBlocking fails the test for any socket pid holds without O_NONBLOCK, and returns how many it saw.
 func checkSocketsNonBlocking(t *testing.T, pid int) int {
 	t.Helper()
-	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	fds, err := proctest.Fds(pid)
 	if err != nil {
 		t.Fatal(err)
 	}
 	n := 0
 	for _, fd := range fds {
-		target, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, fd.Name()))
-		if err != nil || !strings.HasPrefix(target, "socket:") {
+		if !strings.HasPrefix(fd.Target, "socket:") {
 			continue
 		}
-		info, err := os.ReadFile(fmt.Sprintf("/proc/%d/fdinfo/%s", pid, fd.Name()))
+		info, err := os.ReadFile(fmt.Sprintf("/proc/%d/fdinfo/%d", pid, fd.Num))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -166,7 +165,7 @@ func checkSocketsNonBlocking(t *testing.T, pid int) int {
 			}
 		}
 		if flags&syscall.O_NONBLOCK == 0 {
-			t.Errorf("pid %d fd %s (%s) is in blocking mode (flags %o)", pid, fd.Name(), target, flags)
+			t.Errorf("pid %d fd %d (%s) is in blocking mode (flags %o)", pid, fd.Num, fd.Target, flags)
 		}
 		n++
 	}
