@@ -28,7 +28,8 @@ type DaemonConfig struct {
 	// Ctl gives announcementctl the same --runtime-dir.
 	Shm, StateDir, RuntimeDir string
 	Args                      []string
-	// Env is the daemon's environment; nil: the test's. NOTIFY_SOCKET is the harness's in either case.
+	// Env is the daemon's environment; nil: the test's. NOTIFY_SOCKET is the harness's in either case (none with
+	// NoNotify).
 	Env []string
 	// Cred runs the daemon, and Ctl, as another user.
 	Cred *syscall.Credential

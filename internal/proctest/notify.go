@@ -1,7 +1,6 @@
 package proctest
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -104,10 +103,7 @@ func (n *notifySocket) receive() {
 	for {
 		nb, noob, _, _, err := n.conn.ReadMsgUnix(buf, oob)
 		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			continue // a truncated datagram, an interrupted read: the next one may be whole
+			return // closed (net.ErrClosed); any other error would repeat: a wait for READY=1 then times out
 		}
 		m := Notification{At: time.Now(), Fields: strings.FieldsFunc(string(buf[:nb]), func(r rune) bool { return r == '\n' })}
 		if cmsgs, err := unix.ParseSocketControlMessage(oob[:noob]); err == nil {
