@@ -8,10 +8,10 @@ FUZZTIME  ?= 30s
 BUILDVCS  ?= auto
 export PATH := /usr/local/go/bin:$(PATH)
 
-.PHONY: help build man run test bench lint fuzz storm clean
+.PHONY: help build man run test test-short bench lint fuzz storm clean
 
 help: ## list the targets
-	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-6s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
 
 build: ## build bin/announcementd, bin/announcementctl and the C reader (libnotice.so, notice_dump)
 	$(GO) build -buildvcs=$(BUILDVCS) -o $(BIN)/ ./cmd/...
@@ -31,6 +31,9 @@ run: build ## start the daemon on embedded defaults (region /dev/shm/notice_v1, 
 test: build ## vet, then every test with the race detector (Go, C, Python, cross-process stress)
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 15m ./...
+
+test-short: ## the unit tests with the race detector, in under a minute: the slow ones (the built daemon, readers in three languages, stress, the storm) skip with -short
+	$(GO) test -short -race -count=1 -timeout 5m ./...
 
 bench: build ## measure the board, the worker's API, the region guard, and reload vs cold restart (runs bin/announcementd); print the tables
 	$(GO) run ./bench/boardbench
