@@ -93,9 +93,7 @@ func versionLess(t *testing.T, a, b string) bool {
 //   - remove: the service is stopped, every file of the package is gone, the state, the board and the user stay;
 //   - purge: the state, the runtime directory, the board and the enablement go; the user stays (Debian's policy).
 func TestDebLifecycle(t *testing.T) {
-	if testing.Short() {
-		t.Skip("slow (the package's life under systemd, about 20 s): skipped with -short; make test runs it")
-	}
+	proctest.Slow(t, "the package's life under systemd, about 20 s")
 	sb := sdsandbox.New(t)
 	begin := time.Now()
 	debs := buildDebs(t)
