@@ -222,13 +222,7 @@ func (s *Supervisor) starting(ctx context.Context) error {
 	if s.cfg.Parent != nil {
 		return s.takeOver(ctx, g)
 	}
-	if err := s.promote(ctx, g, "first", 0); err != nil {
-		return err
-	}
-	if s.cfg.Upgrader != nil {
-		return s.cfg.Upgrader.Ready() // writes the pid file
-	}
-	return nil
+	return s.promote(ctx, g, reasonFirst, 0)
 }
 
 // promote starts g, continuing above floor, and once it answers a healthy Ready makes it the serving generation
@@ -243,6 +237,14 @@ func (s *Supervisor) promote(ctx context.Context, g *generation, reason string, 
 	if _, err := g.start(ctx, s.cfg.ReadyTimeout, reason, floor); err != nil {
 		g.kill()
 		return err
+	}
+	if reason == reasonFirst && s.cfg.Upgrader != nil {
+		// The pid file (tableflip's Ready writes it) names this process before the service says it is ready:
+		// whoever reads it after READY=1 finds it.
+		if err := s.cfg.Upgrader.Ready(); err != nil {
+			g.kill()
+			return err
+		}
 	}
 	s.current = g
 	if reason == reasonReload && s.crashes > 0 {
@@ -259,6 +261,7 @@ func (s *Supervisor) promote(ctx context.Context, g *generation, reason string, 
 
 // Reasons a generation is started with (handoff.Start's reason) and transitions are made for.
 const (
+	reasonFirst    = "first"
 	reasonReload   = "reload"
 	reasonRestart  = "restart"
 	reasonRollback = "rollback"

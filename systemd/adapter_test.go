@@ -21,6 +21,7 @@ import (
 // regular file; the fds systemd gets are the very files (same device and inode), and a listener stays non-blocking.
 func TestFDStoreKeep(t *testing.T) {
 	got := listen(t)
+	t.Setenv("FDSTORE", "16")
 	s := NewFDStore(zap.NewNop())
 	dir := t.TempDir()
 	region, err := os.Create(filepath.Join(dir, "region"))
@@ -74,11 +75,23 @@ func unixFcntl(fd uintptr) (int, error) {
 	return int(r), nil
 }
 
-// Without NOTIFY_SOCKET the store does nothing.
-func TestFDStoreWithoutSocket(t *testing.T) {
-	t.Setenv("NOTIFY_SOCKET", "")
-	if err := NewFDStore(zap.NewNop()).Keep(NameRegion, os.Stdin); err != nil {
-		t.Fatal(err)
+// Without NOTIFY_SOCKET, or without FDSTORE (a unit with no fd store), the store does nothing and is not active.
+func TestFDStoreInactive(t *testing.T) {
+	got := listen(t)
+	for _, env := range [][2]string{{"", "16"}, {"set", ""}, {"set", "0"}} {
+		if env[0] == "" {
+			t.Setenv("NOTIFY_SOCKET", "")
+		}
+		t.Setenv("FDSTORE", env[1])
+		s := NewFDStore(zap.NewNop())
+		if err := s.Keep(NameRegion, os.Stdin); err != nil || s.Active() {
+			t.Fatalf("NOTIFY_SOCKET %q FDSTORE %q: active %v, %v", env[0], env[1], s.Active(), err)
+		}
+	}
+	select {
+	case m := <-got:
+		t.Fatalf("an inactive store sent %q", m.state)
+	default:
 	}
 }
 

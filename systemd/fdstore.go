@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -30,12 +31,18 @@ type FDStore struct {
 	log    *zap.Logger
 }
 
-// NewFDStore returns the store of $NOTIFY_SOCKET's service manager; without NOTIFY_SOCKET its calls do nothing.
+// NewFDStore returns the fd store of $NOTIFY_SOCKET's service manager when the unit has one: $FDSTORE is its size
+// (systemd 254+ sets it from FileDescriptorStoreMax=; announcementd.service sets it for 252). Without either, its
+// calls do nothing: a service manager that drops the fds must not make the daemon believe they are kept.
 func NewFDStore(log *zap.Logger) *FDStore {
+	n, err := strconv.Atoi(os.Getenv("FDSTORE"))
+	if err != nil || n <= 0 {
+		return &FDStore{log: log}
+	}
 	return &FDStore{socket: os.Getenv("NOTIFY_SOCKET"), log: log}
 }
 
-// Active reports whether there is a service manager to keep fds (NOTIFY_SOCKET is set).
+// Active reports whether a service manager keeps fds for the service (NOTIFY_SOCKET and FDSTORE are set).
 func (s *FDStore) Active() bool { return s != nil && s.socket != "" }
 
 // Keep makes files the store's entries under name, in place of any it held under that name. Sockets are polled

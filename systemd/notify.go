@@ -119,7 +119,7 @@ func oneLine(s string, max int) string {
 
 // managerVars are what the service manager gives the main process only: a worker that inherited them could speak
 // for the service (NOTIFY_SOCKET), be taken for the watchdog's process, or take the activated sockets.
-var managerVars = []string{"NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"}
+var managerVars = []string{"NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "FDSTORE"}
 
 // WorkerEnv is environ without the service manager's variables: what the supervisor's workers get
 // (supervisor.Config.WorkerEnv).

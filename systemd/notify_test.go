@@ -152,7 +152,7 @@ func TestNotifierWithoutSocket(t *testing.T) {
 
 func TestWorkerEnv(t *testing.T) {
 	in := []string{"PATH=/bin", "NOTIFY_SOCKET=/run/systemd/notify", "WATCHDOG_USEC=1", "WATCHDOG_PID=4", "LISTEN_FDS=2",
-		"LISTEN_PID=4", "LISTEN_FDNAMES=a:b", "NOTIFY_SOCKETX=kept"}
+		"LISTEN_PID=4", "LISTEN_FDNAMES=a:b", "FDSTORE=16", "NOTIFY_SOCKETX=kept"}
 	if got := WorkerEnv(in); !slices.Equal(got, []string{"PATH=/bin", "NOTIFY_SOCKETX=kept"}) {
 		t.Fatalf("worker env %q", got)
 	}

@@ -47,6 +47,10 @@ func TestDaemonOwnsBoard(t *testing.T) {
 	t.Cleanup(func() { os.Remove(path) })
 	dir := t.TempDir()
 	d := proctest.StartDaemon(t, daemonConfig(t, path, dir))
+	// READY=1 came after the pid file was written: whoever reads it then finds the supervisor.
+	if pid, err := os.ReadFile(dir + "/run/announcementd.pid"); err != nil || strings.TrimSpace(string(pid)) != strconv.Itoa(d.PID()) {
+		t.Fatalf("the pid file at READY=1: %q, %v; the supervisor is %d", pid, err, d.PID())
+	}
 
 	var b *reader.Board
 	proctest.WaitFor(t, 10*time.Second, func() (err error) {
