@@ -8,12 +8,12 @@ FUZZTIME  ?= 30s
 BUILDVCS  ?= auto
 export PATH := /usr/local/go/bin:$(PATH)
 
-.PHONY: help build man run test test-short bench lint fuzz storm clean
+.PHONY: help build man run test test-short bench lint fuzz storm clean setup go-check
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
 
-build: ## build bin/announcementd, bin/announcementctl and the C reader (libnotice.so, notice_dump)
+build: go-check ## build bin/announcementd, bin/announcementctl and the C reader (libnotice.so, notice_dump)
 	$(GO) build -buildvcs=$(BUILDVCS) -o $(BIN)/ ./cmd/...
 	$(MAKE) -s -C clients/c
 
@@ -59,6 +59,14 @@ storm: build ## the fault storm (root): 1,000 faults on the built daemon under l
 clean: ## remove build outputs
 	rm -rf $(BIN)
 	$(MAKE) -s -C clients/c clean
+
+setup: ## install what build and test need on Debian 12 (root; .ci/setup: gcc, python3, systemd, ...; Go from bookworm-backports when there is no go >= 1.21)
+	.ci/setup
+
+# What build (and so run, test) checks first: a go >= 1.21 on PATH, which fetches go.mod's toolchain (GOTOOLCHAIN).
+# Without one, .ci/setup installs it as root, or says in one line to run `sudo .ci/setup`.
+go-check:
+	@GO='$(GO)' .ci/setup --go-check
 
 # Installation: make install copies what make build and make man wrote, under $(DESTDIR)$(PREFIX) only; make deb
 # packs the same files, laid out for Debian (packaging/deb/mkdeb). README.md, "Install", has the table.
