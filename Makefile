@@ -8,7 +8,7 @@ FUZZTIME  ?= 30s
 BUILDVCS  ?= auto
 export PATH := /usr/local/go/bin:$(PATH)
 
-.PHONY: help build man run test test-short bench lint fuzz storm clean setup go-check
+.PHONY: help build man run test test-short bench lint fuzz storm clean setup check-setup go-check
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -62,6 +62,9 @@ clean: ## remove build outputs
 
 setup: ## install what build and test need on Debian 12 (root; .ci/setup: gcc, python3, systemd, ...; Go from bookworm-backports when there is no go >= 1.21)
 	.ci/setup
+
+check-setup: ## prove .ci/setup without Go (root): a private mount namespace, /usr/local/go hidden, empty HOME and Go caches; go build, go vet; prints the times
+	.ci/check-setup
 
 # What build (and so run, test) checks first: a go >= 1.21 on PATH, which fetches go.mod's toolchain (GOTOOLCHAIN).
 # Without one, .ci/setup installs it as root, or says in one line to run `sudo .ci/setup`.
