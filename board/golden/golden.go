@@ -129,6 +129,13 @@ func Vectors() []Vector {
 			sealSlot(b, slot)
 			return b
 		}, Error: board.CodeSnapshotChecksum},
+		{Name: "newer_slot", Sets: [][]board.Record{basic}, Damage: func(b []byte) []byte {
+			slot := currentSlot(b)
+			v := binary.LittleEndian.Uint64(b[board.OffVersion:])
+			binary.LittleEndian.PutUint64(b[slot+board.SlotOffVersion:], v+2) // V's parity, above V: a race
+			sealSlot(b, slot)
+			return b
+		}, Error: board.CodeBusy},
 		{Name: "unsorted_ids", Sets: [][]board.Record{basic}, Damage: func(b []byte) []byte {
 			slot := currentSlot(b)
 			r0 := b[slot+board.SlotHeaderSize : slot+board.SlotHeaderSize+board.Stride]

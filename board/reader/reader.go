@@ -154,7 +154,7 @@ func (b *Board) snapshot(buf *[]byte) (*board.Snapshot, error) {
 		if err == nil {
 			var snap *board.Snapshot
 			snap, err = b.decode(img, v, attempt)
-			if err == nil || !errors.Is(err, errTorn) {
+			if err == nil || !errors.Is(err, errTorn) && !errors.Is(err, errRaced) {
 				return snap, err
 			}
 		}
@@ -213,8 +213,13 @@ func (b *Board) decode(img []byte, v uint64, attempt int) (*board.Snapshot, erro
 		return nil, fmt.Errorf("%w: slot checksum", errTorn)
 	}
 	version := le.Uint64(img[board.SlotOffVersion:])
-	if version < v || version&1 != v&1 {
-		return nil, fmt.Errorf("%w: slot %d holds version %d, not a version of its parity at or above %d", errTorn, v&1, version, v)
+	switch {
+	case version > v && version&1 == v&1:
+		// Publishes overtook the copy: the slot holds a later version whose number the version word may not show
+		// yet. Returning it could make the next snapshot, of the version word, a lower version: retry instead.
+		return nil, fmt.Errorf("%w: slot %d holds version %d, newer than %d", errRaced, v&1, version, v)
+	case version != v:
+		return nil, fmt.Errorf("%w: slot %d holds version %d, not %d", errTorn, v&1, version, v)
 	}
 	snap := &board.Snapshot{
 		Version:     version,

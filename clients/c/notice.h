@@ -1466,9 +1466,9 @@ static int notice__take(notice_board *b, struct notice_snapshot *s)
             continue;
         }
 
-        /* Step 5, on the copy: slot crc over [12, 64 + count*stride), and version >= V of V's parity (the slot
-         * of V only ever holds versions of that parity: another one is corruption). The record crcs of
-         * step 6 (over [4, stride) of each record, the crc word being at offset 0) are computed in the same pass
+        /* Step 5, on the copy: slot crc over [12, 64 + count*stride), and version == V (a later one of V's parity
+         * is a race: publishes overtook the copy; one below V, or of the other parity, is corruption: the slot of V
+         * only ever holds versions of that parity). The record crcs of step 6 (over [4, stride) of each record, the crc word being at offset 0) are computed in the same pass
          * and folded into the slot CRC (notice__skip), so the bytes are read once; only the first record
          * mismatch is remembered, and only used if step 5 passes. */
         crc = notice__crc_update(0xffffffffu, hdr + NOTICE__SLOT_CRC_START, NOTICE__SLOT_HDR - NOTICE__SLOT_CRC_START);
@@ -1485,7 +1485,13 @@ static int notice__take(notice_board *b, struct notice_snapshot *s)
         copy_version = notice__le64(hdr + NOTICE__SLOT_OFF_VERSION);
         if (crc != notice__le32(hdr + NOTICE__SLOT_OFF_CRC))
             fail = NOTICE__FAIL_CRC;
-        else if (copy_version < v || (copy_version & 1) != (v & 1))
+        else if (copy_version > v && (copy_version & 1) == (v & 1)) {
+            /* Publishes overtook the copy: the slot holds a later version whose number the version word may not
+             * show yet; returning it could make the next snapshot a lower version. A race, not a failed check. */
+            prev_fail = NOTICE__FAIL_NONE;
+            notice__backoff(attempt);
+            continue;
+        } else if (copy_version != v)
             fail = NOTICE__FAIL_VERSION;
     failed:
         if (fail != NOTICE__FAIL_NONE) {
@@ -1518,7 +1524,7 @@ static int notice__take(notice_board *b, struct notice_snapshot *s)
             notice__decode_record(b, s->priv_raw + (size_t)i * b->stride, &s->priv_records[i]);
         s->records = s->priv_records;
         s->count = count;
-        s->version = copy_version; /* may be newer than v: still complete */
+        s->version = copy_version; /* == v */
         s->published_at = notice__i64(notice__le64(hdr + NOTICE__SLOT_OFF_PUBLISHED));
         s->attempts = attempt;
         s->major = b->major;

@@ -488,8 +488,13 @@ class Board:
                     continue
                 if zlib.crc32(body, zlib.crc32(memoryview(header)[12:])) != crc:  # step 5
                     check = "crc"
-                elif slot_version < v or (slot_version ^ v) & 1:
-                    check = f"version {slot_version} (want >= {v}, of its parity)"
+                elif slot_version > v and not (slot_version ^ v) & 1:
+                    # Publishes overtook the copy: a later version the version word may not show yet; returning
+                    # it could make the next snapshot a lower version. A race, not a failed check: retry.
+                    last_failure = None
+                    continue
+                elif slot_version != v:
+                    check = f"version {slot_version} (want {v})"
                 else:
                     records = self._decode(body, slot_version)
                     # The dynamic header words: read once each (one pread), after the copy was accepted (FORMAT.md
