@@ -246,6 +246,17 @@ type connectLoop struct {
 	ok, refused, missing, other atomic.Int64
 	stop                        chan struct{}
 	done                        chan struct{}
+	mu                          sync.Mutex
+	errs                        []string // the first other failures
+}
+
+func (c *connectLoop) fail(what string, err error) {
+	c.other.Add(1)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.errs) < 5 {
+		c.errs = append(c.errs, fmt.Sprintf("%s at %s: %v", what, time.Now().Format("15:04:05.000"), err))
+	}
 }
 
 func (s *service) startConnectLoop() *connectLoop {
@@ -268,16 +279,19 @@ func (s *service) startConnectLoop() *connectLoop {
 				c.missing.Add(1)
 				continue
 			case err != nil:
-				c.other.Add(1)
+				c.fail("connect", err)
 				continue
 			}
 			conn.SetDeadline(time.Now().Add(30 * time.Second))
 			fmt.Fprint(conn, "GET /healthz HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
 			resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-			if err == nil && resp.StatusCode < 500 {
+			switch {
+			case err != nil:
+				c.fail("GET /healthz", err)
+			case resp.StatusCode >= 500:
+				c.fail("GET /healthz", errors.New(resp.Status))
+			default:
 				c.ok.Add(1)
-			} else {
-				c.other.Add(1)
 			}
 			conn.Close()
 		}
@@ -291,8 +305,10 @@ func (c *connectLoop) end() {
 }
 
 func (c *connectLoop) String() string {
-	return fmt.Sprintf("%d answered, %d refused, %d socket missing, %d other failures", c.ok.Load(), c.refused.Load(),
-		c.missing.Load(), c.other.Load())
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return fmt.Sprintf("%d answered, %d refused, %d socket missing, %d other failures %q", c.ok.Load(), c.refused.Load(),
+		c.missing.Load(), c.other.Load(), c.errs)
 }
 
 // hostPIDs are the host pids of the processes in the service's cgroup.

@@ -232,7 +232,13 @@ func TestRestartsKeepTheSockets(t *testing.T) {
 		after := s.version()
 		p := s.show("NRestarts", "Result")
 		t.Logf("SIG%s of MainPID %d: restarted (NRestarts %s); connect loop: %s; version %d -> %d", fault, main, p["NRestarts"], loop, before, after)
-		if loop.refused.Load() != 0 || loop.missing.Load() != 0 || loop.other.Load() != 0 {
+		// No connection is ever refused and the socket never goes missing. After a kill -9 no request fails either:
+		// the worker finishes its requests (parent-death signal) while the new main process starts. A watchdog
+		// timeout is harsher: systemd 252 sends the hung main process SIGABRT and SIGKILLs the whole unit at once,
+		// its serving worker too, so the request that worker was answering at that instant is cut off (an EOF);
+		// the ones behind it wait in the backlog and are answered by the restarted service.
+		if loop.refused.Load() != 0 || loop.missing.Load() != 0 || fault == "KILL" && loop.other.Load() != 0 ||
+			fault == "STOP" && loop.other.Load() > 2 {
 			t.Fatalf("SIG%s: %s", fault, loop)
 		}
 		if after <= before {
