@@ -75,6 +75,7 @@ func binaries(t *testing.T) (daemon, ctl string) {
 // service; it does not start it.
 func newService(t *testing.T, dropIns map[string]string) *service {
 	t.Helper()
+	proctest.Slow(t, "boots systemd as PID 1 and runs the built daemon under it")
 	sb := sdsandbox.New(t)
 	daemon, ctl := binaries(t)
 	sb.Push(daemon, bindir+"/announcementd", 0o755)
