@@ -35,21 +35,12 @@ func build() (func(), error) {
 	if flag.Parse(); testing.Short() {
 		return nil, nil
 	}
-	dir, err := os.MkdirTemp("", "e2e-bin")
+	dir, cleanup, err := proctest.BuildBinaries("..", "e2e-bin")
 	if err != nil {
 		return nil, err
 	}
 	binDir = dir
-	build := exec.Command("go", "build", "-o", dir+"/", "../cmd/announcementd", "../cmd/announcementctl")
-	if out, err := build.CombinedOutput(); err != nil {
-		os.RemoveAll(dir)
-		return nil, fmt.Errorf("build: %v\n%s", err, out)
-	}
-	if out, err := exec.Command("make", "-s", "-C", "../clients/c", "all").CombinedOutput(); err != nil {
-		os.RemoveAll(dir)
-		return nil, fmt.Errorf("build the C reader: %v\n%s", err, out)
-	}
-	return func() { os.RemoveAll(dir) }, nil
+	return cleanup, nil
 }
 
 // daemon is announcementd with its own region, state and runtime dirs, started again on them by start.

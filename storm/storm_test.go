@@ -69,21 +69,12 @@ func build() (func(), error) {
 	if flag.Parse(); os.Geteuid() != 0 || testing.Short() {
 		return nil, nil
 	}
-	dir, err := os.MkdirTemp("", fmt.Sprintf("storm-bin%d-", os.Getpid()))
+	dir, cleanup, err := proctest.BuildBinaries("..", fmt.Sprintf("storm-bin%d-", os.Getpid()))
 	if err != nil {
 		return nil, err
 	}
 	binDir = dir
-	build := exec.Command("go", "build", "-o", dir+"/", "../cmd/announcementd", "../cmd/announcementctl")
-	if out, err := build.CombinedOutput(); err != nil {
-		os.RemoveAll(dir)
-		return nil, fmt.Errorf("build: %v\n%s", err, out)
-	}
-	if out, err := exec.Command("make", "-s", "-C", "../clients/c", "all").CombinedOutput(); err != nil {
-		os.RemoveAll(dir)
-		return nil, fmt.Errorf("build the C reader: %v\n%s", err, out)
-	}
-	return func() { os.RemoveAll(dir) }, nil
+	return cleanup, nil
 }
 
 // storm is one run: the daemon, the load, the readers, and what was seen.
