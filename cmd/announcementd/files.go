@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
 
+	"github.com/announcementd/announcementd/handoff"
 	"github.com/announcementd/announcementd/systemd"
 )
 
@@ -178,19 +179,19 @@ func adoptRegion(log *zap.Logger, f *os.File) (*os.File, error) {
 
 // keepFiles puts the files every generation gets, and the control socket, into the service manager's fd store,
 // and reports whether the store holds them all.
-func keepFiles(log *zap.Logger, store *systemd.FDStore, files []namedConn, control syscall.Conn) bool {
+func keepFiles(log *zap.Logger, store *systemd.FDStore, files []handoff.NamedFile, control syscall.Conn) bool {
 	byName := map[string][]syscall.Conn{systemd.NameControl: {control}}
 	for _, f := range files {
 		name := systemd.NameAPI
 		switch {
-		case f.name == fileRegion:
+		case f.Name == fileRegion:
 			name = systemd.NameRegion
-		case f.name == fileMetrics:
+		case f.Name == fileMetrics:
 			name = systemd.NameMetrics
-		case !strings.HasPrefix(f.name, fileAPI):
+		case !strings.HasPrefix(f.Name, fileAPI):
 			continue
 		}
-		byName[name] = append(byName[name], f.conn)
+		byName[name] = append(byName[name], f.File)
 	}
 	all := store.Active()
 	for _, name := range []string{systemd.NameRegion, systemd.NameAPI, systemd.NameMetrics, systemd.NameControl} {
@@ -202,8 +203,13 @@ func keepFiles(log *zap.Logger, store *systemd.FDStore, files []namedConn, contr
 	return all
 }
 
-// namedConn is a file the supervisor hands out, for keepFiles.
-type namedConn struct {
-	name string
-	conn syscall.Conn
+// keepRegion puts a region a worker recreated into the fd store in place of the old one (supervisor's OnFiles).
+func keepRegion(log *zap.Logger, store *systemd.FDStore, files []handoff.NamedFile) {
+	for _, f := range files {
+		if f.Name == fileRegion {
+			if err := store.Keep(systemd.NameRegion, f.File); err != nil {
+				log.Warn("could not keep the recreated region in the service manager's fd store", zap.Error(err))
+			}
+		}
+	}
 }

@@ -37,7 +37,9 @@ const (
 )
 
 // supervise runs the supervisor until ctx is done or a self-upgrade hands the service to a new process. args are
-// its own flags, passed on to every worker.
+// its own flags, passed on to every worker. Its steps: what systemd passed, this binary, tableflip and the old
+// supervisor (after a self-upgrade), the files every generation gets (serviceFiles), the supervisor with its
+// service-manager hooks, then the control socket, SIGHUP and the watchdog around Run (serve).
 func supervise(ctx context.Context, log *zap.Logger, c config, args []string) (err error) {
 	// A reload asked for while this process starts waits for it; it must not kill it (SIGHUP's default).
 	hup := make(chan os.Signal, 1)
@@ -47,16 +49,9 @@ func supervise(ctx context.Context, log *zap.Logger, c config, args []string) (e
 	// not used by the end of the start is closed.
 	in := inherited{systemd.Inherit()}
 	defer in.Close()
-	binary, err := exec.LookPath(os.Args[0])
-	if err == nil {
-		binary, err = filepath.Abs(binary)
-	}
+	binary, self, err := ownBinary()
 	if err != nil {
-		return fmt.Errorf("find my own binary: %w", err)
-	}
-	self, err := supervisor.FileID("/proc/self/exe")
-	if err != nil {
-		return fmt.Errorf("identify my own binary: %w", err)
+		return err
 	}
 	if err := checkRuntimeDir(c.runtimeDir); err != nil {
 		return err
@@ -67,16 +62,14 @@ func supervise(ctx context.Context, log *zap.Logger, c config, args []string) (e
 	if err != nil {
 		return err
 	}
-	if upg.HasParent() {
-		// tableflip passes its two pipes as fds 3 and 4 without close-on-exec: keep them from the workers.
-		syscall.CloseOnExec(3)
-		syscall.CloseOnExec(4)
-	}
 	ready := &readyUpgrader{Upgrader: upg}
 	// Started by a self-upgrade: reach the old supervisor first, so that it hears why if this one cannot take over.
 	upgradeSocket := filepath.Join(c.runtimeDir, "upgrade.sock")
 	var parent *supervisor.Parent
 	if upg.HasParent() {
+		// tableflip passes its two pipes as fds 3 and 4 without close-on-exec: keep them from the workers.
+		syscall.CloseOnExec(3)
+		syscall.CloseOnExec(4)
 		if parent, err = supervisor.DialParent(ctx, upgradeSocket); err != nil {
 			return err
 		}
@@ -98,25 +91,14 @@ func supervise(ctx context.Context, log *zap.Logger, c config, args []string) (e
 		return err
 	}
 
-	files, err := openFiles(log, upg, parent, in, c)
+	files, control, err := serviceFiles(log, upg, parent, in, c)
 	if err != nil {
 		return fail(err)
-	}
-	controlPath := filepath.Join(c.runtimeDir, "control.sock")
-	control, err := listener(log, upg, in, systemd.NameControl, "unix", controlPath, func() (net.Listener, error) {
-		return upg.ListenWithCallback("unix", controlPath, listenUnixAt)
-	})
-	if err != nil {
-		return fail(fmt.Errorf("control socket: %w", err))
 	}
 	// The service manager keeps the fds from now on, so that a restart of the main process (kill -9, watchdog)
 	// takes them back: no connection refused meanwhile, the board's file and version kept.
 	store := systemd.NewFDStore(log)
-	kept := make([]namedConn, 0, len(files))
-	for _, f := range files {
-		kept = append(kept, namedConn{f.Name, f.File})
-	}
-	stored = keepFiles(log, store, kept, control.(syscall.Conn))
+	stored = keepFiles(log, store, files, control.(syscall.Conn))
 	in.Close() // what the service manager passed that this start does not use (a --listen since removed)
 	watchdog, err := systemd.NewWatchdog(log, parent != nil)
 	if err != nil {
@@ -129,48 +111,14 @@ func supervise(ctx context.Context, log *zap.Logger, c config, args []string) (e
 		RestartLimit: c.restartLimit, RestartBackoff: c.restartBackoff,
 		Upgrader: ready, UpgradeSocket: upgradeSocket, Parent: parent, PIDFile: pidFile,
 		OnTransition: systemd.NewNotifier(log).Observe,
-		OnFiles: func(fs []handoff.NamedFile) {
-			for _, f := range fs {
-				if f.Name == fileRegion {
-					if err := store.Keep(systemd.NameRegion, f.File); err != nil {
-						log.Warn("could not keep the recreated region in the service manager's fd store", zap.Error(err))
-					}
-				}
-			}
-		},
+		OnFiles:      func(fs []handoff.NamedFile) { keepRegion(log, store, fs) },
 	})
 	if err != nil {
 		return fail(err)
 	}
 	log.Info("supervisor starting", zap.String("build", buildString(self)), zap.String("binary", binary),
 		zap.String("region", c.shm), zap.Bool("upgraded", parent != nil))
-
-	srv := &http.Server{Handler: supervisor.ControlHandler(sup), ReadHeaderTimeout: 5 * time.Second}
-	go srv.Serve(wire.Listener(control)) // net/http's own refusals (431, 400) are JSON too
-	go func() {
-		for range hup {
-			go func() {
-				res, err := sup.Reload(ctx)
-				if err != nil || !res.OK {
-					log.Warn("SIGHUP reload did not succeed", zap.Error(err), zap.String("outcome", res.Outcome), zap.String("reason", res.Reason))
-				}
-			}()
-		}
-	}()
-
-	wctx, stopWatchdog := context.WithCancel(context.Background())
-	watchdogDone := make(chan struct{})
-	go func() {
-		defer close(watchdogDone)
-		watchdog.Run(wctx, sup.Alive)
-	}()
-	err = sup.Run(ctx)
-	stopWatchdog()
-	<-watchdogDone
-	// Answer a reload --wait that is still being written, then stop serving control requests.
-	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	srv.Shutdown(sctx)
+	err = serve(ctx, log, sup, control, hup, watchdog)
 	if last := sup.Status().LastReload; last != nil && last.Outcome == wire.OutcomeUpgraded {
 		log.Info("handed over to the new supervisor")
 		return err
@@ -182,6 +130,73 @@ func supervise(ctx context.Context, log *zap.Logger, c config, args []string) (e
 		os.Remove(pidFile)
 	}
 	log.Info("supervisor stopped")
+	return err
+}
+
+// ownBinary is the path this process runs from (what workers and a self-upgrade run) and its content ID.
+func ownBinary() (binary, self string, err error) {
+	binary, err = exec.LookPath(os.Args[0])
+	if err == nil {
+		binary, err = filepath.Abs(binary)
+	}
+	if err != nil {
+		return "", "", fmt.Errorf("find my own binary: %w", err)
+	}
+	if self, err = supervisor.FileID("/proc/self/exe"); err != nil {
+		return "", "", fmt.Errorf("identify my own binary: %w", err)
+	}
+	return binary, self, nil
+}
+
+// serviceFiles are the files every generation gets (openFiles) and the control socket.
+func serviceFiles(log *zap.Logger, upg *tableflip.Upgrader, parent *supervisor.Parent, in inherited, c config) ([]handoff.NamedFile, net.Listener, error) {
+	files, err := openFiles(log, upg, parent, in, c)
+	if err != nil {
+		return nil, nil, err
+	}
+	controlPath := filepath.Join(c.runtimeDir, "control.sock")
+	control, err := listener(log, upg, in, systemd.NameControl, "unix", controlPath, func() (net.Listener, error) {
+		return upg.ListenWithCallback("unix", controlPath, listenUnixAt)
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("control socket: %w", err)
+	}
+	return files, control, nil
+}
+
+// serve runs the supervisor until it returns, with its control API on control, a reload for each SIGHUP, and the
+// watchdog's pings; then answers a reload --wait still being written and stops serving control requests.
+func serve(ctx context.Context, log *zap.Logger, sup *supervisor.Supervisor, control net.Listener, hup <-chan os.Signal,
+	watchdog *systemd.Watchdog) error {
+	srv := &http.Server{Handler: supervisor.ControlHandler(sup), ReadHeaderTimeout: 5 * time.Second}
+	go srv.Serve(wire.Listener(control)) // net/http's own refusals (431, 400) are JSON too
+	go func() {
+		for {
+			select {
+			case <-hup:
+				go func() {
+					res, err := sup.Reload(ctx)
+					if err != nil || !res.OK {
+						log.Warn("SIGHUP reload did not succeed", zap.Error(err), zap.String("outcome", res.Outcome), zap.String("reason", res.Reason))
+					}
+				}()
+			case <-sup.Done():
+				return
+			}
+		}
+	}()
+	wctx, stopWatchdog := context.WithCancel(context.Background())
+	watchdogDone := make(chan struct{})
+	go func() {
+		defer close(watchdogDone)
+		watchdog.Run(wctx, sup.Alive)
+	}()
+	err := sup.Run(ctx)
+	stopWatchdog()
+	<-watchdogDone
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	srv.Shutdown(sctx)
 	return err
 }
 
