@@ -88,6 +88,13 @@ var deps = map[string]rule{
 	"bench/reloadbench": {mod: []string{"internal/benchfmt", "internal/proctest", "wire"}},
 	"bench/workerbench": {mod: []string{"announcement", "board", "board/reader", "board/writer", "internal/benchfmt", "store", "worker"}},
 
+	// The scale report: the command, its Go client programs (its C and Python readers are not Go packages) and
+	// what they share.
+	"bench/scale":              {mod: []string{"bench/scale/internal/sim", "internal/benchfmt", "internal/proctest", "wire"}},
+	"bench/scale/httppoll":     {mod: []string{"bench/scale/internal/sim"}},
+	"bench/scale/internal/sim": {ext: xsys},
+	"bench/scale/shmreader":    {mod: []string{"bench/scale/internal/sim", "board", "board/reader"}},
+
 	// Packages of tests only (and the module root, which holds this file).
 	"":            {},
 	"clients":     {},

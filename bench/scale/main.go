@@ -1,0 +1,342 @@
+// Command scale measures what many polling clients on one host cost the server, with the board (shared memory)
+// and with HTTP polling, and prints markdown tables; `make scale` runs it (and `make bench`).
+//
+// Shared memory: it starts the built daemon, bin/announcementd (a copy of it, on a region of its own in /dev/shm
+// and state and runtime dirs in a temp dir; a proctest.Daemon, ready on READY=1), and publishes through the
+// daemon's API (PUT /v1/announcements/1) at a stated rate into a set of a stated size. Reader processes in C
+// (bench/scale/creader, compiled here with gcc -O2 against clients/c/notice.h), Go (bench/scale/shmreader, with
+// board/reader) and Python (bench/scale/pyreader, with clients/python/notice.py) simulate -clients clients between
+// them: each process runs a timer wheel of many clients, each with its own phase, polling the version word every
+// -interval and, when it changed, taking its own verified snapshot (mode own) or sharing one per process and
+// version (mode shared, reported apart). Each client stamps CLOCK_MONOTONIC when it holds the new publish; the
+// bench stamps each publish just before it sends it, in a table every client maps (a file in /dev/shm). For every
+// workload it measures the daemon's CPU (utime+stime of the supervisor and its worker from /proc/PID/stat, and
+// their threads' run time from schedstat) with no client and with -clients clients, the publish → observe latency
+// over all (client, publish) pairs, the readers' CPU (getrusage of each reader process) and snapshots per second.
+// A real-process point runs -real C processes of one client each, beside one C process simulating as many.
+//
+// HTTP polling: a net/http server holding the set in memory (bench/scale/httppoll: GET /records and /version with
+// ETag and 304 Not Modified), polled by the same client model over keep-alive connections, one per client. It
+// searches the largest client count whose p99 latency stays within -target at the same interval, and reports the
+// server's CPU there: clients per server core, against the board's.
+//
+// Every process, file and socket it starts is stopped and removed at the end, also on error or ^C. A figure it
+// could not measure makes it exit 1 with the reason (after printing what it has); the tables go to stdout and,
+// with -md and -raw, into a section of docs/BENCHMARKS.md and a benchstat-friendly docs/bench/scale.txt.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/announcementd/announcementd/bench/scale/internal/sim"
+)
+
+var (
+	daemonBin = flag.String("daemon", "bin/announcementd", "the announcementd binary to run (copied to a temp dir first)")
+	clients   = flag.Int("clients", 250_000, "simulated clients of the board")
+	interval  = flag.Duration("interval", 50*time.Millisecond, "each client's poll interval")
+	sizes     = flag.String("sets", "20,1000", "set sizes (announcements), comma-separated")
+	rates     = flag.String("rates", "1,10", "publish rates (per second), comma-separated")
+	duration  = flag.Duration("duration", 5*time.Second, "how long each run publishes")
+	tailD     = flag.Duration("tail", time.Second, "after the last publish, the rest of the daemon's CPU window")
+	maxWait   = flag.Duration("maxwait", 60*time.Second, "how long clients may take to see the last publish before the run fails")
+	cProcs    = flag.Int("c-procs", 8, "C reader processes")
+	goProcs   = flag.Int("go-procs", 8, "Go reader processes")
+	pyProcs   = flag.Int("py-procs", 2, "Python reader processes")
+	pyClients = flag.Int("py-clients", 5000, "of -clients, how many are simulated in Python (every run, searches included, has that share; the rest is split evenly between C and Go)")
+	realProcs = flag.Int("real", 2000, "the real-process point: C reader processes of one client each (0: none)")
+	target    = flag.Duration("target", 60*time.Millisecond, "the latency target: p99 publish → observe at most this")
+	searchWl  = flag.String("search", "20@1,1000@1", "workloads (SET@RATE, comma-separated) for which to search how many clients meet the target: HTTP, and the board with own copies (empty: none; the board's must be among -sets × -rates)")
+	httpStart = flag.Int("http-start", 1000, "HTTP clients of the first trial (doubled until one fails, then bisected)")
+	httpMax   = flag.Int("http-max", 24000, "most HTTP clients tried (one TCP connection each)")
+	httpProcs = flag.Int("http-procs", 2, "HTTP client processes")
+	mdPath    = flag.String("md", "", "write the tables into this markdown file, between <!-- scale:begin --> and <!-- scale:end -->")
+	rawPath   = flag.String("raw", "", "write the raw results, benchstat-friendly, to this file")
+)
+
+func main() {
+	flag.Parse()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx)
+	if ctx.Err() != nil {
+		err = errors.New("interrupted; every process it started is stopped and its files removed")
+	}
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "scale:", err)
+		os.Exit(1)
+	}
+}
+
+func parseList(s string) ([]float64, error) {
+	var out []float64
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		v, err := strconv.ParseFloat(f, 64)
+		if err != nil || v <= 0 {
+			return nil, fmt.Errorf("%q is not a positive number", f)
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+// mix splits n clients over the reader processes: Python's share is -py-clients of -clients (so that every run
+// has the same mix), the rest is split evenly between C and Go.
+func mix(n int) []spec {
+	py := 0
+	if *pyProcs > 0 {
+		py = min(n, int(float64(n)*float64(*pyClients)/float64(*clients)+0.5))
+	}
+	c := (n - py) / 2
+	g := n - py - c
+	var out []spec
+	for _, part := range []struct {
+		lang  string
+		n, ps int
+	}{{"c", c, *cProcs}, {"go", g, *goProcs}, {"python", py, *pyProcs}} {
+		out = append(out, split(part.lang, part.n, part.ps)...)
+	}
+	return out
+}
+
+// split spreads n clients over procs processes of lang.
+func split(lang string, n, procs int) []spec {
+	procs = min(procs, n)
+	var out []spec
+	for i := range procs {
+		k := n / procs
+		if i < n%procs {
+			k++
+		}
+		out = append(out, spec{lang: lang, clients: k})
+	}
+	return out
+}
+
+func run(ctx context.Context) (err error) {
+	setSizes, err := parseList(*sizes)
+	if err != nil {
+		return fmt.Errorf("-sets: %w", err)
+	}
+	pubRates, err := parseList(*rates)
+	if err != nil {
+		return fmt.Errorf("-rates: %w", err)
+	}
+	var searchWls []workload
+	for _, f := range strings.Split(*searchWl, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		s, r, ok := strings.Cut(f, "@")
+		n, err1 := strconv.Atoi(s)
+		v, err2 := strconv.ParseFloat(r, 64)
+		if !ok || err1 != nil || err2 != nil || n < 1 || v <= 0 {
+			return fmt.Errorf("-search: %q is not SET@RATE", f)
+		}
+		searchWls = append(searchWls, workload{n, v})
+	}
+	if *clients < 1 || *cProcs+*goProcs < 1 || *interval <= 0 {
+		return errors.New("-clients, -interval and the reader processes must be positive")
+	}
+	rep := &report{started: time.Now(), loadBefore: loadavg(), args: os.Args[1:]}
+	b := &bench{clk: sim.NewClock(), t0: time.Now()}
+	b.dir, err = os.MkdirTemp("", "scalebench")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(b.dir)
+	defer killAll()
+	b.logf("building the reader programs (load average %s)", rep.loadBefore)
+	if b.tools, err = build(ctx, b.dir); err != nil {
+		return err
+	}
+	b.pubFn = filepath.Join("/dev/shm", fmt.Sprintf("scale_pub_%d_%d", os.Getpid(), time.Now().UnixNano()))
+	if b.pub, err = sim.CreatePubTable(b.pubFn); err != nil {
+		return err
+	}
+	defer os.Remove(b.pubFn)
+	defer b.pub.Close()
+
+	// Shared memory.
+	d, err := startDaemon(ctx, *daemonBin, b.dir)
+	if err != nil {
+		return err
+	}
+	defer d.close()
+	for _, n := range setSizes {
+		for _, r := range pubRates {
+			w := workload{int(n), r}
+			if err := d.setSize(ctx, w.set, b.next()); err != nil {
+				return err
+			}
+			if err := sleepUntil(ctx, time.Now().Add(time.Second)); err != nil { // the daemon settles (not measured)
+				return err
+			}
+			runs := []plan{{mode: "none"}, {mode: "shared", specs: mix(*clients)}, {mode: "own", specs: mix(*clients)}}
+			if len(rep.shm) == 0 && *realProcs > 0 { // the real-process point, on the first workload
+				runs = append(runs, plan{mode: "own", specs: split("c", *realProcs, *realProcs), real: true},
+					plan{mode: "own", specs: split("c", *realProcs, 1), point: true})
+			}
+			for _, x := range runs {
+				res, err := b.measure(ctx, d, w, x.mode, x.specs, "", *duration, *tailD, *maxWait, *interval, d.shm)
+				if err != nil {
+					return fmt.Errorf("shm, %v, %d clients (%s copies): %w", w, clientsOf(x.specs), x.mode, err)
+				}
+				res.real = x.real
+				b.logf("shm %v: %s", w, res.summary(*interval, *target))
+				if x.real || x.point {
+					rep.realPoint = append(rep.realPoint, res)
+				} else {
+					rep.shm = append(rep.shm, res)
+				}
+			}
+			if slices.Contains(searchWls, w) { // how many clients taking their own copies meet the target
+				start := 1000
+				if m, ok := marginal(rep.find(w, "own"), rep.find(w, "shared"), ""); ok && m > 0 {
+					start = int(0.8 * float64(runtime.NumCPU()) * float64(*interval) / float64(time.Microsecond) / m)
+				}
+				s, err := b.search(ctx, "shm own", w, max(start, 20), *clients, func(n int) (*result, error) {
+					return b.measure(ctx, d, w, "own", mix(n), "", *duration, *tailD, 5*time.Second, *interval, d.shm)
+				})
+				if err != nil {
+					return fmt.Errorf("shm, own copies, %v: %w", w, err)
+				}
+				rep.own = append(rep.own, s)
+			}
+		}
+	}
+	d.close()
+
+	// HTTP polling.
+	for _, w := range searchWls {
+		s, err := b.search(ctx, "http", w, *httpStart, *httpMax, func(n int) (*result, error) { return b.httpTrial(ctx, w, n) })
+		if err != nil {
+			return fmt.Errorf("HTTP baseline, %v: %w", w, err)
+		}
+		rep.http = append(rep.http, s)
+	}
+	rep.loadAfter = loadavg()
+	rep.elapsed = time.Since(rep.started)
+	return rep.write()
+}
+
+// plan is one run of a workload: the clients' copy mode and processes.
+type plan struct {
+	mode  string // none (no client), own, shared
+	specs []spec
+	real  bool // one process per client
+	point bool // the simulated side of the real-process point
+}
+
+func clientsOf(specs []spec) int {
+	n := 0
+	for _, s := range specs {
+		n += s.clients
+	}
+	return n
+}
+
+// search is a capacity search for one workload: the largest client count whose run met the target.
+type search struct {
+	w      workload
+	trials []*result
+	pass   []bool
+	why    []string // why a trial failed
+	best   int      // index of the largest passing trial; -1: none
+}
+
+// search finds the largest number of clients whose run meets the target (verdict): from start, doubling until a
+// trial fails (or halving until one passes), then bisecting until the step is within an eighth. name is for the log.
+func (b *bench) search(ctx context.Context, name string, w workload, start, most int, trial func(n int) (*result, error)) (*search, error) {
+	s := &search{w: w, best: -1}
+	try := func(n int) (bool, error) {
+		r, err := trial(n)
+		if err != nil {
+			return false, fmt.Errorf("%d clients: %w", n, err)
+		}
+		why := r.verdict(*interval, *target)
+		s.trials, s.pass, s.why = append(s.trials, r), append(s.pass, why == ""), append(s.why, why)
+		if why == "" && (s.best < 0 || n > s.trials[s.best].clients) {
+			s.best = len(s.trials) - 1
+		}
+		b.logf("%s %v: %s", name, w, r.summary(*interval, *target))
+		return why == "", nil
+	}
+	step := func(n int) int { // a round count
+		unit := 10
+		for unit*20 < n {
+			unit *= 10
+		}
+		return max(unit, (n+unit/2)/unit*unit)
+	}
+	lo, hi := 0, 0 // the largest pass, the smallest fail
+	n := min(step(start), most)
+	for {
+		ok, err := try(n)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			lo = n
+			if hi != 0 || n >= most {
+				break
+			}
+			n = min(step(2*n), most)
+		} else {
+			hi = n
+			if lo != 0 || n <= 10 {
+				break
+			}
+			n = step(n / 2)
+			if n >= hi {
+				break
+			}
+		}
+	}
+	for lo != 0 && hi != 0 && hi-lo > max(10, lo/8) {
+		n := step((lo + hi) / 2)
+		if n <= lo || n >= hi {
+			break
+		}
+		ok, err := try(n)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			lo = n
+		} else {
+			hi = n
+		}
+	}
+	if s.best < 0 {
+		return s, fmt.Errorf("no trial met the target (p99 ≤ %v); the smallest: %s", *target, s.why[len(s.why)-1])
+	}
+	return s, nil
+}
+
+func (b *bench) httpTrial(ctx context.Context, w workload, n int) (*result, error) {
+	srv, err := startHTTPServer(ctx, b.tools, w.set)
+	if err != nil {
+		return nil, err
+	}
+	defer srv.close()
+	if err := srv.publish(ctx, b.next()); err != nil { // announcement 1 shows the bench's current publish
+		return nil, err
+	}
+	return b.measure(ctx, srv, w, "own", split("http", n, *httpProcs), srv.addr, *duration, *tailD, 5*time.Second, *interval, "")
+}
