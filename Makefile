@@ -8,7 +8,7 @@ FUZZTIME  ?= 30s
 BUILDVCS  ?= auto
 export PATH := /usr/local/go/bin:$(PATH)
 
-.PHONY: help build man run test test-short bench lint fuzz storm clean setup check-setup go-check
+.PHONY: help build man run test test-short bench scale lint fuzz storm clean setup check-setup go-check
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -35,12 +35,16 @@ test: build ## vet, then every test with the race detector (Go, C, Python, cross
 test-short: go-check ## the unit tests with the race detector, in under a minute: the slow ones (the built daemon, readers in three languages, stress, the storm) skip with -short
 	$(GO) test -short -race -count=1 -timeout 5m ./...
 
-bench: build ## measure the board, the worker's API, the region guard, and reload vs cold restart (runs bin/announcementd); print the tables
+bench: build ## measure the board, the worker's API, the region guard, reload vs cold restart, and the scale report (runs bin/announcementd); print the tables
 	$(GO) run ./bench/boardbench
 	$(GO) run ./bench/workerbench
 	$(GO) run ./bench/guardbench
 	$(GO) run ./bench/reloadbench -daemon $(BIN)/announcementd
 	$(GO) run ./bench/healbench -daemon $(BIN)/announcementd
+	$(MAKE) --no-print-directory scale
+
+scale: build ## 250,000 simulated clients polling the board (C, Go, Python readers) vs HTTP polling, about 6 min; writes docs/BENCHMARKS.md and docs/bench/scale.txt (SCALEFLAGS=... adds flags: go run ./bench/scale -h)
+	$(GO) run ./bench/scale -daemon $(BIN)/announcementd -md docs/BENCHMARKS.md -raw docs/bench/scale.txt $(SCALEFLAGS)
 
 lint: ## gofmt and go vet must be clean
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo 'gofmt: files above need formatting'; exit 1; }
