@@ -3,8 +3,6 @@ package e2e_test
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -29,6 +27,7 @@ import (
 	"github.com/announcementd/announcementd/board/reader"
 	"github.com/announcementd/announcementd/internal/procfs"
 	"github.com/announcementd/announcementd/internal/proctest"
+	"github.com/announcementd/announcementd/internal/stress"
 	"github.com/announcementd/announcementd/wire"
 )
 
@@ -348,26 +347,6 @@ func TestSupervisorKill9LeavesNoOrphan(t *testing.T) {
 
 // --- the load: clients publishing self-checking announcements ---
 
-// selfCheck is the content of announcement id's n-th version: it says its own id and n and carries a hash of both,
-// so a reader can tell a record that is not what some writer wrote.
-func selfCheck(id, n uint64) string {
-	h := sha256.Sum256([]byte(fmt.Sprintf("%d/%d", id, n)))
-	return fmt.Sprintf("id=%d n=%d h=%s", id, n, hex.EncodeToString(h[:4]))
-}
-
-var selfCheckRE = regexp.MustCompile(`^id=(\d+) n=(\d+) h=([0-9a-f]{8})$`)
-
-// parseSelfCheck returns the id and n of a self-checking content; ok is false if it is not one.
-func parseSelfCheck(content string) (id, n uint64, ok bool) {
-	m := selfCheckRE.FindStringSubmatch(content)
-	if m == nil {
-		return 0, 0, false
-	}
-	id, _ = strconv.ParseUint(m[1], 10, 64)
-	n, _ = strconv.ParseUint(m[2], 10, 64)
-	return id, n, selfCheck(id, n) == content
-}
-
 // load publishes from several clients; each owns its ids and publishes them in turn with an increasing n, so the
 // last acknowledged content of each id is well defined.
 type load struct {
@@ -431,7 +410,7 @@ func startLoad(t *testing.T, d *daemon, clients, idsEach int, pause time.Duratio
 
 // publish sends one PUT and records its outcome.
 func (l *load) publish(id, n uint64) {
-	content := selfCheck(id, n)
+	content := stress.SelfCheck(id, n)
 	body, _ := json.Marshal(wire.PutRequest{Content: content})
 	req, _ := http.NewRequest("PUT", fmt.Sprintf("http://announcementd/v1/announcements/%d", id), bytes.NewReader(body))
 	var version uint64
@@ -507,7 +486,7 @@ func (l *load) checkAcked(t *testing.T, where string, got map[uint64]string) {
 		if content == s.acked && (ok || s.acked == "") {
 			continue
 		}
-		if gid, n, valid := parseSelfCheck(content); ok && valid && gid == id && s.unknown[n] && (s.acked == "" || n > s.ackedN) {
+		if gid, n, valid := stress.ParseSelfCheck(content); ok && valid && gid == id && s.unknown[n] && (s.acked == "" || n > s.ackedN) {
 			continue
 		}
 		missing++
@@ -701,7 +680,7 @@ func (c *checker) snapshot(s *board.Snapshot) bool {
 	ns := map[uint64]uint64{}
 	bad := ""
 	for _, r := range s.Records {
-		id, n, ok := parseSelfCheck(r.Content)
+		id, n, ok := stress.ParseSelfCheck(r.Content)
 		if !ok || id != r.ID {
 			bad = fmt.Sprintf("version %d: record %d has content %q", v, r.ID, r.Content)
 			break

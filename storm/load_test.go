@@ -3,42 +3,21 @@ package storm_test
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
-	"regexp"
 	"slices"
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/announcementd/announcementd/internal/stress"
 )
 
 // --- what the clients wrote: the model every reader and the daemon's list are checked against ---
-
-// content is the text of the n-th change of announcement id: it names its id and n and carries a hash of both, so
-// that a reader can tell a record nobody wrote (docs/STRESS.md, "Storm").
-func content(id, n uint64) string {
-	h := sha256.Sum256([]byte(fmt.Sprintf("%d/%d", id, n)))
-	return fmt.Sprintf("id=%d n=%d h=%s", id, n, hex.EncodeToString(h[:4]))
-}
-
-var contentRE = regexp.MustCompile(`^id=(\d+) n=(\d+) h=([0-9a-f]{8})$`)
-
-// parseContent returns the id and n of a content written by content; ok is false for anything else.
-func parseContent(c string) (id, n uint64, ok bool) {
-	m := contentRE.FindStringSubmatch(c)
-	if m == nil {
-		return 0, 0, false
-	}
-	id, _ = strconv.ParseUint(m[1], 10, 64)
-	n, _ = strconv.ParseUint(m[2], 10, 64)
-	return id, n, content(id, n) == c
-}
 
 type opKind uint8
 
@@ -64,7 +43,7 @@ type idModel struct {
 // applied one: its content, or "" for absent.
 func (m *idModel) stateOf(id, n uint64) string {
 	if m.issued[n] == opPut {
-		return content(id, n)
+		return stress.SelfCheck(id, n)
 	}
 	return ""
 }
@@ -133,7 +112,7 @@ func (m *model) present(id uint64) bool {
 // checkRecord says what is wrong with a record a reader accepted, or "": its content must be one the id's owner
 // sent as a put (docs/STRESS.md: a torn snapshot).
 func (m *model) checkRecord(id uint64, c string) string {
-	cid, n, ok := parseContent(c)
+	cid, n, ok := stress.ParseSelfCheck(c)
 	if !ok || cid != id {
 		return fmt.Sprintf("record %d holds %q, which no client wrote for it", id, c)
 	}
@@ -311,7 +290,7 @@ func (c *client) single() bool {
 		return c.finish(fmt.Sprintf("DELETE %d n=%d", id, n), start, v, err, func(ok bool) { c.l.m.result(id, n, ok) }, 1)
 	}
 	n := c.l.m.issue(id, opPut)
-	body, _ := json.Marshal(map[string]string{"content": content(id, n)})
+	body, _ := json.Marshal(map[string]string{"content": stress.SelfCheck(id, n)})
 	start := time.Now()
 	_, v, err := c.do("PUT", fmt.Sprintf("/v1/announcements/%d", id), body)
 	return c.finish(fmt.Sprintf("PUT %d n=%d", id, n), start, v, err, func(ok bool) { c.l.m.result(id, n, ok) }, 1)
@@ -338,7 +317,7 @@ func (c *client) batch() bool {
 		}
 		n := c.l.m.issue(id, opPut)
 		changes = append(changes, change{id, n})
-		req.Put = append(req.Put, put{id, content(id, n)})
+		req.Put = append(req.Put, put{id, stress.SelfCheck(id, n)})
 	}
 	body, _ := json.Marshal(req)
 	start := time.Now()
@@ -427,7 +406,7 @@ func newProbe(l *load, id uint64) *probe {
 // publish sends the probe's next change; it returns the content and the version it was acknowledged at.
 func (p *probe) publish() (string, uint64, error) {
 	n := p.l.m.issue(p.id, opPut)
-	text := content(p.id, n)
+	text := stress.SelfCheck(p.id, n)
 	body, _ := json.Marshal(map[string]string{"content": text})
 	cl := &client{http: p.c}
 	_, v, err := cl.do("PUT", fmt.Sprintf("/v1/announcements/%d", p.id), body)

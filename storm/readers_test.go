@@ -19,6 +19,7 @@ import (
 
 	"github.com/announcementd/announcementd/board"
 	"github.com/announcementd/announcementd/board/reader"
+	"github.com/announcementd/announcementd/internal/stress"
 )
 
 // observer is one reader of the board: a follower (it takes whole snapshots, whose records it checks against the
@@ -88,7 +89,7 @@ func (o *observer) snapshot(m *model, v uint64, recs []record) {
 		return
 	}
 	for _, r := range recs {
-		_, n, _ := parseContent(r.content)
+		_, n, _ := stress.ParseSelfCheck(r.content)
 		if prev := o.lastN[r.id]; n < prev {
 			note(&o.regressions, "%s: version %d: announcement %d is change n=%d after n=%d", o.name, v, r.id, n, prev)
 		} else {
