@@ -16,9 +16,10 @@
 // A real-process point runs -real C processes of one client each, beside one C process simulating as many.
 //
 // HTTP polling: a net/http server holding the set in memory (bench/scale/httppoll: GET /records and /version with
-// ETag and 304 Not Modified), polled by the same client model over keep-alive connections, one per client. It
-// searches the largest client count whose p99 latency stays within -target at the same interval, and reports the
-// server's CPU there: clients per server core, against the board's.
+// ETag and 304 Not Modified), polled by the same client model over keep-alive connections, one per client. For the
+// -search workloads it searches the largest client count whose p99 latency stays within -target at the same
+// interval, and reports the server's CPU there: clients per server core, against the board's. It searches the same
+// way how many board clients taking their own copies meet the target on this host.
 //
 // Every process, file and socket it starts is stopped and removed at the end, also on error or ^C. A figure it
 // could not measure makes it exit 1 with the reason (after printing what it has); the tables go to stdout and,
@@ -178,6 +179,17 @@ func run(ctx context.Context) (err error) {
 		return err
 	}
 	defer d.close()
+	// Warm up (not measured): the daemon's first publishes and its start's after-effects would land in the first
+	// window.
+	b.logf("warming the daemon up")
+	for range 20 {
+		if err := d.publish(ctx, b.next()); err != nil {
+			return err
+		}
+		if err := sleepUntil(ctx, time.Now().Add(100*time.Millisecond)); err != nil {
+			return err
+		}
+	}
 	for _, n := range setSizes {
 		for _, r := range pubRates {
 			w := workload{int(n), r}

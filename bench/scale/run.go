@@ -30,7 +30,7 @@ type workload struct {
 }
 
 func (w workload) String() string {
-	return fmt.Sprintf("%d announcements, %g publish/s", w.set, w.rate)
+	return fmt.Sprintf("%s announcements, %g publish/s", count(w.set), w.rate)
 }
 
 func (w workload) key() string { return fmt.Sprintf("set=%d/rate=%g", w.set, w.rate) }
