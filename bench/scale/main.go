@@ -291,7 +291,7 @@ func (b *bench) search(ctx context.Context, name string, w workload, start, most
 	}
 	step := func(n int) int { // a round count
 		unit := 10
-		for unit*20 < n {
+		for unit*100 < n {
 			unit *= 10
 		}
 		return max(unit, (n+unit/2)/unit*unit)
