@@ -276,8 +276,8 @@ func (rep *report) markdown() string {
 	// Daemon CPU.
 	p("\n### The daemon's CPU with 0 and %s clients\n\n", count(*clients))
 	p("%% of one core over the window, schedstat (utime+stime from /proc/PID/stat in brackets, 10 ms ticks); the " +
-		"publish request's time at the API (the store's fsync included) beside it. The clients never talk to the daemon. "+
-		"At a few percent of a core at most, a few tenths of a point either way is the daemon's own variation (Go's "+
+		"publish request's time at the API (the store's fsync included) beside it. The clients never talk to the daemon. " +
+		"At a few percent of a core at most, a few tenths of a point either way is the daemon's own variation (Go's " +
 		"GC, the region checks every 250 ms, the heartbeat, the scheduler): ratios below 1× are that, not a saving.\n\n")
 	p("| workload | publishes | 0 clients | %s, shared copies | ratio | %s, own copies | ratio | publish request p50 / p99: 0 clients → own copies |\n", count(*clients), count(*clients))
 	p("|---|---|---|---|---|---|---|---|\n")
