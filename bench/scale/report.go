@@ -202,8 +202,8 @@ func (rep *report) markdown() string {
 	p := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
 	iv, tg := *interval, *target
 	p("## Scale: %s clients polling the board, against HTTP polling\n\n", count(*clients))
-	p("%s. Reproduce with `make scale` (it runs `%s`); this run: %s, %.0f s. Load average before %s, after %s "+
-		"(other work shared the machine: the \"host\" column says how much). Raw figures: [bench/scale.txt](bench/scale.txt).\n\n",
+	p("%s. Reproduce with `make scale` (it runs `%s`); this run: %s, %.0f s. Load average (it counts this command's own processes "+
+		"too) before %s, after %s; how much other work shared the machine is in the \"host\" columns. Raw figures: [bench/scale.txt](bench/scale.txt).\n\n",
 		benchfmt.Machine(), rep.command(), rep.started.UTC().Format("2006-01-02 15:04 UTC"), rep.elapsed.Seconds(), rep.loadBefore, rep.loadAfter)
 
 	p("**How a client is modelled.** The %s clients are not %s processes: they are simulated by %d reader processes "+
@@ -278,7 +278,8 @@ func (rep *report) markdown() string {
 	p("%% of one core over the window, schedstat (utime+stime from /proc/PID/stat in brackets, 10 ms ticks); the " +
 		"publish request's time at the API (the store's fsync included) beside it. The clients never talk to the daemon. " +
 		"At a few percent of a core at most, a few tenths of a point either way is the daemon's own variation (Go's " +
-		"GC, the region checks every 250 ms, the heartbeat, the scheduler): ratios below 1× are that, not a saving.\n\n")
+		"GC, the region checks every 250 ms, the heartbeat, the scheduler): ratios below 1× are that (and probably Go's " +
+		"scheduler, which spins a little on idle cores after a wake-up, less when readers keep them busy), not a saving.\n\n")
 	p("| workload | publishes | 0 clients | %s, shared copies | ratio | %s, own copies | ratio | publish request p50 / p99: 0 clients → own copies |\n", count(*clients), count(*clients))
 	p("|---|---|---|---|---|---|---|---|\n")
 	for _, w := range rep.workloads() {
@@ -510,9 +511,9 @@ func (rep *report) bounds(b *strings.Builder) {
 				"many more cores, or shared copies.\n", w2, count(64+320*w2.set), snap2, count(own2.clients),
 				float64(own2.clients)*snap2/1e6, float64(own2.clients)*snap2/1e6/float64(runtime.NumCPU()), ms(p99b), capacity2)
 		}
-		p("- **Reader CPU per 1,000 clients** with shared copies is the polls: 1,000 clients make %.0f version loads a "+
+		p("- **Reader CPU per 1,000 clients** with shared copies is the polls: 1,000 clients make %s version loads a "+
 			"second, a few ns each in C and Go, a system call each in Python (its reader reads with pread); the wheel's "+
-			"wake-ups and bookkeeping dominate (the language table).\n", 1000*float64(time.Second)/float64(*interval))
+			"wake-ups and bookkeeping dominate (the language table).\n", count(int(1000*float64(time.Second)/float64(*interval))))
 	}
 	for _, s := range rep.http {
 		if s.best < 0 {
@@ -533,10 +534,18 @@ func (rep *report) bounds(b *strings.Builder) {
 					s.why[i], busy, runtime.NumCPU())
 			}
 		}
-		p("- **HTTP at %v** is bounded by the server's cost per request, %.1f µs of server CPU per conditional GET (%s "+
-			"requests/s at %s clients took %s of a core), and by the host: the server and its clients share the %d cores, "+
-			"and requests queue for a CPU before the cores are all busy: the next trial, %s.\n", s.w, 1e6*sc/max(polls, 1), big(polls), count(t.clients), pct(sc),
-			runtime.NumCPU(), next)
+		var body, changed float64
+		for _, rp := range t.reps {
+			body += float64(rp.BodyBytes)
+			changed += float64(rp.Changed)
+		}
+		perBody := body / max(changed, 1)
+		p("- **HTTP at %v** is bounded by what every client costs the server, %.1f µs of server CPU per conditional "+
+			"GET (%s requests/s at %s clients took %s of a core: mostly 304s, and after each publish a 200 with the whole "+
+			"set), and by the burst after each publish: every client fetches the set within one poll interval, %s bytes "+
+			"a body, %.1f MB for %s clients. The server and its clients share the host's %d cores and the requests queue for "+
+			"them before they are busy on average: the next trial, %s.\n", s.w, 1e6*sc/max(polls, 1), big(polls),
+			count(t.clients), pct(sc), count(int(perBody)), perBody*float64(t.clients)/1e6, count(t.clients), runtime.NumCPU(), next)
 	}
 }
 
