@@ -125,7 +125,7 @@ func (s *Supervisor) spawn(ctx context.Context, n uint64) (*generation, error) {
 		// A worker that died says more than the broken connection it left: give its end, if it came.
 		select {
 		case <-g.exited:
-			err = fmt.Errorf("%w (the worker ended: %s)", err, exitString(g.exitErr))
+			err = fmt.Errorf("%w (%w)", err, endError(g.exitErr))
 		case <-time.After(100 * time.Millisecond):
 		}
 		g.kill()
@@ -245,7 +245,7 @@ func (g *generation) recv(ctx context.Context) (handoff.Message, error) {
 		if errors.Is(in.err, io.EOF) {
 			select {
 			case <-g.exited:
-				return nil, fmt.Errorf("worker exited (%v)", exitString(g.exitErr))
+				return nil, endError(g.exitErr)
 			case <-time.After(time.Second):
 				return nil, errors.New("worker closed the handoff connection")
 			}
@@ -263,6 +263,22 @@ func (g *generation) close() {
 }
 
 // failure names the generation and the step in err.
+// errWorkerKilled is a generation whose process a signal ended on its way to serving (kill -9, the OOM killer, a
+// fault): something outside it, which a new start may not meet. A first start that fails so is a crash
+// (restarting). A worker that exits with a status decided to (a panic, a store it cannot open): that ends the start.
+var errWorkerKilled = errors.New("the worker was killed")
+
+// endError says how a worker ended, as errWorkerKilled when a signal ended it.
+func endError(exitErr error) error {
+	var ee *exec.ExitError
+	if errors.As(exitErr, &ee) {
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return fmt.Errorf("%w: %s", errWorkerKilled, exitString(exitErr))
+		}
+	}
+	return fmt.Errorf("the worker ended: %s", exitString(exitErr))
+}
+
 func (g *generation) failure(step string, err error) error {
 	return fmt.Errorf("generation %d (pid %d) %s: %w", g.n, g.proc.Pid(), step, err)
 }

@@ -37,6 +37,7 @@ import (
 const (
 	modeOK               = "ok"                // standby, then Start → Ready, Yield → Yielded, EOF → exit 0
 	modeExit             = "exit"              // exits 3 before the handshake
+	modeKilled           = "killed"            // SIGKILLs itself before the handshake (as kill -9 from outside)
 	modeNoStandby        = "no-standby"        // takes the fds and never answers Standby
 	modeUnhealthyStandby = "unhealthy-standby" // answers Standby{healthy: false}
 	modeUnhealthyReady   = "unhealthy-ready"   // answers Start with Ready{healthy: false}
@@ -110,6 +111,10 @@ func fakeMode(dir string, gen uint64) string {
 func fakeServe(dir string, gen uint64, mode string, record func(string, ...any)) error {
 	if mode == modeExit {
 		return exitCode(3)
+	}
+	if mode == modeKilled {
+		syscall.Kill(os.Getpid(), syscall.SIGKILL)
+		select {}
 	}
 	// A fake whose test died gets SIGTERM (the supervisor's Pdeathsig); this is the backstop.
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)

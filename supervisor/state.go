@@ -26,7 +26,7 @@ const (
 
 // transitions are the edges of the state diagram.
 var transitions = map[State][]State{
-	StateStarting:   {StateServing, StateStopped},
+	StateStarting:   {StateServing, StateRestarting, StateStopped},
 	StateServing:    {StateReloading, StateUpgrading, StateRestarting, StateStopping},
 	StateReloading:  {StateServing, StateRestarting},
 	StateUpgrading:  {StateServing, StateRestarting, StateStopped},

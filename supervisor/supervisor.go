@@ -106,7 +106,10 @@ type Supervisor struct {
 	next    uint64              // the next generation number
 	current *generation         // the serving generation; nil in starting, restarting and stopped
 	crashes int                 // in a row: since the last reload that reached serving, or the last generation that served 30 s
-	binary  fileIDCache
+	// announced: a generation of this supervisor has served, so its pid file is written (the first promote writes
+	// it, before the transition that tells the service manager READY=1).
+	announced bool
+	binary    fileIDCache
 	// noUpgrade, when set, says why this supervisor cannot replace itself any more (a self-upgrade got as far as
 	// tableflip's hand-over and was then rolled back: tableflip upgrades a process once); reloads then roll the
 	// worker only.
@@ -213,16 +216,28 @@ func stopReason(err error) string {
 // starting brings generation one of this supervisor to serving. After a self-upgrade the old supervisor's worker
 // serves until this one's is in standby; then the old one yields, and only then may this one's take the store
 // (takeOver).
+//
+// A first generation that a signal ends on its way to serving (kill -9, the OOM killer) is a crash: starting →
+// restarting, counted against --restart-limit like any other. One that fails or exits by itself (a store it
+// cannot open, a panic) ends the start: trying again would fail again.
 func (s *Supervisor) starting(ctx context.Context) error {
 	g, err := s.spawn(ctx, s.take())
 	if err != nil {
 		s.cfg.Parent.Fail(err)
-		return err
 	}
-	if s.cfg.Parent != nil {
+	if err == nil && s.cfg.Parent != nil {
 		return s.takeOver(ctx, g)
 	}
-	return s.promote(ctx, g, reasonFirst, 0)
+	if err == nil {
+		err = s.promote(ctx, g, reasonFirst, 0)
+	}
+	if err != nil && s.cfg.Parent == nil && errors.Is(err, errWorkerKilled) && ctx.Err() == nil {
+		s.crashes++
+		s.log.Error("the first generation was killed before it served", zap.Error(err), zap.Int("crashes_in_a_row", s.crashes))
+		s.enter(StateRestarting, "crash", nil)
+		return nil
+	}
+	return err
 }
 
 // promote starts g, continuing above floor, and once it answers a healthy Ready makes it the serving generation
@@ -238,7 +253,7 @@ func (s *Supervisor) promote(ctx context.Context, g *generation, reason string, 
 		g.kill()
 		return err
 	}
-	if reason == reasonFirst && s.cfg.Upgrader != nil {
+	if !s.announced && s.cfg.Parent == nil && s.cfg.Upgrader != nil {
 		// The pid file (tableflip's Ready writes it) names this process before the service says it is ready:
 		// whoever reads it after READY=1 finds it.
 		if err := s.cfg.Upgrader.Ready(); err != nil {
@@ -246,7 +261,7 @@ func (s *Supervisor) promote(ctx context.Context, g *generation, reason string, 
 			return err
 		}
 	}
-	s.current = g
+	s.current, s.announced = g, true
 	if reason == reasonReload && s.crashes > 0 {
 		s.log.Info("a new generation serves after a reload; the crash streak starts again", zap.Int("crashes_before", s.crashes))
 		s.crashes = 0

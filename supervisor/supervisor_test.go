@@ -143,6 +143,22 @@ func TestFirstGenerationFails(t *testing.T) {
 	}
 }
 
+// A first generation killed on its way to serving (kill -9 from outside) is a crash: the supervisor restarts it
+// (starting → restarting → serving) instead of giving up the start; the pid file and READY=1 come with the
+// generation that serves. (It exited 1, and the storm saw the service stop under a kill -9 of a new worker.)
+func TestFirstGenerationKilledIsACrash(t *testing.T) {
+	h := newHarness(t, nil)
+	h.setMode(1, modeKilled)
+	h.start()
+	st := h.sup.Status()
+	if g := serving(t, st); g.Generation != 2 || st.Restarts != 0 || st.CrashesInARow != 1 {
+		t.Fatalf("after the first generation was killed: serving %+v, restarts %d, crashes in a row %d", g, st.Restarts, st.CrashesInARow)
+	}
+	if got := h.generations(); !slices.Equal(got, []uint64{1, 2}) {
+		t.Errorf("generations started: %v; want [1 2]", got)
+	}
+}
+
 func TestReload(t *testing.T) {
 	h := newHarness(t, nil)
 	pid1 := h.start()

@@ -6,7 +6,8 @@
 // Notifier (notify.go) tells systemd what the supervisor does, from its state transitions (sd_notify(3); the state
 // diagram is in docs/SUPERVISOR.md):
 //
-//	starting → serving                        READY=1, STATUS=
+//	starting → serving (or restarting →       READY=1, STATUS=
+//	serving, the first time one serves)
 //	starting → serving after a take-over,     MAINPID=<this process>, READY=1, STATUS=, then BARRIER=1 and a wait
 //	upgrading → serving (rolled back)         for systemd to have read it (the old main process exits after)
 //	serving → reloading, serving → upgrading  RELOADING=1 and MONOTONIC_USEC= in one datagram (systemd 253+ needs

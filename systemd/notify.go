@@ -23,8 +23,9 @@ type Notifier struct {
 	send    func(state string) (bool, error) // daemon.SdNotify, without unsetting the environment
 	barrier func(timeout time.Duration) error
 
-	mu   sync.Mutex
-	last string // the last STATUS= line, for Status
+	mu    sync.Mutex
+	last  string // the last STATUS= line, for Status
+	ready bool   // READY=1 was sent: the service started
 }
 
 // NewNotifier returns a notifier that sends to $NOTIFY_SOCKET, when it is set, and logs what it could not send.
@@ -49,7 +50,9 @@ func (n *Notifier) Observe(tr supervisor.Transition) {
 		// new supervisor had said it was). Its pid file is written already (tableflip's Ready, or the rollback).
 		mainPID = true
 		msg = []string{fmt.Sprintf("MAINPID=%d", os.Getpid()), daemon.SdNotifyReady, status}
-	case tr.From == supervisor.StateStarting && tr.To == supervisor.StateServing:
+	case tr.To == supervisor.StateServing && !n.isReady():
+		// The first time a generation serves: starting → serving, or restarting → serving when the first
+		// generation crashed on its way.
 		msg = []string{daemon.SdNotifyReady, status}
 	case tr.To == supervisor.StateReloading || tr.To == supervisor.StateUpgrading:
 		msg = []string{daemon.SdNotifyReloading, daemon.SdNotifyMonotonicUsec(), status}
@@ -62,6 +65,7 @@ func (n *Notifier) Observe(tr supervisor.Transition) {
 	}
 	n.mu.Lock()
 	n.last = strings.TrimPrefix(status, "STATUS=")
+	n.ready = n.ready || slices.Contains(msg, daemon.SdNotifyReady)
 	n.mu.Unlock()
 	sent, err := n.send(strings.Join(msg, "\n"))
 	if err != nil {
@@ -75,6 +79,12 @@ func (n *Notifier) Observe(tr supervisor.Transition) {
 			n.log.Warn("the service manager did not confirm the new main pid", zap.Error(err))
 		}
 	}
+}
+
+func (n *Notifier) isReady() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.ready
 }
 
 // Status is the last STATUS= line sent.

@@ -157,3 +157,24 @@ func TestWorkerEnv(t *testing.T) {
 		t.Fatalf("worker env %q", got)
 	}
 }
+
+// READY=1 goes with the first transition into serving, whichever it is: after a first generation that was killed
+// the service becomes ready on restarting → serving. Later restarts say only STATUS=.
+func TestNotifierReadyAfterAFirstCrash(t *testing.T) {
+	got := listen(t)
+	n := NewNotifier(zap.NewNop())
+	n.Observe(supervisor.Transition{From: supervisor.StateStarting, To: supervisor.StateRestarting, Reason: "crash"})
+	if m := next(t, got); strings.Contains(m, "READY=1") {
+		t.Fatalf("ready before any generation served: %q", m)
+	}
+	n.Observe(supervisor.Transition{From: supervisor.StateRestarting, To: supervisor.StateServing, Generation: 2})
+	if m := next(t, got); !strings.HasPrefix(m, "READY=1\n") {
+		t.Fatalf("the first generation to serve sent %q", m)
+	}
+	n.Observe(supervisor.Transition{From: supervisor.StateServing, To: supervisor.StateRestarting, Reason: "crash"})
+	next(t, got)
+	n.Observe(supervisor.Transition{From: supervisor.StateRestarting, To: supervisor.StateServing, Generation: 3})
+	if m := next(t, got); strings.Contains(m, "READY=1") {
+		t.Fatalf("a later restart sent %q", m)
+	}
+}
