@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -11,11 +9,6 @@ import (
 	"time"
 
 	"github.com/announcementd/announcementd/internal/benchfmt"
-)
-
-const (
-	beginMarker = "<!-- scale:begin -->"
-	endMarker   = "<!-- scale:end -->"
 )
 
 // report is everything one run of the command measured.
@@ -104,7 +97,7 @@ func (rep *report) write() error {
 		return fmt.Errorf("figures not measured (the files are left as they were):\n  %s", strings.Join(probs, "\n  "))
 	}
 	if *mdPath != "" {
-		if err := writeSection(*mdPath, md); err != nil {
+		if err := benchfmt.WriteSection(*mdPath, "scale", md); err != nil {
 			return err
 		}
 	}
@@ -117,32 +110,6 @@ func (rep *report) write() error {
 		}
 	}
 	return nil
-}
-
-// writeSection replaces the section between the markers in path (creating the file with a title, or appending the
-// section, when there is none), leaving the rest as it is.
-func writeSection(path, section string) error {
-	old, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		old = []byte("# Benchmarks\n\nWhat the benchmark commands under `bench/` measured, one section each; each section says the " +
-			"command that reproduces it and is rewritten by that command between its markers.\n")
-		err = nil
-	}
-	if err != nil {
-		return err
-	}
-	block := beginMarker + "\n" + section + endMarker + "\n"
-	var out []byte
-	i, j := bytes.Index(old, []byte(beginMarker)), bytes.Index(old, []byte(endMarker))
-	switch {
-	case i >= 0 && j > i:
-		out = append(append(append([]byte{}, old[:i]...), block...), bytes.TrimPrefix(old[j+len(endMarker):], []byte("\n"))...)
-	case i < 0 && j < 0:
-		out = append(append(bytes.TrimRight(old, "\n"), "\n\n"...), block...)
-	default:
-		return fmt.Errorf("%s: one of the markers %s / %s is missing or they are out of order: fix it by hand", path, beginMarker, endMarker)
-	}
-	return os.WriteFile(path, out, 0o644)
 }
 
 // floorRatio is benchfmt.Ratio of a floor a: "≥ N×" with thousands separators from 100× up.

@@ -1,0 +1,36 @@
+package benchfmt
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+)
+
+// WriteSection replaces the section named name in the markdown file at path (between the lines
+// "<!-- name:begin -->" and "<!-- name:end -->"), creating the file with a title, or appending the section, when
+// there is none; the rest of the file is kept as it is. Each bench command owns one section of docs/BENCHMARKS.md.
+func WriteSection(path, name, section string) error {
+	begin, end := "<!-- "+name+":begin -->", "<!-- "+name+":end -->"
+	old, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		old = []byte("# Benchmarks\n\nWhat the benchmark commands under `bench/` measured, one section each; each section says the " +
+			"command that reproduces it and is rewritten by that command between its markers.\n")
+		err = nil
+	}
+	if err != nil {
+		return err
+	}
+	block := begin + "\n" + section + end + "\n"
+	var out []byte
+	i, j := bytes.Index(old, []byte(begin)), bytes.Index(old, []byte(end))
+	switch {
+	case i >= 0 && j > i:
+		out = append(append(append([]byte{}, old[:i]...), block...), bytes.TrimPrefix(old[j+len(end):], []byte("\n"))...)
+	case i < 0 && j < 0:
+		out = append(append(bytes.TrimRight(old, "\n"), "\n\n"...), block...)
+	default:
+		return fmt.Errorf("%s: one of the markers %s / %s is missing or they are out of order: fix it by hand", path, begin, end)
+	}
+	return os.WriteFile(path, out, 0o644)
+}
