@@ -32,9 +32,28 @@ const (
 
 var repairKinds = []string{RepairResidency, writer.DamageFault, writer.DamageSize, writer.DamageReplaced, writer.DamageOverwritten}
 
+// Integrity is how the worker finds damage to the region (Config.Integrity): a periodic check, and a watch of
+// file events (watch.go) that runs the same check the moment the file is removed, renamed over, truncated, grown
+// or written with write(2).
+type Integrity struct {
+	// Interval is the periodic check's (0: integrityInterval). Bytes overwritten through a mapping raise no file
+	// event: this check is what finds them.
+	Interval time.Duration
+	// NoWatch turns the watch off, leaving the periodic check alone (announcementd --region-watch=false; healbench
+	// measures both in one run).
+	NoWatch bool
+}
+
+func (i Integrity) interval() time.Duration {
+	if i.Interval > 0 {
+		return i.Interval
+	}
+	return integrityInterval
+}
+
 const (
 	// integrityInterval is how often the region's file, size and bytes are checked against what the writer wrote
-	// (a few µs for a 4 MiB region) and repaired.
+	// (a few µs for a 4 MiB region) and repaired; file events are seen at once by the region watch (watch.go).
 	integrityInterval = 250 * time.Millisecond
 	// guardInterval is how often Run checks the region (residency, and the lock while it does not hold); it is
 	// also the shortest time between two attempts to lock.
@@ -51,7 +70,10 @@ type guard struct {
 	lockTried  time.Time // the last attempt to lock the mapping
 	lockWarned bool      // a refused lock was logged (once)
 	residency  writer.Residency
-	faults     uint64 // this writer's count of the faults it caught and repaired (writer.Faults), as last counted
+	faults     uint64       // this writer's count of the faults it caught and repaired (writer.Faults), as last counted
+	watch      *regionWatch // the generation's watch of file events on the region (watch.go); nil when none
+	// checked, when set (tests), is called after each integrity check with what it found.
+	checked func(writer.Damage, error)
 }
 
 // initHealth records the state New left: published, and the board's lock and residency.
@@ -168,6 +190,12 @@ func (w *Worker) checkIntegrity() {
 		}
 	}
 	w.setCheck(c)
+	if g.watch != nil {
+		g.watch.retarget() // the writer may be on another file now
+	}
+	if g.checked != nil {
+		g.checked(d, err)
+	}
 }
 
 // repaired counts a repair of kind (the housekeeping goroutine saves it at once, counters.go). Called with

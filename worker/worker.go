@@ -56,6 +56,8 @@ type Config struct {
 	}
 	// Now is the clock (tests may fake it); default time.Now.
 	Now func() time.Time
+	// Integrity is how damage to the region is found: a periodic check, and a watch of file events (health.go).
+	Integrity Integrity
 }
 
 // Worker owns the announcement set.
@@ -303,8 +305,9 @@ func (w *Worker) onSchedule(due int64) error {
 func (w *Worker) housekeep(ctx context.Context) error {
 	guardTick := time.NewTicker(guardInterval)
 	defer guardTick.Stop()
-	integrityTick := time.NewTicker(integrityInterval)
+	integrityTick := time.NewTicker(w.cfg.Integrity.interval())
 	defer integrityTick.Stop()
+	defer w.startWatch()() // the watch of file events on the region is this generation's (watch.go)
 	for {
 		select {
 		case <-ctx.Done():

@@ -9,6 +9,7 @@ import (
 	"os"
 	"runtime/debug"
 	"slices"
+	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -392,4 +393,23 @@ func (w *Writer) recreateLocked() error {
 		return fmt.Errorf("recreate %s: %w", w.path, err)
 	}
 	return err
+}
+
+// WatchFile adds an inotify watch for mask on the file the writer maps now, to the inotify instance inotifyFd, and
+// returns its watch descriptor. The file is named through /proc/self/fd, so the watch is on that file whatever the
+// path names (another file, or none). It runs under the writer's lock: the writer's fd cannot be closed, and its
+// number reused, meanwhile. The kernel gives the same descriptor for the same file, so a caller that compares it
+// with the one it had knows whether the writer moved to another file since (and should remove the old watch: a
+// watch holds its file's inode).
+func (w *Writer) WatchFile(inotifyFd int, mask uint32) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return -1, errClosed
+	}
+	wd, err := unix.InotifyAddWatch(inotifyFd, "/proc/self/fd/"+strconv.Itoa(int(w.f.Fd())), mask)
+	if err != nil {
+		return -1, fmt.Errorf("inotify watch on the region's file (through /proc/self/fd): %w", err)
+	}
+	return wd, nil
 }

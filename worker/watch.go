@@ -1,0 +1,225 @@
+package worker
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"unsafe"
+
+	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
+)
+
+// The region watch: file operations on the region (removed, renamed over, truncated, grown, written with
+// write(2)) are seen through inotify the moment they happen, and repaired by the same check the periodic one runs
+// (checkIntegrity), instead of waiting up to Integrity.Interval for it. Bytes overwritten through a mapping raise
+// no file event: the periodic check still finds those.
+//
+// Why inotify, not fanotify: inotify needs no privilege (fanotify's inode marks need CAP_SYS_ADMIN before Linux
+// 5.13 and FAN_REPORT_FID after), reports directory entry events with their names on every kernel this runs on
+// (fanotify only with FAN_REPORT_DFID_NAME, 5.9+), and its fd works with Go's poller. What fanotify would add — a
+// mark placed through an fd instead of a path — /proc/self/fd gives inotify too (writer.WatchFile).
+//
+// Two watches on one inotify instance:
+//   - the directory of the path, for the entry events of the path's name only: IN_DELETE (rm), IN_MOVED_TO (a
+//     rename over it), IN_MOVED_FROM (renamed away), IN_CREATE; and the directory's own end (removed, unmounted).
+//     Events of every other name are dropped in the read loop with a comparison of bytes, no syscall: /dev/shm is
+//     world-writable and others may create, rename and remove files in it at any rate. No content events are asked
+//     of the directory (those of every file in it would be a storm of their own).
+//   - the file the writer maps (through /proc/self/fd, so it is that file even when the path names another):
+//     IN_MODIFY (write(2), truncate, fallocate; not stores through a mapping), IN_ATTRIB (link count, mode, owner),
+//     IN_DELETE_SELF, IN_MOVE_SELF. When the writer moves to another file (a recreation), the watch moves with it
+//     and the old one is removed: a watch holds its inode, and must not keep a file nobody else uses in memory.
+//
+// Coalescing: one goroutine reads the events in batches (a read returns all that are queued, up to the buffer)
+// and runs one check per batch that holds any event of the region, whatever their number; the events that arrive
+// during a check are the next batch. A check that finds nothing changes nothing (checkIntegrity heals only
+// damage): the events of the writer's own repair (a truncate back to size, its rename over the path) cost one such
+// check. A queue overflow (IN_Q_OVERFLOW: events were lost) counts as an event of the region.
+//
+// The watch belongs to the worker generation: Run starts it and closes it when it ends, and the instance is
+// opened close-on-exec, so a generation leaves neither a watch nor an fd to the next. When the kernel refuses an
+// instance or the directory's watch (fs.inotify.max_user_instances, max_user_watches), the worker says so in one
+// log line and keeps the periodic check alone.
+
+const (
+	watchDirMask  = unix.IN_CREATE | unix.IN_DELETE | unix.IN_MOVED_FROM | unix.IN_MOVED_TO | unix.IN_DELETE_SELF | unix.IN_MOVE_SELF | unix.IN_ONLYDIR
+	watchFileMask = unix.IN_MODIFY | unix.IN_ATTRIB | unix.IN_DELETE_SELF | unix.IN_MOVE_SELF
+	// watchBuf holds a batch of events: 4,096 events of an empty name; a few hundred of names of /dev/shm's lengths.
+	watchBuf = 64 << 10
+)
+
+// inotifyInit opens an inotify instance; tests replace it to see the start degrade.
+var inotifyInit = func() (int, error) { return unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK) }
+
+// regionWatch is one generation's inotify watch of the region.
+type regionWatch struct {
+	w    *Worker
+	f    *os.File // the inotify instance, on Go's poller: Close ends a pending Read
+	name []byte   // the base name of the region's path
+	dir  int      // the directory's watch descriptor
+	done chan struct{}
+
+	mu     sync.Mutex
+	file   int  // the watch descriptor of the writer's file, -1 when none
+	warned bool // a failure to watch the file was logged (once)
+
+	stats watchStats
+}
+
+// watchStats counts what the watch did (tests and the debug log read them).
+type watchStats struct {
+	events  atomic.Uint64 // events read, of every name
+	matched atomic.Uint64 // of which events of the region
+	checks  atomic.Uint64 // checks the watch ran (one per batch with any matched event)
+}
+
+// startWatch starts the region watch unless Integrity.NoWatch; it returns the function that stops it and waits
+// for its goroutine. A watch the kernel refuses is one log line, and the periodic check alone.
+func (w *Worker) startWatch() (stop func()) {
+	if w.cfg.Integrity.NoWatch {
+		w.log.Info("region watch off: file operations on the region are found by the periodic check", zap.Duration("interval", w.cfg.Integrity.interval()))
+		return func() {}
+	}
+	rw, err := w.newRegionWatch()
+	if err != nil {
+		w.log.Warn("no inotify watch of the region: damage is found by the periodic check alone", zap.Duration("interval", w.cfg.Integrity.interval()), zap.Error(err))
+		return func() {}
+	}
+	g := &w.guard
+	g.mu.Lock()
+	g.watch = rw
+	g.mu.Unlock()
+	w.checkIntegrity() // what happened before the watch was in place; it also puts the file's watch on the writer's file
+	go rw.loop()
+	return func() {
+		g.mu.Lock()
+		g.watch = nil
+		g.mu.Unlock()
+		rw.f.Close() // ends the loop's Read; a check in progress finishes first
+		<-rw.done
+	}
+}
+
+func (w *Worker) newRegionWatch() (*regionWatch, error) {
+	fd, err := inotifyInit()
+	if err != nil {
+		return nil, os.NewSyscallError("inotify_init1", err)
+	}
+	path := w.cfg.Board.Path()
+	dir := filepath.Dir(path)
+	wd, err := unix.InotifyAddWatch(fd, dir, watchDirMask)
+	if err != nil {
+		unix.Close(fd)
+		return nil, &os.PathError{Op: "inotify_add_watch", Path: dir, Err: err}
+	}
+	return &regionWatch{
+		w: w, f: os.NewFile(uintptr(fd), "inotify"), name: []byte(filepath.Base(path)), dir: wd, file: -1,
+		done: make(chan struct{}),
+	}, nil
+}
+
+// loop reads batches of events and runs a check for each batch that concerns the region, until the instance is
+// closed.
+func (rw *regionWatch) loop() {
+	defer close(rw.done)
+	buf := make([]byte, watchBuf)
+	for {
+		n, err := rw.f.Read(buf)
+		if err != nil {
+			if !errors.Is(err, os.ErrClosed) {
+				rw.w.log.Error("the region watch stopped: damage is found by the periodic check alone", zap.Error(err))
+			}
+			return
+		}
+		if rw.scan(buf[:n]) {
+			rw.stats.checks.Add(1)
+			rw.w.checkIntegrity() // and retarget: the writer may have moved to a new file
+		}
+	}
+}
+
+// scan reports whether a batch of events holds any event of the region.
+func (rw *regionWatch) scan(b []byte) (region bool) {
+	rw.mu.Lock()
+	file := rw.file
+	rw.mu.Unlock()
+	for len(b) >= unix.SizeofInotifyEvent {
+		ev := (*unix.InotifyEvent)(unsafe.Pointer(&b[0]))
+		end := unix.SizeofInotifyEvent + int(ev.Len)
+		if end > len(b) {
+			break // the kernel never splits an event
+		}
+		name := b[unix.SizeofInotifyEvent:end]
+		b = b[end:]
+		rw.stats.events.Add(1)
+		var match bool
+		switch wd := int(ev.Wd); {
+		case ev.Mask&unix.IN_Q_OVERFLOW != 0:
+			match = true // events were lost: any of them may have been the region's
+		case wd == rw.dir && ev.Mask&(unix.IN_IGNORED|unix.IN_DELETE_SELF|unix.IN_MOVE_SELF|unix.IN_UNMOUNT) != 0:
+			match = true
+			if ev.Mask&unix.IN_IGNORED != 0 {
+				rw.w.log.Warn("the region's directory is no longer watched (removed, moved or unmounted): damage is found by the periodic check alone")
+			}
+		case wd == rw.dir:
+			match = isName(name, rw.name)
+		case wd == file:
+			match = ev.Mask&unix.IN_IGNORED == 0
+			if !match { // the file is gone for good (unlinked, and closed by all): its watch with it
+				rw.mu.Lock()
+				if rw.file == wd {
+					rw.file = -1
+				}
+				rw.mu.Unlock()
+			}
+		}
+		if match {
+			rw.stats.matched.Add(1)
+			region = true
+		}
+	}
+	return region
+}
+
+// isName reports whether an event's name field (NUL-padded) is want.
+func isName(field, want []byte) bool {
+	return len(field) >= len(want) && bytes.Equal(field[:len(want)], want) && (len(field) == len(want) || field[len(want)] == 0)
+}
+
+// retarget puts the file's watch on the file the writer maps now, and removes the watch of the file it mapped
+// before. Called after each check (guard.mu held).
+func (rw *regionWatch) retarget() {
+	rw.mu.Lock()
+	defer rw.mu.Unlock()
+	var wd int
+	var werr error
+	cerr := withFd(rw.f, func(fd int) {
+		wd, werr = rw.w.cfg.Board.WatchFile(fd, watchFileMask)
+		if werr == nil && rw.file >= 0 && rw.file != wd {
+			_, _ = unix.InotifyRmWatch(fd, uint32(rw.file)) // EINVAL when the kernel dropped it already
+		}
+	})
+	switch {
+	case cerr != nil: // the watch is closing
+	case werr != nil:
+		if !rw.warned {
+			rw.warned = true
+			rw.w.log.Warn("no inotify watch on the region's file: truncation, growth and writes are found by the periodic check (the directory's watch still sees removal and renames)", zap.Error(werr))
+		}
+	default:
+		rw.file = wd
+	}
+}
+
+// withFd runs fn with f's fd, which cannot be closed meanwhile.
+func withFd(f *os.File, fn func(fd int)) error {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	return rc.Control(func(fd uintptr) { fn(int(fd)) })
+}
