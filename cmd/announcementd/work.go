@@ -318,6 +318,7 @@ func (e *generation) start(floor uint64) (_ *turn, err error) {
 		e.log.Info("region opened", zap.String("found", what), zap.Uint64("floor", floor), zap.Uint64("version", t.board.Version()))
 	}
 	cfg := worker.Config{Board: t.board, Store: t.st, Log: e.log, Generation: e.n, Build: e.build, RegionReplaced: e.replaceRegion}
+	cfg.Integrity.NoWatch = !e.c.regionWatch
 	cfg.Supervisor.PID, cfg.Supervisor.Build = e.supervisor.PID, e.supervisor.Build
 	if t.w, err = worker.New(cfg); err != nil {
 		return nil, err
