@@ -24,7 +24,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"math"
+	"math/bits"
 	"os"
 	"slices"
 	"sync"
@@ -81,9 +83,19 @@ type Writer struct {
 	// this writer has not written yet (a reopened board) has a nil shadow and is written whole.
 	shadow  [2][]byte
 	shadowN [2]uint32
-	last    []byte // encoded records of the published snapshot
-	image   []byte // scratch slot image; zero past imageN records
-	imageN  uint32
+	// image is the slot image of the set last handed to Publish: imageN records encoded, zero past them, and recs
+	// those records as given (so a publish encodes only what differs from them: encodeLocked). shown: the image
+	// is what the board shows at w.version.
+	image  []byte
+	imageN uint32
+	recs   []board.Record
+	shown  bool
+	// written[s] is what this writer knows of slot s without reading it: the CRC of its bytes [12, 64 + n ×
+	// stride) as the last commit into it wrote them, and dirty, the records of the image changed since (a bit
+	// each). A commit checks the slot against that CRC and, when it matches, writes only the dirty records
+	// (writeSlot).
+	written [2]slotState
+	diff    []byte // scratch for crcDelta
 	// published: this writer has published; until then even an identical set is republished, which also
 	// repairs a slot a crashed writer left mid-publish.
 	published bool
@@ -128,6 +140,11 @@ func (w *Writer) Version() uint64 {
 
 // Publish makes recs the board's content and returns the version that shows it. The records are sorted by id;
 // ids must be unique. Publishing the content already shown returns the current version without a new one.
+//
+// Only the records that differ from the previous call's are validated and encoded (encodeLocked), and the commit
+// writes only what changed since the slot was last written, after checking that the slot still holds what was
+// written there (writeSlot): what a publish costs grows with what changed, plus one CRC pass over the slot it
+// writes and one over the snapshot it publishes.
 func (w *Writer) Publish(recs []board.Record) (uint64, error) {
 	if len(recs) > int(w.hdr.Capacity) {
 		return 0, &board.FullError{Count: len(recs), Capacity: int(w.hdr.Capacity)}
@@ -138,11 +155,8 @@ func (w *Writer) Publish(recs []board.Record) (uint64, error) {
 		sorted = slices.Clone(recs)
 		slices.SortFunc(sorted, byID)
 	}
-	for i := range sorted {
-		if err := sorted[i].Validate(); err != nil {
-			return 0, fmt.Errorf("announcement %d: %w", sorted[i].ID, err)
-		}
-		if i > 0 && sorted[i].ID == sorted[i-1].ID {
+	for i := 1; i < len(sorted); i++ {
+		if sorted[i].ID == sorted[i-1].ID {
 			return 0, fmt.Errorf("announcement %d appears twice", sorted[i].ID)
 		}
 	}
@@ -152,32 +166,96 @@ func (w *Writer) Publish(recs []board.Record) (uint64, error) {
 	if w.closed {
 		return 0, errClosed
 	}
-	n := uint32(len(sorted))
-	stride := w.hdr.Stride
-	end := board.SlotHeaderSize + n*stride
-	img := w.image
-	clear(img[:board.SlotHeaderSize+w.imageN*stride])
-	w.imageN = n
-	for i := range sorted {
-		rec := img[board.SlotHeaderSize+uint32(i)*stride : board.SlotHeaderSize+uint32(i+1)*stride]
-		board.EncodeRecord(rec, &w.hdr, &sorted[i])
-		if w.opts.FillExtra != nil {
-			w.opts.FillExtra(rec, &sorted[i])
-			board.SealRecord(rec)
-		}
+	changed, err := w.encodeLocked(sorted)
+	if err != nil {
+		return 0, err
 	}
-	records := img[board.SlotHeaderSize:end]
-	if w.published && bytes.Equal(records, w.last) {
+	if w.published && w.shown && !changed {
 		return w.version, nil
 	}
 	return w.publishImageLocked()
+}
+
+// encodeLocked makes w.image the encoding of recs (sorted, ids unique), encoding only the records that differ from
+// w.recs, the set it encodes now: the common head and tail are kept (the tail moved in the image when the count
+// changed), and of the records between, only those that differ from the one at their place. It validates what it
+// encodes before changing anything (the others passed when they were encoded) and marks what it changed dirty in
+// both slots. changed: the image differs from before. w.mu is held.
+func (w *Writer) encodeLocked(recs []board.Record) (changed bool, err error) {
+	old := w.recs
+	n, m := len(recs), len(old)
+	p := 0
+	for p < min(n, m) && recs[p] == old[p] {
+		p++
+	}
+	q := 0
+	for q < min(n, m)-p && recs[n-1-q] == old[m-1-q] {
+		q++
+	}
+	if n == m && p == n {
+		return false, nil
+	}
+	mid := recs[p : n-q] // replaces old[p : m-q]
+	for i := range mid {
+		if err := mid[i].Validate(); err != nil {
+			return false, fmt.Errorf("announcement %d: %w", mid[i].ID, err)
+		}
+	}
+	stride := int(w.hdr.Stride)
+	at := func(i int) int { return board.SlotHeaderSize + i*stride }
+	img := w.image
+	if n != m && q > 0 { // the common tail moves from [m-q, m) to [n-q, n)
+		copy(img[at(n-q):at(n)], img[at(m-q):at(m)])
+		w.markDirty(n-q, n)
+	}
+	if n < m { // records past the new count are zero
+		clear(img[at(n):at(m)])
+		w.markDirty(n, m)
+	}
+	for i := p; i < n-q; i++ {
+		if n == m && recs[i] == old[i] {
+			continue
+		}
+		rec := img[at(i):at(i+1)]
+		clear(rec)
+		board.EncodeRecord(rec, &w.hdr, &recs[i])
+		if w.opts.FillExtra != nil {
+			w.opts.FillExtra(rec, &recs[i])
+			board.SealRecord(rec)
+		}
+		w.markDirty(i, i+1)
+	}
+	w.recs = slices.Replace(old, p, m-q, mid...)
+	w.imageN = uint32(n)
+	w.shown = false
+	return true, nil
+}
+
+// slotState is what a writer knows of one slot: Writer.written.
+type slotState struct {
+	known bool // a commit wrote the slot, and crc and n describe what it wrote
+	crc   uint32
+	n     uint32
+	dirty []uint64 // bit i: record i of the image changed since that commit
+}
+
+// markDirty marks records [lo, hi) of the image changed, for both slots.
+func (w *Writer) markDirty(lo, hi int) {
+	for s := range w.written {
+		st := &w.written[s]
+		if st.dirty == nil {
+			st.dirty = make([]uint64, (w.hdr.Capacity+63)/64)
+		}
+		for i := lo; i < hi; i++ {
+			st.dirty[i/64] |= 1 << (i % 64)
+		}
+	}
 }
 
 // commitLocked publishes w.image (w.imageN records, already encoded) as the next version. w.mu is held.
 func (w *Writer) commitLocked() (uint64, error) {
 	img, n := w.image, w.imageN
 	stride := w.hdr.Stride
-	records := img[board.SlotHeaderSize : board.SlotHeaderSize+n*stride]
 	if w.version == math.MaxUint64 || w.opts.VersionFloor >= math.MaxUint64-1 {
 		return 0, errors.New("the version would overflow 64 bits")
 	}
@@ -193,20 +271,20 @@ func (w *Writer) commitLocked() (uint64, error) {
 	le.PutUint32(img[board.SlotOffCount:], n)
 	le.PutUint64(img[board.SlotOffVersion:], next)
 	le.PutUint64(img[board.SlotOffPublishedAt:], uint64(w.opts.Now().UnixNano()))
-	le.PutUint32(img[board.SlotOffCRC:], board.SlotChecksum(img, n, stride))
 
 	off := w.hdr.SlotOffset(s)
 	seq := w.mem.Load64(off + board.SlotOffSeq)
 	seq |= 1 // odd; a slot a crash left odd stays odd
 	w.mem.Store64(off+board.SlotOffSeq, seq)
-	w.writeSlot(s, off, img[:board.SlotHeaderSize+max(n, w.shadowN[s])*stride])
+	crc := w.writeSlot(s, off, img[:board.SlotHeaderSize+max(n, w.shadowN[s])*stride], n)
+	w.written[s].known, w.written[s].crc, w.written[s].n = true, crc, n
 	w.mem.Store64(off+board.SlotOffSeq, seq+1)
 	w.mem.Store64(board.OffVersion, next)
 	w.showMagic()
 	// The version is live: record it before anything else can fail.
 	w.version = next
 	w.shadowN[s] = n
-	w.last = append(w.last[:0], records...)
+	w.shown = true
 	w.published = true
 	w.mem.Add32(board.OffFutex, 1)
 	if err := w.mem.FutexWake(board.OffFutex); err != nil {
@@ -220,15 +298,59 @@ func (w *Writer) commitLocked() (uint64, error) {
 	return next, nil
 }
 
-// writeSlot stores img (the slot image from byte 0; its first 8 bytes, the seq, are skipped) into slot s at off,
-// between the seq updates of a commit. Only the 64-byte chunks that differ from what the slot holds are stored: a
-// publish that changes one announcement of thousands writes a few hundred bytes. Comparing with the slot itself,
-// not with what this writer last wrote there, makes every published snapshot whole, even when bytes of the slot
-// were overwritten from outside since (FORMAT.md §4 step 3). The shadow, what was written, is kept for Check.
-func (w *Writer) writeSlot(s, off uint64, img []byte) {
-	slot := w.mem[off : off+uint64(len(img))]
+// writeSlot stores img (the slot image from byte 0; its first 8 bytes, the seq, are skipped; n records) into slot
+// s at off, between the seq updates of a commit, and makes the whole slot what img says (FORMAT.md §4 step 3),
+// whatever wrote into it since this writer did. It sets the slot crc (in img too) and returns it.
+//
+// When the slot still holds what this writer's last commit into it wrote (its bytes [12, 64 + n × stride) have
+// the CRC that commit wrote: written[s]), the slot differs from img only in the header and in the records
+// changed since (written[s].dirty): only those are written. The check reads the slot once at CRC speed, where
+// comparing it with img reads both; it is the check readers accept a snapshot on. Then the new slot crc follows
+// from the checked one and what the write changes (crcDelta), when the count is the same and few records
+// changed, instead of a pass over the whole snapshot. Otherwise (a slot not written yet, a shadow forgotten by a
+// repair, or bytes changed from outside) every 64-byte chunk that differs from the slot is stored: a publish that
+// changes one announcement of thousands writes a few hundred bytes. Comparing with the slot itself, not with
+// what this writer last wrote there, makes every published snapshot whole. The shadow, what was written, is kept
+// for Check.
+func (w *Writer) writeSlot(s, off uint64, img []byte, n uint32) (crc uint32) {
+	st := &w.written[s]
+	known := st.known
+	st.known = false // until this write is done
 	sh := w.shadow[s]
-	known := len(sh) >= len(img) // else the shadow is rebuilt whole below
+	stride := int(w.hdr.Stride)
+	le := binary.LittleEndian
+	if known && len(sh) >= len(img) {
+		end := board.SlotHeaderSize + int(st.n)*stride
+		if was := crc32.ChecksumIEEE(w.mem[off+board.SlotCRCStart : off+uint64(end)]); was == st.crc {
+			dirty := 0
+			for _, word := range st.dirty {
+				dirty += bits.OnesCount64(word)
+			}
+			if st.n == n && dirty <= int(n)/8 {
+				crc = was ^ w.crcDelta(off, img, end, st.dirty)
+			} else {
+				crc = board.SlotChecksum(img, n, uint32(stride))
+			}
+			le.PutUint32(img[board.SlotOffCRC:], crc)
+			w.mem.CopyIn(off+8, img[8:board.SlotHeaderSize])
+			copy(sh[8:board.SlotHeaderSize], img[8:board.SlotHeaderSize])
+			for i := range dirtyRecords(st.dirty) {
+				lo := board.SlotHeaderSize + i*stride
+				if lo >= len(img) { // past both counts: zero in img and in the slot
+					continue
+				}
+				w.mem.CopyIn(off+uint64(lo), img[lo:lo+stride])
+				copy(sh[lo:lo+stride], img[lo:lo+stride])
+			}
+			clear(st.dirty)
+			w.shadow[s] = sh[:len(img)]
+			return crc
+		}
+	}
+	crc = board.SlotChecksum(img, n, uint32(stride))
+	le.PutUint32(img[board.SlotOffCRC:], crc)
+	slot := w.mem[off : off+uint64(len(img))]
+	known = len(sh) >= len(img) // else the shadow is rebuilt whole below
 	const chunk = 64
 	for lo := 8; lo < len(img); {
 		hi := min(lo-lo%chunk+chunk, len(img))
@@ -243,7 +365,96 @@ func (w *Writer) writeSlot(s, off uint64, img []byte) {
 	if !known {
 		sh = append(sh[:0], img...)
 	}
+	clear(st.dirty)
 	w.shadow[s] = sh[:len(img)]
+	return crc
+}
+
+// dirtyRecords yields the records whose bit is set.
+func dirtyRecords(dirty []uint64) func(func(int) bool) {
+	return func(yield func(int) bool) {
+		for wi, word := range dirty {
+			for word != 0 {
+				if !yield(wi*64 + bits.TrailingZeros64(word)) {
+					return
+				}
+				word &= word - 1
+			}
+		}
+	}
+}
+
+// crcDelta is what changes the slot crc when the bytes [12, end) of the slot at off (checked against the crc
+// they have) become those of img, which differ from them only in the slot header and the dirty records (all
+// before end). CRC-32 is affine: for two messages of one length, crc(a) ^ crc(b) is the CRC of a ^ b with a zero
+// initial value and no final xor, and a block of a ^ b that is zero but for bytes [o, o+k) has the CRC of those
+// k bytes multiplied by x^(8·(length − o − k)) modulo the polynomial (as zlib's crc32_combine shifts a CRC).
+// So the change costs a CRC of each changed block, not of the whole snapshot.
+func (w *Writer) crcDelta(off uint64, img []byte, end int, dirty []uint64) uint32 {
+	stride := int(w.hdr.Stride)
+	if cap(w.diff) < stride {
+		w.diff = make([]byte, stride)
+	}
+	slot := w.mem[off : off+uint64(end)]
+	block := func(lo, hi int) uint32 {
+		d := w.diff[:hi-lo]
+		for i := range d {
+			d[i] = slot[lo+i] ^ img[lo+i]
+		}
+		c := ^crc32.Update(^uint32(0), crc32.IEEETable, d) // zero initial value, no final xor
+		return multModP(xPow8n(uint64(end-hi)), c)
+	}
+	delta := block(board.SlotCRCStart, board.SlotHeaderSize)
+	for i := range dirtyRecords(dirty) {
+		lo := board.SlotHeaderSize + i*stride
+		if lo+stride <= end {
+			delta ^= block(lo, lo+stride)
+		}
+	}
+	return delta
+}
+
+// CRC-32 arithmetic modulo its polynomial, in its reflected form (zlib's multmodp and x2nmodp).
+const crcPoly = 0xedb88320
+
+// multModP is a·b modulo the polynomial; a must not be 0.
+func multModP(a, b uint32) uint32 {
+	var p uint32
+	for m := uint32(1) << 31; ; m >>= 1 {
+		if a&m != 0 {
+			p ^= b
+			if a&(m-1) == 0 {
+				return p
+			}
+		}
+		if b&1 != 0 {
+			b = b>>1 ^ crcPoly
+		} else {
+			b >>= 1
+		}
+	}
+}
+
+// x2n[k] is x^(2^k) modulo the polynomial.
+var x2n = func() (t [32]uint32) {
+	p := uint32(1) << 30 // x^1
+	for k := range t {
+		t[k] = p
+		p = multModP(p, p)
+	}
+	return t
+}()
+
+// xPow8n is x^(8n) modulo the polynomial: what n zero bytes multiply a CRC register by.
+func xPow8n(n uint64) uint32 {
+	p := uint32(1) << 31 // x^0
+	for k := 3; n != 0; k++ {
+		if n&1 != 0 {
+			p = multModP(x2n[k&31], p)
+		}
+		n >>= 1
+	}
+	return p
 }
 
 // Heartbeat stores the writer's CLOCK_MONOTONIC time; call it about once a second.

@@ -1,0 +1,149 @@
+package writer_test
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/announcementd/announcementd/board"
+	"github.com/announcementd/announcementd/board/writer"
+)
+
+// TestIncrementalPublishIsExact: a writer encodes only what changed and writes only what changed since it last
+// wrote a slot; after each publish the slot readers are sent to must hold, byte for byte from its count on, what a
+// fresh writer encodes from the whole set at once. Replacements, inserts and removals anywhere in the order,
+// several at once, a set going back to an earlier one, and bytes of the slot the next publish writes overwritten
+// from outside (in a record that publish does not change, in its header): each time the slot ends whole.
+func TestIncrementalPublishIsExact(t *testing.T) {
+	path := tempRegion(t)
+	w := open(t, path, writer.Options{Size: 256 << 10})
+	h := w.Header()
+	rng := rand.New(rand.NewPCG(3, 5))
+	set := map[uint64]board.Record{}
+	var earlier []board.Record
+	for step := range 600 {
+		switch op := rng.IntN(20); {
+		case op < 8 || len(set) == 0: // add or replace one
+			id := uint64(1 + rng.IntN(300))
+			set[id] = board.Record{ID: id, Priority: int32(rng.IntN(9)), Content: fmt.Sprintf("%d %s", step, strings.Repeat("x", rng.IntN(200)))}
+		case op < 11: // remove one
+			for id := range set {
+				delete(set, id)
+				break
+			}
+		case op < 13: // change several
+			for range 1 + rng.IntN(5) {
+				id := uint64(1 + rng.IntN(300))
+				if rng.IntN(3) == 0 {
+					delete(set, id)
+				} else {
+					set[id] = board.Record{ID: id, Content: fmt.Sprint("several ", step)}
+				}
+			}
+		case op < 14 && earlier != nil: // back to an earlier set
+			clear(set)
+			for _, r := range earlier {
+				set[r.ID] = r
+			}
+		case op < 17: // damage the slot the next publish writes, outside what it changes
+			// Within its header and records (past its count, neither a reader nor the writer looks).
+			raw, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			so := h.SlotOffset(w.Version() + 1)
+			n := binary.LittleEndian.Uint32(raw[so+board.SlotOffCount:])
+			off := int64(so) + 8 + int64(rng.IntN(board.SlotHeaderSize-8+int(n*h.Stride)))
+			f, err := os.OpenFile(path, os.O_WRONLY, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.WriteAt([]byte{byte(1 + rng.IntN(255))}, off)
+			f.Close()
+		}
+		recs := make([]board.Record, 0, len(set))
+		for _, r := range set {
+			recs = append(recs, r)
+		}
+		if step%50 == 0 {
+			earlier = slices.Clone(recs)
+		}
+		if _, err := w.Publish(recs); err != nil {
+			t.Fatal(err)
+		}
+		got := slotAt(t, path, h, w.Version())
+		want := freshSlot(t, recs)
+		// The header words a fresh writer numbers differently (version, published_at, and the crc over them).
+		if !bytes.Equal(got[board.SlotOffCount:board.SlotOffCount+4], want[board.SlotOffCount:board.SlotOffCount+4]) ||
+			!bytes.Equal(got[board.SlotHeaderSize:], want[board.SlotHeaderSize:]) {
+			t.Fatalf("step %d: the published slot differs from a fresh encoding of the same %d records", step, len(recs))
+		}
+		n := binary.LittleEndian.Uint32(got[board.SlotOffCount:])
+		if c := binary.LittleEndian.Uint32(got[board.SlotOffCRC:]); c != board.SlotChecksum(got, n, h.Stride) {
+			t.Fatalf("step %d: slot crc %08x does not match its bytes", step, c)
+		}
+	}
+}
+
+func slotAt(t *testing.T, path string, h board.Header, v uint64) []byte {
+	t.Helper()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := binary.LittleEndian.Uint64(raw); got != v {
+		t.Fatalf("the file shows version %d, the writer %d", got, v)
+	}
+	return raw[h.SlotOffset(v) : h.SlotOffset(v)+uint64(h.SlotSize)]
+}
+
+// freshSlot is the slot a new writer publishes recs into, whole.
+func freshSlot(t *testing.T, recs []board.Record) []byte {
+	t.Helper()
+	path := tempRegion(t)
+	w, err := writer.Open(path, writer.Options{Size: 256 << 10, NoLock: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	v, err := w.Publish(recs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return slotAt(t, path, w.Header(), v)
+}
+
+// TestReplacementsKeepTheSlotCRC: with the count unchanged, the slot crc is derived from the one checked and the
+// records changed, not computed over the snapshot; it must still be the CRC of the slot's bytes, every time.
+func TestReplacementsKeepTheSlotCRC(t *testing.T) {
+	path := tempRegion(t)
+	w := open(t, path, writer.Options{Size: 256 << 10})
+	h := w.Header()
+	rng := rand.New(rand.NewPCG(11, 13))
+	recs := make([]board.Record, 100)
+	for i := range recs {
+		recs[i] = board.Record{ID: uint64(10 * (i + 1)), Content: fmt.Sprint("first ", i)}
+	}
+	for step := range 300 {
+		for range 1 + rng.IntN(3) {
+			k := rng.IntN(len(recs))
+			recs[k].Content = fmt.Sprintf("step %d %s", step, strings.Repeat("é", rng.IntN(100)))
+			recs[k].ExpiresAt = int64(rng.Uint32())
+		}
+		if _, err := w.Publish(recs); err != nil {
+			t.Fatal(err)
+		}
+		got := slotAt(t, path, h, w.Version())
+		if c := binary.LittleEndian.Uint32(got[board.SlotOffCRC:]); c != board.SlotChecksum(got, uint32(len(recs)), h.Stride) {
+			t.Fatalf("step %d: slot crc %08x does not match its bytes", step, c)
+		}
+		if want := freshSlot(t, recs); !bytes.Equal(got[board.SlotHeaderSize:], want[board.SlotHeaderSize:]) {
+			t.Fatalf("step %d: the records differ from a fresh encoding", step)
+		}
+	}
+}
