@@ -14,6 +14,9 @@
 // Then it stamps CLOCK_MONOTONIC and counts, for each publish it had not seen, the time since the bench sent that
 // publish. A client's state is its phase, its last version and its last publish: the copies go to one buffer per
 // process, so memory does not grow with the clients (their CPU does). Protocol: bench/scale/internal/sim.
+//
+// With -mode wait the process is one futex waiter instead (wait.go): no polls, it blocks in Board.Wait and takes a
+// verified snapshot when woken; it reports every latency exactly (Report.Samples).
 package main
 
 import (
@@ -31,7 +34,7 @@ var (
 	boardPath = flag.String("board", "", "the board")
 	pubPath   = flag.String("pub", "", "the table of publish times")
 	clients   = flag.Int("clients", 1000, "clients this process simulates")
-	mode      = flag.String("mode", "own", "own: a verified snapshot per client; shared: one per process per version")
+	mode      = flag.String("mode", "own", "own: a verified snapshot per client; shared: one per process per version; wait: one client blocked on the board's futex (-clients ignored)")
 	interval  = flag.Duration("interval", 50*time.Millisecond, "each client's poll interval")
 	seed      = flag.Uint64("seed", 1, "seed of the clients' phases")
 )
@@ -71,8 +74,8 @@ type proc struct {
 }
 
 func run() error {
-	if *clients < 1 || (*mode != "own" && *mode != "shared") {
-		return fmt.Errorf("-clients must be ≥ 1 and -mode own or shared")
+	if *clients < 1 || (*mode != "own" && *mode != "shared" && *mode != "wait") {
+		return fmt.Errorf("-clients must be ≥ 1 and -mode own, shared or wait")
 	}
 	b, err := reader.Open(*boardPath)
 	if err != nil {
@@ -84,6 +87,9 @@ func run() error {
 		return err
 	}
 	defer pub.Close()
+	if *mode == "wait" {
+		return runWait(b, pub)
+	}
 	s := &proc{b: b, rd: b.NewReader(), pub: pub, clk: sim.NewClock(), own: *mode == "own", k: *clients,
 		lastV: make([]uint64, *clients), lastS: make([]uint64, *clients), lat: sim.NewHist(), lag: sim.NewHist()}
 	s.rep = sim.Report{Lang: "go", Mode: *mode, Clients: *clients, PID: os.Getpid()}

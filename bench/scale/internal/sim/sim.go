@@ -135,6 +135,28 @@ func (m *Merged) Quantile(q float64, missing uint64) (d time.Duration, ok bool) 
 	return time.Duration(m.Max), true
 }
 
+// CDF is the cumulative distribution of the sum over the counted values plus missing ones (never observed, larger
+// than any): at each non-empty bin's upper edge (the exact maximum for the last), the fraction of all values at
+// or below it. It ends below 1 when values are missing.
+func (m *Merged) CDF(missing uint64) (at []time.Duration, frac []float64) {
+	total := float64(m.N + missing)
+	if total == 0 {
+		return nil, nil
+	}
+	bins := make([]uint64, 0, len(m.counts))
+	for b := range m.counts {
+		bins = append(bins, b)
+	}
+	slices.Sort(bins)
+	var seen uint64
+	for _, b := range bins {
+		seen += m.counts[b]
+		at = append(at, min(time.Duration(b+1)*Bin, time.Duration(m.Max)))
+		frac = append(frac, float64(seen)/total)
+	}
+	return at, frac
+}
+
 // Report is what a client process prints when it stops.
 type Report struct {
 	Lang    string `json:"lang"` // c, go, python, http
@@ -162,6 +184,9 @@ type Report struct {
 	NotModified uint64 `json:"not_modified,omitempty"`
 	Changed     uint64 `json:"changed,omitempty"`
 	BodyBytes   uint64 `json:"body_bytes,omitempty"`
+	// Futex waiters (lang "futex"): every latency pair exactly, in ns (they are few; Lat's 100 µs bins are too
+	// coarse for a wake-up).
+	Samples []int64 `json:"samples_ns,omitempty"`
 }
 
 // Clock reads CLOCK_MONOTONIC in ns, comparable across processes on the host, through Go's monotonic clock (the
