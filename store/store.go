@@ -5,7 +5,7 @@
 //     and a batch with one invalid announcement changes nothing.
 //   - Apply is atomic (one transaction) and durable: when it returns nil, its puts and deletes have been fsynced
 //     (unless Options.NoSync, which is for benchmarks only). Concurrent Apply, SetVersionFloor and Save calls share
-//     commits through bbolt's DB.Batch (group commit), so one fsync acknowledges many callers.
+//     commits (group commit: group.go), so one fsync acknowledges many callers, and a lone caller commits at once.
 //   - The version floor never decreases.
 //   - Only one process can have the file open: the second Open fails after Options.Timeout with an error naming
 //     the path.
@@ -43,11 +43,6 @@ type Options struct {
 // DefaultTimeout is how long Open waits for another process to release the file when Options.Timeout is 0.
 const DefaultTimeout = time.Second
 
-// batchDelay is how long a Batch waits for company before it commits. bbolt's default, 10ms, caps a single
-// sequential client at ~100 applies/s; 1ms costs a lone client little next to the fsync and still gathers the
-// callers that arrive while the previous commit is being written.
-const batchDelay = time.Millisecond
-
 var (
 	bucketAnnouncements = []byte("announcements")
 	bucketMeta          = []byte("meta")
@@ -64,8 +59,9 @@ const MaxCounterName = 64
 
 // Store is an open store. Its methods are safe for concurrent use.
 type Store struct {
-	db   *bbolt.DB
-	path string
+	db    *bbolt.DB
+	group *committer // every write transaction goes through it
+	path  string
 }
 
 // Open opens the store at path, creating the file (mode 0600) but not its directory.
@@ -81,7 +77,6 @@ func Open(path string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store %s: open: %w", path, err)
 	}
-	db.MaxBatchDelay = batchDelay
 	err = db.Update(func(tx *bbolt.Tx) error {
 		for _, name := range [][]byte{bucketAnnouncements, bucketMeta, bucketCounters} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
@@ -100,7 +95,7 @@ func Open(path string, opts Options) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("store %s: open: %w", path, err)
 	}
-	return &Store{db: db, path: path}, nil
+	return &Store{db: db, group: &committer{db: db}, path: path}, nil
 }
 
 // Close closes the file. Calls made after Close return an error.
@@ -132,8 +127,8 @@ func (s *Store) Apply(puts []announcement.Announcement, deletes []uint64, limit 
 	for i := range puts {
 		vals[i] = encode(&puts[i])
 	}
-	err = s.db.Batch(func(tx *bbolt.Tx) error {
-		// DB.Batch may run this more than once (when another call in the batch fails, the rest is retried), each
+	err = s.group.do(func(tx *bbolt.Tx) error {
+		// The group commit may run this more than once (when another call in the batch fails, the rest is retried), each
 		// time in a fresh transaction: so it must start from scratch, and only the last run's result counts.
 		deleted = deleted[:0]
 		b := tx.Bucket(bucketAnnouncements)
@@ -184,7 +179,7 @@ func (s *Store) DeleteExpired(ids []uint64, now int64) (deleted []uint64, err er
 	if len(ids) == 0 {
 		return nil, nil
 	}
-	err = s.db.Batch(func(tx *bbolt.Tx) error {
+	err = s.group.do(func(tx *bbolt.Tx) error {
 		deleted = deleted[:0] // see Apply: a rerun starts from scratch
 		b := tx.Bucket(bucketAnnouncements)
 		for _, id := range ids {
@@ -337,7 +332,7 @@ func (s *Store) Save(floor uint64, counters map[string]uint64) error {
 	if stale, err := s.unchanged(floor, counters); err == nil && stale {
 		return nil // a read transaction: no commit, no fsync
 	}
-	err := s.db.Batch(func(tx *bbolt.Tx) error { // idempotent: a rerun reads the stored values again
+	err := s.group.do(func(tx *bbolt.Tx) error { // idempotent: a rerun reads the stored values again
 		cur, err := versionFloor(tx)
 		if err != nil {
 			return err

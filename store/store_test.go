@@ -276,7 +276,7 @@ func TestConcurrentApply(t *testing.T) {
 }
 
 // TestBatchRetry shares batches between Apply calls and SetVersionFloor calls that fail (the floor is corrupt):
-// DB.Batch then rolls back and reruns the rest, so Apply's function runs more than once, and each must still
+// the group commit (group.go) then rolls back and reruns the rest, so Apply's function runs more than once, and each must still
 // report exactly its own deletion.
 func TestBatchRetry(t *testing.T) {
 	const n = 32

@@ -1,0 +1,107 @@
+package store
+
+import (
+	"fmt"
+	"slices"
+	"sync"
+
+	"go.etcd.io/bbolt"
+)
+
+// committer is the store's group commit: it runs the write functions of concurrent callers in one bbolt
+// transaction, so one commit (one fsync) acknowledges them all. A caller that finds no commit running commits at
+// once, alone or with whoever is already waiting; callers that arrive while a commit runs share the next one, which
+// starts as soon as it ends. So a lone caller never waits for company (bbolt's DB.Batch waits MaxBatchDelay for it
+// first, which bounded a sequential client to about one apply a millisecond with no fsync at all) and a busy store
+// commits as many callers at a time as arrived during the previous commit.
+//
+// As with DB.Batch, a function may run more than once: when one fails, the transaction is rolled back, the failed
+// one runs alone (its error is its caller's) and the others run again together. So each must start from scratch
+// and be idempotent; only its last run counts.
+type committer struct {
+	db *bbolt.DB
+
+	mu      sync.Mutex
+	pending *commitGroup // the group new callers join; nil when none is waiting
+	running bool         // a group is being committed
+}
+
+type commitGroup struct {
+	fns  []func(*bbolt.Tx) error
+	errs []error
+	done chan struct{}
+}
+
+// do runs fn in a write transaction shared with concurrent callers and returns once that transaction is
+// committed (fn's error, or the commit's).
+func (c *committer) do(fn func(*bbolt.Tx) error) error {
+	c.mu.Lock()
+	if c.pending == nil {
+		c.pending = &commitGroup{done: make(chan struct{})}
+	}
+	g := c.pending
+	i := len(g.fns)
+	g.fns = append(g.fns, fn)
+	lead := !c.running
+	if lead {
+		c.running, c.pending = true, nil
+	}
+	c.mu.Unlock()
+	if lead {
+		c.run(g)
+	}
+	<-g.done
+	return g.errs[i]
+}
+
+// run commits g, then hands the pending group, if any, to a new goroutine (so that no caller waits for commits
+// other than its own), or marks the committer idle.
+func (c *committer) run(g *commitGroup) {
+	c.commit(g)
+	close(g.done)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if next := c.pending; next != nil {
+		c.pending = nil
+		go c.run(next)
+		return
+	}
+	c.running = false
+}
+
+// commit runs g's functions in one transaction; one that fails runs alone and the others again without it.
+func (c *committer) commit(g *commitGroup) {
+	g.errs = make([]error, len(g.fns))
+	defer func() {
+		if r := recover(); r != nil { // a panicking function fails its group, not every later caller
+			for i := range g.errs {
+				g.errs[i] = fmt.Errorf("store transaction panicked: %v", r)
+			}
+		}
+	}()
+	todo := make([]int, len(g.fns))
+	for i := range todo {
+		todo[i] = i
+	}
+	for len(todo) > 0 {
+		failed := -1
+		err := c.db.Update(func(tx *bbolt.Tx) error {
+			for k, i := range todo {
+				if err := g.fns[i](tx); err != nil {
+					failed = k
+					return err
+				}
+			}
+			return nil
+		})
+		if failed < 0 || len(todo) == 1 {
+			for _, i := range todo {
+				g.errs[i] = err
+			}
+			return
+		}
+		i := todo[failed]
+		g.errs[i] = c.db.Update(g.fns[i]) // alone: its own error, and its changes rolled back with it
+		todo = slices.Delete(todo, failed, failed+1)
+	}
+}
