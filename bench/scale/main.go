@@ -14,6 +14,17 @@
 // their threads' run time from schedstat) with no client and with -clients clients, the publish → observe latency
 // over all (client, publish) pairs, the readers' CPU (getrusage of each reader process) and snapshots per second.
 // A real-process point runs -real C processes of one client each, beside one C process simulating as many.
+// Beside the clients of every board run (the runs with 0 clients included), -waiters Go processes each block in
+// Board.Wait on the board's futex and take a verified snapshot when woken: the futex waiter's latency, from the
+// same runs.
+//
+// Memory: at the end of each run's publishing it reads the server's processes' memory (VmRSS and its anonymous,
+// file and shmem parts from /proc/PID/status; Pss split the same way from /proc/PID/smaps_rollup) and the client
+// processes'. A fresh daemon, no client, shows how the supervisor's and the worker's grow with the set (-mem-sets).
+//
+// Plots: with -raw it draws, beside the raw file, the publish → observe latency distributions (futex waiter,
+// 50 ms pollers, HTTP pollers) and the server's and the host's CPU against the clients (board vs HTTP), from this
+// run's data, with gonum.org/v1/plot.
 //
 // HTTP polling: a net/http server holding the set in memory (bench/scale/httppoll: GET /records and /version with
 // ETag and 304 Not Modified), polled by the same client model over keep-alive connections, one per client. For the
@@ -64,7 +75,9 @@ var (
 	httpMax   = flag.Int("http-max", 24000, "most HTTP clients tried (one TCP connection each)")
 	httpProcs = flag.Int("http-procs", 2, "HTTP client processes")
 	mdPath    = flag.String("md", "", "write the tables into this markdown file, between <!-- scale:begin --> and <!-- scale:end -->")
-	rawPath   = flag.String("raw", "", "write the raw results, benchstat-friendly, to this file")
+	rawPath   = flag.String("raw", "", "write the raw results, benchstat-friendly, to this file, and the plots (SVG) beside it")
+	waiters   = flag.Int("waiters", 8, "futex waiters (Go processes blocked in Board.Wait, one each) beside the clients of every board run, 0 runs included")
+	memSets   = flag.String("mem-sets", "10,1000,6000", "set sizes (announcements) at which a fresh daemon's memory is read, no client (empty: none)")
 )
 
 func main() {
@@ -151,7 +164,10 @@ func run(ctx context.Context) (err error) {
 		}
 		searchWls = append(searchWls, workload{n, v})
 	}
-	if *clients < 1 || *cProcs+*goProcs < 1 || *interval <= 0 {
+	if _, err := parseList(*memSets); err != nil {
+		return fmt.Errorf("-mem-sets: %w", err)
+	}
+	if *clients < 1 || *cProcs+*goProcs < 1 || *interval <= 0 || *waiters < 0 {
 		return errors.New("-clients, -interval and the reader processes must be positive")
 	}
 	rep := &report{started: time.Now(), loadBefore: loadavg(), args: os.Args[1:]}
@@ -233,6 +249,15 @@ func run(ctx context.Context) (err error) {
 		}
 	}
 	d.close()
+
+	// Memory against the set, on a fresh daemon.
+	if memSizes, err := parseList(*memSets); err != nil {
+		return fmt.Errorf("-mem-sets: %w", err)
+	} else if len(memSizes) > 0 {
+		if rep.memGrowth, err = b.memGrowth(ctx, memSizes); err != nil {
+			return fmt.Errorf("memory against the set: %w", err)
+		}
+	}
 
 	// HTTP polling.
 	for _, w := range searchWls {
@@ -351,4 +376,82 @@ func (b *bench) httpTrial(ctx context.Context, w workload, n int) (*result, erro
 		return nil, err
 	}
 	return b.measure(ctx, srv, w, "own", split("http", n, *httpProcs), srv.addr, *duration, *tailD, 5*time.Second, *interval, "")
+}
+
+// memGrowth reads the memory of a fresh daemon just started (empty set) and then at each set size (ascending:
+// the Go heap seldom gives memory back, so a set that shrank would show the larger one's). At each size it
+// publishes 10 times at 10/s (both slots of the board written, the publish path warm) and waits 2 s before reading.
+// When the default region cannot hold the largest set it starts the daemon with a --shm-size that can, and says so.
+func (b *bench) memGrowth(ctx context.Context, sets []float64) ([]memPoint, error) {
+	sorted := slices.Clone(sets)
+	slices.Sort(sorted)
+	most := int(sorted[len(sorted)-1])
+	dir := filepath.Join(b.dir, "fresh") // a store of its own: fresh means an empty set
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	d, err := startDaemon(ctx, *daemonBin, dir)
+	if err != nil {
+		return nil, err
+	}
+	if d.st.Region.Capacity < most {
+		// FORMAT.md: capacity = ⌊((region_size − 4096) / 2 − 64) / stride⌋; the stride from this region.
+		stride := ((d.st.Region.Size-4096)/2 - 64) / uint64(d.st.Region.Capacity)
+		size := (4096 + 2*(64+uint64(most)*stride) + 1<<20 - 1) / (1 << 20) << 20
+		d.close()
+		b.logf("memory: the default region holds %d announcements, fewer than %d: --shm-size %d", d.st.Region.Capacity, most, size)
+		if err := os.RemoveAll(filepath.Join(dir, "state")); err != nil {
+			return nil, err
+		}
+		if d, err = startDaemon(ctx, *daemonBin, dir, "--shm-size", fmt.Sprint(size)); err != nil {
+			return nil, err
+		}
+	}
+	defer d.close()
+	point := func(set int) (memPoint, error) {
+		st, err := d.status(ctx)
+		if err != nil {
+			return memPoint{}, err
+		}
+		if st.Worker.PID != d.st.Worker.PID {
+			return memPoint{}, fmt.Errorf("the worker changed (pid %d, then %d): the daemon restarted it", d.st.Worker.PID, st.Worker.PID)
+		}
+		if st.Announcements != set {
+			return memPoint{}, fmt.Errorf("the daemon holds %d announcements, want %d", st.Announcements, set)
+		}
+		m, err := readServerMem(d.roles())
+		return memPoint{set: set, capacity: st.Region.Capacity, size: st.Region.Size, locked: st.Guard.Locked, mem: m}, err
+	}
+	if err := sleepUntil(ctx, time.Now().Add(2*time.Second)); err != nil {
+		return nil, err
+	}
+	var out []memPoint
+	p, err := point(0)
+	if err != nil {
+		return nil, err
+	}
+	out = append(out, p)
+	for _, n := range sorted {
+		if err := d.setSize(ctx, int(n), b.next()); err != nil {
+			return nil, err
+		}
+		for range 10 {
+			if err := sleepUntil(ctx, time.Now().Add(100*time.Millisecond)); err != nil {
+				return nil, err
+			}
+			if err := d.publish(ctx, b.next()); err != nil {
+				return nil, err
+			}
+		}
+		if err := sleepUntil(ctx, time.Now().Add(2*time.Second)); err != nil {
+			return nil, err
+		}
+		p, err := point(int(n))
+		if err != nil {
+			return nil, err
+		}
+		b.logf("memory at %d announcements: supervisor %s, worker %s", int(n), mib(p.mem[0].mem.VmRSS), mib(p.mem[1].mem.VmRSS))
+		out = append(out, p)
+	}
+	return out, nil
 }

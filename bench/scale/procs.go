@@ -21,7 +21,7 @@ import (
 
 // spec is one client process to start: its language and how many clients it simulates.
 type spec struct {
-	lang    string // c, go, python, http
+	lang    string // c, go, python, http, futex (one Go futex waiter)
 	clients int
 }
 
@@ -141,6 +141,8 @@ func (t *tools) command(s spec, mode, boardPath, pubPath, addr string, interval 
 	case "python":
 		return exec.Command("python3", t.pyreader, t.pyNotice, boardPath, pubPath, k, mode,
 			strconv.FormatInt(int64(interval), 10), sd)
+	case "futex":
+		return exec.Command(t.shmreader, "-board", boardPath, "-pub", pubPath, "-mode", "wait", "-seed", sd)
 	case "http":
 		return exec.Command(t.httppoll, "client", "-addr", addr, "-clients", k, "-pub", pubPath,
 			"-interval", interval.String(), "-seed", sd)

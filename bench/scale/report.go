@@ -21,6 +21,7 @@ type report struct {
 	realPoint             []*result // real processes, then the same clients simulated in one process
 	own                   []*search // how many clients taking their own copies meet the target
 	http                  []*search
+	memGrowth             []memPoint // a fresh daemon's memory against the set
 }
 
 func (rep *report) find(w workload, mode string) *result {
@@ -85,7 +86,7 @@ func (rep *report) problems() []string {
 			out = append(out, fmt.Sprintf("http, %v: no trial met the target", s.w))
 		}
 	}
-	return out
+	return append(append(out, rep.futexProblems()...), rep.memProblems()...)
 }
 
 // write prints the tables, writes the files when asked, and fails when a figure is missing.
@@ -95,6 +96,11 @@ func (rep *report) write() error {
 	probs := rep.problems()
 	if len(probs) > 0 {
 		return fmt.Errorf("figures not measured (the files are left as they were):\n  %s", strings.Join(probs, "\n  "))
+	}
+	if *rawPath != "" {
+		if err := rep.drawPlots(); err != nil {
+			return fmt.Errorf("%w (the markdown and raw files are left as they were)", err)
+		}
 	}
 	if *mdPath != "" {
 		if err := benchfmt.WriteSection(*mdPath, "scale", md); err != nil {
@@ -356,10 +362,13 @@ func (rep *report) markdown() string {
 		rep.searchTable(&b, s, true)
 	}
 
+	rep.futexMarkdown(&b)
+	rep.plotsMarkdown(&b)
+	rep.memMarkdown(&b)
 	rep.bounds(&b)
-	p("\n**Not measured here** (the rest of the scale-report issue): the futex fan-out (readers blocked in " +
-		"`notice_wait`/`Board.Wait` woken by one publish), a CPU profile of the readers and the daemon, their hot paths, " +
-		"and memory per client.\n\n")
+	p("\n**Not measured here** (the rest of the scale-report issue): the futex fan-out (many readers blocked in " +
+		"`notice_wait`/`Board.Wait` woken by one publish; the few waiters above only give the waiter's latency), a CPU " +
+		"profile of the readers and the daemon, and their hot paths.\n\n")
 	return b.String()
 }
 
@@ -543,6 +552,12 @@ func (rep *report) raw() string {
 			p(" %d p50-ns %d p99-ns %d max-ns %.4f reader-cpu%%/1k-clients %.0f snapshots/s %.4f polls-made/due %d target-met",
 				p50.Nanoseconds(), p99.Nanoseconds(), m.Max, r.perK(""), r.snapsPerSec(""), r.pollRatio(*interval), met)
 		}
+		if len(r.futexSamples()) > 0 {
+			f50, _ := r.futexQ(0.5)
+			f99, _ := r.futexQ(0.99)
+			fm, _ := r.futexQ(1)
+			p(" %d futex-p50-ns %d futex-p99-ns %d futex-max-ns", f50.Nanoseconds(), f99.Nanoseconds(), fm.Nanoseconds())
+		}
 		busy, others := r.host()
 		p(" %.3f host-busy-cores %.3f host-other-cores\n", busy, others)
 	}
@@ -580,5 +595,6 @@ func (rep *report) raw() string {
 		httpPC := float64(t.clients) / hc
 		p("BenchmarkScale/clients-per-server-core/%s 1 %.0f board-clients/core %.0f http-clients/core %.1f board/http\n", s.w.key(), board, httpPC, board/httpPC)
 	}
+	rep.memRaw(&b)
 	return b.String()
 }

@@ -39,6 +39,7 @@ func (w workload) key() string { return fmt.Sprintf("set=%d/rate=%g", w.set, w.r
 type server interface {
 	publish(ctx context.Context, seq uint64) error
 	pids() []int
+	roles() []role // its processes by name, for their memory
 }
 
 // bench is the state shared by the runs.
@@ -73,9 +74,12 @@ type daemon struct {
 	sock string
 	api  *http.Client
 	set  int // announcements it holds
+	who  []role
+	st   *wire.WorkerStatus // at start
 }
 
-func startDaemon(ctx context.Context, bin, dir string) (*daemon, error) {
+// startDaemon starts bin with args (beside the bench's own: its region, dirs and socket).
+func startDaemon(ctx context.Context, bin, dir string, args ...string) (*daemon, error) {
 	src, err := os.ReadFile(bin)
 	if err != nil {
 		return nil, fmt.Errorf("%w (run `make build` first, or `make scale`, which builds it)", err)
@@ -88,7 +92,7 @@ func startDaemon(ctx context.Context, bin, dir string) (*daemon, error) {
 	d := &daemon{shm: filepath.Join("/dev/shm", fmt.Sprintf("notice_scale_%d_%d", os.Getpid(), time.Now().UnixNano())),
 		sock: filepath.Join(dir, "run", "api.sock")}
 	d.p, err = proctest.Launch(proctest.DaemonConfig{Binary: copyBin, Shm: d.shm, StateDir: filepath.Join(dir, "state"),
-		RuntimeDir: filepath.Join(dir, "run"), ReadyTimeout: 30 * time.Second})
+		RuntimeDir: filepath.Join(dir, "run"), ReadyTimeout: 30 * time.Second, Args: args})
 	if err != nil {
 		return nil, err
 	}
@@ -107,10 +111,21 @@ func startDaemon(ctx context.Context, bin, dir string) (*daemon, error) {
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			return (&net.Dialer{}).DialContext(ctx, "unix", d.sock)
 		}}}
+	if d.st, err = d.status(ctx); err != nil {
+		d.close()
+		return nil, err
+	}
+	d.who = []role{{"supervisor", d.st.Supervisor.PID}, {"worker", d.st.Worker.PID}}
+	if d.st.Supervisor.PID != d.p.MainPID() {
+		d.close()
+		return nil, fmt.Errorf("the worker names supervisor pid %d, the daemon's main pid is %d", d.st.Supervisor.PID, d.p.MainPID())
+	}
 	return d, nil
 }
 
 func (d *daemon) pids() []int { return append([]int{d.p.PID()}, d.p.Children()...) }
+
+func (d *daemon) roles() []role { return d.who }
 
 func (d *daemon) close() {
 	if d.p == nil {
@@ -218,6 +233,8 @@ func startHTTPServer(ctx context.Context, t *tools, records int) (*httpServer, e
 
 func (s *httpServer) pids() []int { return []int{s.cmd.Process.Pid} }
 
+func (s *httpServer) roles() []role { return []role{{"HTTP server", s.cmd.Process.Pid}} }
+
 func (s *httpServer) publish(ctx context.Context, seq uint64) error {
 	req, err := http.NewRequestWithContext(ctx, "POST", fmt.Sprintf("http://%s/publish?seq=%d", s.addr, seq), nil)
 	if err != nil {
@@ -260,7 +277,11 @@ type result struct {
 	machine   time.Duration // the host's busy CPU over wall
 	self      time.Duration // the bench's own CPU over wall
 
-	reps []sim.Report
+	reps  []sim.Report
+	waits []sim.Report // the futex waiters beside the clients (shm runs, -waiters)
+
+	srvMem    serverMem             // the server's processes at the end of the publishing
+	readerMem map[string]*readerMem // the client processes then, by language (and "futex")
 }
 
 // measure runs one measurement: the client processes of specs against srv, publishing w for d.
@@ -272,7 +293,11 @@ func (b *bench) measure(ctx context.Context, srv server, w workload, mode string
 	for _, s := range specs {
 		r.clients += s.clients
 	}
-	fl, err := startFleet(ctx, b.tools, specs, mode, boardPath, b.pubFn, addr, interval, b.seq)
+	all := specs
+	if r.kind == "shm" && *waiters > 0 {
+		all = append(slices.Clone(specs), split("futex", *waiters, *waiters)...)
+	}
+	fl, err := startFleet(ctx, b.tools, all, mode, boardPath, b.pubFn, addr, interval, b.seq)
 	if err != nil {
 		return nil, err
 	}
@@ -312,9 +337,23 @@ func (b *bench) measure(ctx context.Context, srv server, w workload, mode string
 		return nil, err
 	}
 	r.serverWin, r.serverCPU = time.Since(t0), s1.sub(s0)
+	if r.srvMem, err = readServerMem(srv.roles()); err != nil {
+		return nil, err
+	}
+	if r.readerMem, err = readFleetMem(fl); err != nil {
+		return nil, err
+	}
 	if len(fl.clients) > 0 {
-		if r.reps, err = fl.reports(ctx, b.seq, maxWait); err != nil {
+		reps, err := fl.reports(ctx, b.seq, maxWait)
+		if err != nil {
 			return nil, err
+		}
+		for _, rp := range reps {
+			if rp.Lang == "futex" {
+				r.waits = append(r.waits, rp)
+			} else {
+				r.reps = append(r.reps, rp)
+			}
 		}
 	}
 	r.wall = time.Since(t0)
