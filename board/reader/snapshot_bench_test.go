@@ -1,0 +1,72 @@
+package reader_test
+
+import (
+	"hash/crc32"
+	"path/filepath"
+	"strings"
+	"testing"
+	"unicode/utf8"
+
+	"github.com/announcementd/announcementd/board"
+	"github.com/announcementd/announcementd/board/reader"
+	"github.com/announcementd/announcementd/board/writer"
+)
+
+// benchBoard publishes 1,000 records of 200 bytes of content on a 4 MiB board (a 320 KB snapshot, as
+// bench/boardbench) and returns its reader.
+func benchBoard(b *testing.B) *reader.Board {
+	b.Helper()
+	path := filepath.Join(b.TempDir(), "notice")
+	w, err := writer.Open(path, writer.Options{Size: 4 << 20})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { w.Close() })
+	set := make([]board.Record, 1000)
+	for i := range set {
+		set[i] = board.Record{ID: uint64(i + 1), Priority: int32(i), Content: strings.Repeat("x", 200)}
+	}
+	if _, err := w.Publish(set); err != nil {
+		b.Fatal(err)
+	}
+	rb, err := reader.Open(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { rb.Close() })
+	return rb
+}
+
+const snapBytes1000 = board.SlotHeaderSize + 1000*board.Stride
+
+// BenchmarkSnapshot1000 is a verified snapshot of 1,000 records through a Reader (its copy buffer reused).
+func BenchmarkSnapshot1000(b *testing.B) {
+	r := benchBoard(b).NewReader()
+	b.SetBytes(snapBytes1000)
+	b.ReportAllocs()
+	for b.Loop() {
+		s, err := r.Snapshot()
+		if err != nil || len(s.Records) != 1000 {
+			b.Fatal(len(s.Records), err)
+		}
+	}
+}
+
+var sink uint32
+
+// BenchmarkSnapshot1000Limit is the snapshot's limit on the same bytes: one copy out of the mapping, one CRC-32
+// pass and one UTF-8 validation.
+func BenchmarkSnapshot1000Limit(b *testing.B) {
+	rb := benchBoard(b)
+	src := rb.SlotBytes(rb.Version())[:snapBytes1000]
+	dst := make([]byte, len(src))
+	b.SetBytes(snapBytes1000)
+	for b.Loop() {
+		copy(dst, src)
+		c := crc32.ChecksumIEEE(dst)
+		if utf8.Valid(dst) {
+			c++
+		}
+		sink += c
+	}
+}

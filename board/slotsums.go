@@ -1,0 +1,169 @@
+package board
+
+import (
+	"encoding/binary"
+	"hash/crc32"
+	"strings"
+	"sync"
+	"unicode/utf8"
+)
+
+// A slot carries two checksums over the same bytes (FORMAT.md §3): the slot crc over [12, 64 + count × stride),
+// and in each record a crc over its bytes [4, stride). Computed as written, every record byte goes through CRC-32
+// twice, and each record's checksum is a call on 316 bytes whose 12-byte tail hash/crc32 takes a byte at a time.
+//
+// SlotSums computes both from one pass. CRC-32 is affine, so crc(A‖B) = shift_|B|(crc(A)) ⊕ crc(B), where
+// shift_n is the linear map of n zero bytes through the CRC register (zlib's crc32_combine). With F = crc(rec),
+// one call on the whole record (a multiple of 16 bytes in 1.0, all of it on hash/crc32's PCLMUL path):
+//
+//   - the record's own checksum is crc(rec[4:]) = F ⊕ shift_{stride−4}(crc(rec[:4])): the right side is an affine
+//     map of the 4 crc bytes, tabulated;
+//   - the slot's is folded record by record: S ← shift_stride(S) ⊕ F, starting from S = crc(slot[12:64]).
+//
+// Both are exact: the values are the ones the two separate passes compute, bit for bit, so every check stays.
+type SlotSums struct {
+	stride uint32
+	slot   crcMap // shift_stride
+	rec    crcMap // c ↦ shift_{stride−4}(crc of the 4 bytes c) ⊕ recK
+	recK   uint32 // shift_{stride−4}(crc of 4 zero bytes)
+}
+
+// crcMap is a linear map of 32-bit CRC values over GF(2), by bytes: four table lookups.
+type crcMap [4][256]uint32
+
+func (m *crcMap) apply(c uint32) uint32 {
+	return m[0][byte(c)] ^ m[1][byte(c>>8)] ^ m[2][byte(c>>16)] ^ m[3][byte(c>>24)]
+}
+
+// newCRCMap tabulates the linear map f.
+func newCRCMap(f func(uint32) uint32) *crcMap {
+	m := new(crcMap)
+	for j := range 4 {
+		for b := 1; b < 256; b++ {
+			low := b & -b
+			m[j][b] = m[j][b^low] ^ f(uint32(low)<<(8*j))
+		}
+	}
+	return m
+}
+
+// shift is shift_n(c): n zero bytes through the CRC-32/IEEE register, without the initial and final inversions.
+func shift(c uint32, n uint32) uint32 {
+	for range n {
+		c = crc32.IEEETable[byte(c)] ^ c>>8
+	}
+	return c
+}
+
+var defaultSums = sync.OnceValue(func() *SlotSums { return newSlotSums(Stride) })
+
+// SlotSumsFor returns the tables for slots of the given stride (8 KiB; the 1.0 stride's are built once).
+func SlotSumsFor(stride uint32) *SlotSums {
+	if stride == Stride {
+		return defaultSums()
+	}
+	return newSlotSums(stride)
+}
+
+func newSlotSums(stride uint32) *SlotSums {
+	crc4 := func(c uint32) uint32 {
+		var w [4]byte
+		binary.LittleEndian.PutUint32(w[:], c)
+		return shift(crc32.ChecksumIEEE(w[:]), stride-4)
+	}
+	k := crc4(0)
+	return &SlotSums{
+		stride: stride,
+		slot:   *newCRCMap(func(c uint32) uint32 { return shift(c, stride) }),
+		rec:    *newCRCMap(func(c uint32) uint32 { return crc4(c) ^ k }),
+		recK:   k,
+	}
+}
+
+// Check computes the slot checksum of a slot image (its 64-byte header, then count records of the stride) and
+// checks every record's crc, in one CRC pass. It returns the slot checksum (SlotChecksum's value) and the index
+// of the first record whose crc does not match its bytes, or -1.
+func (s *SlotSums) Check(img []byte, count uint32) (slot uint32, badRecord int) {
+	stride := int(s.stride)
+	end := SlotHeaderSize + int(count)*stride
+	recs := img[SlotHeaderSize:end]
+	sum := crc32.ChecksumIEEE(img[SlotCRCStart:SlotHeaderSize])
+	badRecord = -1
+	for off := 0; off+stride <= len(recs); off += stride {
+		rec := recs[off : off+stride]
+		f := crc32.ChecksumIEEE(rec)
+		sum = s.slot.apply(sum) ^ f
+		stored := binary.LittleEndian.Uint32(rec)
+		if f^s.rec.apply(stored)^s.recK != stored && badRecord < 0 {
+			badRecord = off / stride
+		}
+	}
+	return sum, badRecord
+}
+
+// contentChunk bounds the strings DecodeRecords allocates for contents.
+const contentChunk = 32 << 10
+
+// DecodeRecords decodes the count records of a slot image (FORMAT.md §5 step 6) whose record crcs Check has
+// verified. It checks what DecodeRecord checks (content_len, id, UTF-8) and that ids ascend, with one allocation
+// per 32 KiB of contents and one UTF-8 pass over them. It returns ok = false, and no records, when any record fails
+// a check; DecodeRecord, record by record, then says which and why.
+func DecodeRecords(img []byte, count uint32, h *Header) (recs []Record, ok bool) {
+	le := binary.LittleEndian
+	l := &h.Layout
+	stride := int(h.Stride)
+	body := img[SlotHeaderSize : SlotHeaderSize+int(count)*stride]
+	recs = make([]Record, count)
+	var prev uint64
+	for i := range recs {
+		rec := body[i*stride : (i+1)*stride]
+		n := le.Uint32(rec[l.ContentLen:])
+		id := le.Uint64(rec[l.ID:])
+		if n > MaxContent || id == 0 || (i > 0 && id <= prev) {
+			return nil, false
+		}
+		prev = id
+		recs[i] = Record{
+			ID:          id,
+			EffectiveAt: int64(le.Uint64(rec[l.EffectiveAt:])),
+			ExpiresAt:   int64(le.Uint64(rec[l.ExpiresAt:])),
+			Priority:    int32(le.Uint32(rec[l.Priority:])),
+		}
+	}
+	// The contents go into strings of at most 32 KiB (the largest small-object size: a larger one is a page-level
+	// allocation, and its fresh pages fault in), each built without zeroing: a Builder's String is its buffer.
+	for i := 0; i < len(recs); {
+		size, j := 0, i
+		for ; j < len(recs); j++ {
+			n := int(le.Uint32(body[j*stride+int(l.ContentLen):]))
+			if size+n > contentChunk {
+				break
+			}
+			size += n
+		}
+		var sb strings.Builder
+		sb.Grow(size)
+		for k := i; k < j; k++ {
+			rec := body[k*stride : (k+1)*stride]
+			sb.Write(rec[l.Content : l.Content+le.Uint32(rec[l.ContentLen:])])
+		}
+		all := sb.String()
+		// Each content is valid UTF-8 exactly when their concatenation is and none starts with a continuation
+		// byte (10xxxxxx): in valid UTF-8 every other byte starts a rune, so each cut falls between runes.
+		if !utf8.ValidString(all) {
+			return nil, false
+		}
+		off := 0
+		for k := i; k < j; k++ {
+			n := int(le.Uint32(body[k*stride+int(l.ContentLen):]))
+			c := all[off : off+n]
+			if n > 0 && c[0]&0xc0 == 0x80 {
+				return nil, false
+			}
+			recs[k].Content = c
+			off += n
+		}
+		i = j
+	}
+	return recs, true
+}

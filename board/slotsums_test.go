@@ -1,0 +1,187 @@
+package board_test
+
+import (
+	"encoding/binary"
+	"hash/crc32"
+	"math/rand/v2"
+	"slices"
+	"testing"
+	"unicode/utf8"
+
+	"github.com/announcementd/announcementd/board"
+	"github.com/announcementd/announcementd/internal/proctest"
+)
+
+// TestMain checks, after a passing run, that no goroutine is left (proctest.Main).
+func TestMain(m *testing.M) { proctest.Main(m, nil) }
+
+// layout is a header of the given stride with the 1.0 fields (the content field as large as the stride allows).
+func layout(t *testing.T, stride uint32) board.Header {
+	t.Helper()
+	fields := slices.Clone(board.Fields10)
+	fields[len(fields)-1].Size = stride - fields[len(fields)-1].Offset
+	h := board.Header{Major: board.Major, HeaderSize: board.HeaderSize, Capacity: 8, Stride: stride,
+		SlotSize: (board.SlotHeaderSize + 8*stride + 63) &^ 63, Fields: fields}
+	h.RegionSize = uint64(h.HeaderSize) + 2*uint64(h.SlotSize)
+	buf := make([]byte, board.HeaderSize)
+	board.EncodeHeader(buf, &h)
+	parsed, err := board.ParseHeader(buf, int64(h.RegionSize))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return parsed
+}
+
+// contents mixes ASCII, multi-byte runes, runes cut between records and stray continuation bytes.
+var contents = []string{"", "a", "hello", "é", "日本語", "€", "\xe2\x82", "\xac", "\x80abc", "ab\xff", "x\xc3", "\xa9y",
+	string(make([]byte, 256)), "🙂🙂", "\xf0\x9f", "\x99\x82"}
+
+// slot builds a slot image of count random records; with mangle, it also damages some bytes the way a bad
+// writer or a torn copy would (content_len, id order, a crc).
+func slot(rng *rand.Rand, h *board.Header, count int, mangle bool) []byte {
+	img := make([]byte, board.SlotHeaderSize+count*int(h.Stride))
+	le := binary.LittleEndian
+	le.PutUint32(img[board.SlotOffCount:], uint32(count))
+	le.PutUint64(img[board.SlotOffVersion:], rng.Uint64())
+	le.PutUint64(img[board.SlotOffPublishedAt:], rng.Uint64())
+	id := uint64(0)
+	for i := range count {
+		id += 1 + rng.Uint64N(3)
+		c := contents[rng.IntN(len(contents))]
+		rec := img[board.SlotHeaderSize+i*int(h.Stride) : board.SlotHeaderSize+(i+1)*int(h.Stride)]
+		board.EncodeRecord(rec, h, &board.Record{ID: id, EffectiveAt: rng.Int64(), ExpiresAt: rng.Int64(),
+			Priority: rng.Int32(), Content: c})
+		if mangle {
+			switch rng.IntN(12) {
+			case 0:
+				le.PutUint32(rec[h.Layout.ContentLen:], uint32(board.MaxContent+1+rng.IntN(4)))
+				board.SealRecord(rec)
+			case 1:
+				le.PutUint64(rec[h.Layout.ID:], rng.Uint64N(id+1))
+				board.SealRecord(rec)
+			case 2:
+				rec[rng.IntN(len(rec))] ^= byte(1 + rng.IntN(255))
+			}
+		}
+	}
+	le.PutUint32(img[board.SlotOffCRC:], board.SlotChecksum(img, uint32(count), h.Stride))
+	if mangle && rng.IntN(4) == 0 {
+		img[board.SlotCRCStart+rng.IntN(len(img)-board.SlotCRCStart)] ^= byte(1 + rng.IntN(255))
+	}
+	return img
+}
+
+// reference decodes the records as the format describes it, record by record: nil when any fails a check.
+func reference(img []byte, count uint32, h *board.Header) ([]board.Record, bool) {
+	recs := make([]board.Record, count)
+	for i := range recs {
+		r, err := board.DecodeRecord(img[board.SlotHeaderSize+i*int(h.Stride):board.SlotHeaderSize+(i+1)*int(h.Stride)], h)
+		if err != nil || i > 0 && r.ID <= recs[i-1].ID {
+			return nil, false
+		}
+		recs[i] = r
+	}
+	return recs, true
+}
+
+// TestSlotSumsAndDecodeRecords: the one-pass checksums equal the two separate passes bit for bit, and
+// DecodeRecords accepts exactly what record-by-record decoding accepts, with the same records.
+func TestSlotSumsAndDecodeRecords(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for _, stride := range []uint32{board.Stride, board.MinStride + 4, 296, 328, 512} {
+		h := layout(t, stride)
+		sums := board.SlotSumsFor(stride)
+		accepted, rejected := 0, 0
+		for range 3000 {
+			count := rng.IntN(9)
+			img := slot(rng, &h, count, rng.IntN(2) == 0)
+			slotSum, bad := sums.Check(img, uint32(count))
+			if want := board.SlotChecksum(img, uint32(count), stride); slotSum != want {
+				t.Fatalf("stride %d: slot checksum %08x, want %08x", stride, slotSum, want)
+			}
+			wantBad := -1
+			for i := range count {
+				rec := img[board.SlotHeaderSize+i*int(stride) : board.SlotHeaderSize+(i+1)*int(stride)]
+				if crc32.ChecksumIEEE(rec[4:]) != binary.LittleEndian.Uint32(rec) {
+					wantBad = i
+					break
+				}
+			}
+			if bad != wantBad {
+				t.Fatalf("stride %d: first bad record %d, want %d", stride, bad, wantBad)
+			}
+			if bad >= 0 {
+				continue
+			}
+			got, ok := board.DecodeRecords(img, uint32(count), &h)
+			want, wantOK := reference(img, uint32(count), &h)
+			if ok != wantOK || !slices.Equal(got, want) {
+				t.Fatalf("stride %d: DecodeRecords %v %+v, record by record %v %+v", stride, ok, got, wantOK, want)
+			}
+			if ok {
+				accepted++
+				for _, r := range got {
+					if !utf8.ValidString(r.Content) {
+						t.Fatalf("accepted invalid UTF-8 %q", r.Content)
+					}
+				}
+			} else {
+				rejected++
+			}
+		}
+		if accepted < 100 || rejected < 100 {
+			t.Fatalf("stride %d: %d accepted, %d rejected: the cases do not cover both", stride, accepted, rejected)
+		}
+	}
+}
+
+// benchSlot is a slot image of 1,000 records of 200 bytes of content, as bench/boardbench publishes.
+func benchSlot(b *testing.B) ([]byte, board.Header) {
+	h := layout(&testing.T{}, board.Stride)
+	h.Fields, h.Capacity = board.Fields10, 1000
+	img := make([]byte, board.SlotHeaderSize+1000*board.Stride)
+	for i := range 1000 {
+		rec := img[board.SlotHeaderSize+i*board.Stride : board.SlotHeaderSize+(i+1)*board.Stride]
+		board.EncodeRecord(rec, &h, &board.Record{ID: uint64(i + 1), Priority: int32(i), Content: string(make([]byte, 200))})
+	}
+	binary.LittleEndian.PutUint32(img[board.SlotOffCount:], 1000)
+	binary.LittleEndian.PutUint32(img[board.SlotOffCRC:], board.SlotChecksum(img, 1000, board.Stride))
+	b.SetBytes(int64(len(img)))
+	return img, h
+}
+
+// BenchmarkSlotSums1000: the slot checksum and the 1,000 record checksums in one pass.
+func BenchmarkSlotSums1000(b *testing.B) {
+	img, _ := benchSlot(b)
+	sums := board.SlotSumsFor(board.Stride)
+	for b.Loop() {
+		if _, bad := sums.Check(img, 1000); bad >= 0 {
+			b.Fatal(bad)
+		}
+	}
+}
+
+// BenchmarkSlotSums1000TwoPasses: the same checksums as the format states them, slot and records apart.
+func BenchmarkSlotSums1000TwoPasses(b *testing.B) {
+	img, _ := benchSlot(b)
+	for b.Loop() {
+		board.SlotChecksum(img, 1000, board.Stride)
+		for i := range 1000 {
+			rec := img[board.SlotHeaderSize+i*board.Stride : board.SlotHeaderSize+(i+1)*board.Stride]
+			if crc32.ChecksumIEEE(rec[4:]) != binary.LittleEndian.Uint32(rec) {
+				b.Fatal(i)
+			}
+		}
+	}
+}
+
+// BenchmarkDecodeRecords1000: decoding 1,000 verified records (fields, contents, UTF-8, id order).
+func BenchmarkDecodeRecords1000(b *testing.B) {
+	img, h := benchSlot(b)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, ok := board.DecodeRecords(img, 1000, &h); !ok {
+			b.Fatal("refused")
+		}
+	}
+}
