@@ -120,18 +120,33 @@ func (w *Writer) republishLocked() (v uint64, err error) {
 // recoverLocked repairs the region after fault (size, mapping, header) and publishes w.image once more.
 func (w *Writer) recoverLocked(fault error) (uint64, error) {
 	w.faults++
-	if err := w.restoreLocked(); err != nil {
+	restored, v, err := w.restoreRepublishLocked()
+	switch {
+	case !restored:
 		return 0, fmt.Errorf("%w; repairing the region: %w", fault, err)
-	}
-	v, err := w.republishLocked()
-	if err != nil {
+	case err != nil:
 		return 0, fmt.Errorf("publish after repairing a fault: %w", err)
 	}
 	w.healed[DamageFault]++
 	return v, nil
 }
 
-// restoreLocked gives the file its size back, maps it again and rewrites the header. The slot of the published
+// restoreRepublishLocked restores the file (restoreLocked) and publishes w.image once more, then guards the new
+// mapping (guardMapping: mlock, which allocates every page of the region the truncation dropped, a millisecond
+// for 4 MiB): readers hold the set again before that, not after. restored: restoreLocked succeeded.
+func (w *Writer) restoreRepublishLocked() (restored bool, v uint64, err error) {
+	if err = w.restoreLocked(); err == nil {
+		restored = true
+		v, err = w.republishLocked()
+	}
+	if w.mem != nil {
+		w.guardMapping()
+	}
+	return restored, v, err
+}
+
+// restoreLocked gives the file its size back, maps it again (the caller guards the mapping: guardMapping) and
+// rewrites the header. The slot of the published
 // version is restored whole from its shadow before anything else, so that the version word, if the truncation
 // left it, never names a slot of zeros: a reader on that version sees the slot being written (odd seq: retry)
 // and then whole, never stable garbage it would report as corrupt. The other slot is written whole by the
@@ -169,11 +184,12 @@ func (w *Writer) restoreLocked() error {
 	if err := w.mmap(w.f, size); err != nil {
 		return err
 	}
-	w.guardMapping()
 	if restore {
 		err := catching(func() error {
 			off := w.hdr.SlotOffset(cur)
-			w.mem.CopyIn(off+8, keep[8:])
+			// The header and the records of the count: what readers of w.version read (past them the slot is
+			// zero again after a truncation, or as it was after a growth).
+			w.mem.CopyIn(off+8, keep[8:min(len(keep), board.SlotHeaderSize+int(w.shadowN[cur])*int(w.hdr.Stride))])
 			w.mem.Store64(off+board.SlotOffSeq, seq+1)
 			if w.mem.Load64(board.OffVersion) != w.version { // lost with the first 8 bytes: the slot is whole now
 				w.mem.Store64(board.OffVersion, w.version)
@@ -184,15 +200,20 @@ func (w *Writer) restoreLocked() error {
 			return fmt.Errorf("restore slot %d of version %d: %w", cur, w.version, err)
 		}
 	}
-	return w.rewriteLocked()
+	return w.rewriteLocked(false)
 }
 
 // rewriteLocked rewrites the static header with its magic hidden and forgets the slots' shadows, so that the next
-// commit writes its slot whole, then the version word, then the magic: readers see a file they refuse until the
-// version is right again (a restored file reads as zeros, its version 0).
-func (w *Writer) rewriteLocked() error {
+// commit compares its slot with the image chunk by chunk, then writes the version word, then the magic: readers
+// see a file they refuse until the version is right again (a restored file reads as zeros, its version 0). whole:
+// the commit covers the whole slot, up to the capacity (bytes were overwritten, anywhere); else up to the larger
+// of the two counts, the slot's last and the new (a restored file: past the last count the slot is zero, as the
+// truncation left it or as it was).
+func (w *Writer) rewriteLocked(whole bool) error {
 	w.shadow = [2][]byte{}
-	w.shadowN = [2]uint32{w.hdr.Capacity, w.hdr.Capacity}
+	if whole {
+		w.shadowN = [2]uint32{w.hdr.Capacity, w.hdr.Capacity}
+	}
 	return catching(func() error {
 		w.initHeader(true)
 		return nil
@@ -288,12 +309,16 @@ func (w *Writer) headerDiff() string {
 	return ""
 }
 
-// slotDiff names what in slot s differs from its shadow ("" when nothing does, or the slot has no shadow yet).
+// slotDiff names what in slot s differs from its shadow ("" when nothing does, or the slot has no shadow yet):
+// its header and the records of its count, what a reader of the slot reads. The shadow may be longer (a slot
+// written whole, up to the capacity, after a repair): comparing that much would make every check cost the whole
+// slot.
 func (w *Writer) slotDiff(s uint64) string {
 	sh := w.shadow[s]
 	if sh == nil {
 		return ""
 	}
+	sh = sh[:min(len(sh), board.SlotHeaderSize+int(w.shadowN[s])*int(w.hdr.Stride))]
 	off := w.hdr.SlotOffset(s)
 	if seq := w.mem.Load64(off + board.SlotOffSeq); seq%2 != 0 {
 		return fmt.Sprintf("sequence word %d is odd outside a publish", seq)
@@ -352,12 +377,11 @@ func (w *Writer) Heal() (newFile *os.File, d Damage, err error) {
 	case d.Has(DamageReplaced): // publishes into the new file itself
 		err = w.recreateLocked()
 	case d.Has(DamageSize) || d.Has(DamageFault):
-		err = w.restoreLocked()
+		_, _, err = w.restoreRepublishLocked()
 	default: // overwritten: the header is rewritten, and the slots lose their shadows so they are written whole
-		err = w.rewriteLocked()
-	}
-	if err == nil && !d.Has(DamageReplaced) {
-		_, err = w.republishLocked()
+		if err = w.rewriteLocked(true); err == nil {
+			_, err = w.republishLocked()
+		}
 	}
 	if err != nil {
 		return w.takeMovedLocked(), d, fmt.Errorf("repair %s: %w", d, err)
@@ -382,7 +406,7 @@ func (w *Writer) recreateLocked() error {
 	if err := w.moveLocked(); err != nil {
 		return fmt.Errorf("recreate %s: %w", w.path, err)
 	}
-	w.shadow, w.shadowN = [2][]byte{}, [2]uint32{w.hdr.Capacity, w.hdr.Capacity}
+	w.shadow, w.shadowN = [2][]byte{}, [2]uint32{} // the new file is zero past its header
 	_, err := w.republishLocked()
 	if err != nil && w.install { // not at the path: back to the old file
 		old := w.retire
