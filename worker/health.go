@@ -156,13 +156,23 @@ func (w *Worker) checkRegion() {
 
 // checkIntegrity has the writer check the region and repair what it finds: a file truncated or grown, removed or
 // replaced at its path (recreated; the new file goes to Config.RegionReplaced), bytes overwritten. It also counts
-// the faults the writer caught in its own writes.
-func (w *Worker) checkIntegrity() {
+// the faults the writer caught in its own writes. This is the periodic check; the watch runs checkIntegrityBy.
+func (w *Worker) checkIntegrity() { w.checkIntegrityBy(triggerPeriodic) }
+
+// What ran an integrity check, as a repair's log line says (found_by).
+const (
+	triggerPeriodic = "periodic check"
+	triggerWatch    = "file event"
+)
+
+func (w *Worker) checkIntegrityBy(trigger string) {
 	g := &w.guard
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	b := w.cfg.Board
+	start := time.Now()
 	newFile, d, err := b.Heal()
+	took := time.Since(start) // the check and the repair, republish included
 	if f := b.Faults(); f > g.faults {
 		w.log.Warn("the region faulted under a write (its file shrank); restored and republished", zap.Uint64("faults", f-g.faults))
 		w.counters.add(counterFaults, f-g.faults)
@@ -180,7 +190,8 @@ func (w *Worker) checkIntegrity() {
 		for _, k := range d.Kinds {
 			w.repaired(k)
 		}
-		w.log.Warn("repaired the region", zap.String("damage", d.String()), zap.Uint64("version", b.Version()))
+		w.log.Warn("repaired the region", zap.String("damage", d.String()), zap.Uint64("version", b.Version()),
+			zap.String("found_by", trigger), zap.Duration("took", took))
 	}
 	if newFile != nil {
 		if w.cfg.RegionReplaced != nil {
