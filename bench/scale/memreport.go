@@ -149,7 +149,8 @@ func (rep *report) memMarkdown(b *strings.Builder) {
 		"/proc/PID/smaps_rollup, the same split. The board is a file in /dev/shm (tmpfs): its pages are shmem and shared " +
 		"by the worker and every reader mapping them, so each process counts them whole in its VmRSS, while Pss divides " +
 		"each page among the processes that map it (the Pss of all processes adds up to what the host holds). " +
-		"Anonymous memory (Go's heap and stacks) is the process's own.\n\n")
+		"Anonymous memory (Go's heap and stacks) is the process's own; a Go process's is what its heap holds when read " +
+		"(the GC runs when it runs, and returns memory to the system only after minutes), so it is not monotonic.\n\n")
 	if len(rep.memGrowth) > 0 {
 		g := rep.memGrowth
 		locked := "not locked in memory"

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/announcementd/announcementd/bench/scale/internal/sim"
@@ -168,7 +169,7 @@ func (r *result) serverCores() (sched, stat float64) {
 func (r *result) host() (busy, others float64) {
 	w := float64(r.wall)
 	var ours float64
-	for _, p := range r.reps {
+	for _, p := range slices.Concat(r.reps, r.waits) {
 		ours += float64(p.CPUNS)
 	}
 	ours += float64(r.serverAll.sched) + float64(r.self)

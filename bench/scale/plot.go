@@ -322,7 +322,7 @@ func (rep *report) cpuPlot(w workload, path string) error {
 	zl.Color, zl.Dashes = palette[4], []vg.Length{vg.Points(2), vg.Points(2)}
 	p.Add(zl)
 	p.Legend.Add(fmt.Sprintf("board: the daemon's CPU with 0 clients (%s)", pct(zc)), zl)
-	p.X.Max *= 1.2 // room for the last tick's label
+	p.X.Max *= 1.5 // room for the last tick's label
 	return save(p, 9*vg.Inch, 6.5*vg.Inch, path)
 }
 
