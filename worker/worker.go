@@ -25,6 +25,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"math"
 	"os"
 	"slices"
 	"sync"
@@ -70,6 +71,17 @@ type Worker struct {
 
 	mu  sync.Mutex
 	set map[uint64]announcement.Announcement
+	// vis is the board's records, sorted by id, of the announcements visible at every time in [visFrom, visUntil)
+	// (visUntil 0: no end), while visOK: no effective or expiry time of the set lies strictly inside that span
+	// (visFrom is one at or before it, visUntil one after it, or a time since replaced or deleted, which only
+	// narrows it). refresh updates it in place, so a publish neither walks nor sorts the set (visibleNow);
+	// crossing either end rebuilds it from the set. minExpiry: no announcement expires before it (0: none
+	// expires), so removeExpired scans the set only when one may have.
+	vis       []board.Record
+	visOK     bool
+	visFrom   int64
+	visUntil  int64
+	minExpiry int64
 
 	loadedAt   int64         // unix ns just before New's publish: everything due by then is on the board
 	reschedule chan struct{} // poked when the set changes
@@ -136,12 +148,74 @@ func (w *Worker) regionMoved() {
 	}
 }
 
-// visibleNow is the Publisher's source: the records the board must show at this moment.
+// visibleNow is the Publisher's source: the records the board must show at this moment. It copies w.vis, which
+// holds unless now is outside its span (then it is rebuilt from the set).
 func (w *Worker) visibleNow() []board.Record {
 	now := w.cfg.Now().UnixNano()
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return announcement.Visible(maps.Values(w.set), now)
+	if !w.visHolds(now) {
+		w.rebuildVisible(now)
+	}
+	return slices.Clone(w.vis)
+}
+
+// visHolds reports whether w.vis is the visible set at now. w.mu is held.
+func (w *Worker) visHolds(now int64) bool {
+	return w.visOK && w.visFrom <= now && (w.visUntil == 0 || now < w.visUntil)
+}
+
+// rebuildVisible computes w.vis and its span from the whole set, at now. w.mu is held.
+func (w *Worker) rebuildVisible(now int64) {
+	w.vis = announcement.Visible(maps.Values(w.set), now)
+	w.visOK, w.visFrom, w.visUntil, w.minExpiry = true, math.MinInt64, 0, 0
+	for _, a := range w.set {
+		w.noteTimes(&a, now)
+	}
+}
+
+// noteTimes narrows the span of w.vis, made at now, to a's effective and expiry times, and lowers minExpiry to
+// its expiry. w.mu is held.
+func (w *Worker) noteTimes(a *announcement.Announcement, now int64) {
+	times := [2]int64{a.EffectiveAt, a.ExpiresAt}
+	n := 2
+	if a.ExpiresAt == 0 { // never expires
+		n = 1
+	}
+	for _, t := range times[:n] {
+		switch {
+		case t <= now:
+			w.visFrom = max(w.visFrom, t)
+		case w.visUntil == 0 || t < w.visUntil:
+			w.visUntil = t
+		}
+	}
+	w.noteExpiry(a)
+}
+
+// noteExpiry lowers minExpiry to a's expiry. w.mu is held.
+func (w *Worker) noteExpiry(a *announcement.Announcement) {
+	if a.ExpiresAt != 0 && (w.minExpiry == 0 || a.ExpiresAt < w.minExpiry) {
+		w.minExpiry = a.ExpiresAt
+	}
+}
+
+// updateVisible makes w.vis show a (or, when !ok, not show the announcement id) as of now: one binary search and
+// at most one insertion or removal. w.mu is held and w.vis holds at now.
+func (w *Worker) updateVisible(id uint64, a announcement.Announcement, ok bool, now int64) {
+	i, found := slices.BinarySearchFunc(w.vis, id, func(r board.Record, id uint64) int { return cmp.Compare(r.ID, id) })
+	show := ok && a.VisibleAt(now)
+	switch {
+	case show && found:
+		w.vis[i] = a.Record()
+	case show:
+		w.vis = slices.Insert(w.vis, i, a.Record())
+	case found:
+		w.vis = slices.Delete(w.vis, i, i+1)
+	}
+	if ok {
+		w.noteTimes(&a, now)
+	}
 }
 
 // Result is the outcome of a change.
@@ -173,7 +247,16 @@ func (w *Worker) apply(puts []announcement.Announcement, deletes []uint64) (Resu
 	if err := w.refresh(puts, deletes); err != nil {
 		return Result{}, err
 	}
-	w.poke(w.reschedule)
+	// The scheduler's next change moves only if a put brings a time still to come (a deletion can only put it
+	// later, and the timer firing early publishes nothing new); an announcement effective now is on the board
+	// with this publish.
+	now := w.cfg.Now().UnixNano()
+	for i := range puts {
+		if puts[i].EffectiveAt > now || puts[i].ExpiresAt != 0 {
+			w.poke(w.reschedule)
+			break
+		}
+	}
 	v, err := w.pub.Sync()
 	w.checkPublish(err)
 	if err != nil {
@@ -195,13 +278,24 @@ func (w *Worker) refresh(puts []announcement.Announcement, deletes []uint64) err
 	defer w.mu.Unlock()
 	got, err := w.cfg.Store.GetMany(ids)
 	if err != nil {
+		w.visOK = false // the set may be behind the store: rebuild from it when it is read again
 		return fmt.Errorf("reload %d announcements: %w", len(ids), err)
 	}
+	now := w.cfg.Now().UnixNano()
+	inc := w.visHolds(now)
+	if !inc {
+		w.visOK = false
+	}
 	for _, id := range ids {
-		if a, ok := got[id]; ok {
+		a, ok := got[id]
+		if ok {
 			w.set[id] = a
+			w.noteExpiry(&a)
 		} else {
 			delete(w.set, id)
+		}
+		if inc {
+			w.updateVisible(id, a, ok, now)
 		}
 	}
 	w.metrics.held.Set(float64(len(w.set)))
@@ -279,6 +373,9 @@ func (w *Worker) Run(ctx context.Context) error {
 func (w *Worker) nextChange(since int64) int64 {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if w.visOK && w.visFrom <= since && (w.visUntil == 0 || since < w.visUntil) {
+		return w.visUntil // no time of the set lies between (it may be early: a time since replaced)
+	}
 	return announcement.NextChange(maps.Values(w.set), since)
 }
 
@@ -338,10 +435,16 @@ func (w *Worker) removeExpired() error {
 	now := w.cfg.Now().UnixNano()
 	var expired []uint64
 	w.mu.Lock()
+	if w.minExpiry == 0 || now < w.minExpiry {
+		w.mu.Unlock()
+		return nil // nothing has expired: no scan
+	}
+	w.minExpiry = 0 // the expired ones count too: should their removal fail, the next call scans again
 	for id, a := range w.set {
 		if a.ExpiredAt(now) {
 			expired = append(expired, id)
 		}
+		w.noteExpiry(&a)
 	}
 	w.mu.Unlock()
 	if len(expired) == 0 {
