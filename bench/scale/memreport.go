@@ -172,14 +172,22 @@ func (rep *report) memMarkdown(b *strings.Builder) {
 			p("| %s | %s | %s | %s | %s | %s | %s / %s |\n", name, mib(s.VmRSS), mib(s.Pss), mib(w.VmRSS), split3(w),
 				mib(w.Pss), mib(w.PssAnon), mib(w.PssShmem))
 		}
+		lockedNote := ""
+		if g[0].locked {
+			lockedNote = " (locked: all of it resident whatever the set)"
+		}
 		if len(g) > 2 {
 			a, z := g[1], g[len(g)-1]
 			wa, _ := a.mem.of("worker")
 			wz, _ := z.mem.of("worker")
 			if z.set > a.set {
-				p("\nThe worker's anonymous memory grew by %s from %s to %s announcements: %.2f KiB per announcement "+
-					"(the store, the model and the encoded set; a board record is 320 bytes).\n",
-					mib(wz.RssAnon-wa.RssAnon), count(a.set), count(z.set), float64(wz.RssAnon-wa.RssAnon)/1024/float64(z.set-a.set))
+				n := float64(z.set - a.set)
+				p("\nFrom %s to %s announcements the worker's anonymous memory grew by %s (%.2f KiB per announcement: "+
+					"Go's heap, the model, the store's and the encoder's buffers; a board record is 320 bytes) and its file "+
+					"part by %s (%.2f KiB per announcement: the store's file, which bbolt maps, beside the binary); the board "+
+					"(shmem): %s then %s%s. The supervisor does not hold the set.\n",
+					count(a.set), count(z.set), mib(wz.RssAnon-wa.RssAnon), float64(wz.RssAnon-wa.RssAnon)/1024/n,
+					mib(wz.RssFile-wa.RssFile), float64(wz.RssFile-wa.RssFile)/1024/n, mib(wa.RssShmem), mib(wz.RssShmem), lockedNote)
 			}
 		}
 	}
