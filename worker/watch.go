@@ -2,7 +2,6 @@ package worker
 
 import (
 	"bytes"
-	"errors"
 	"os"
 	"path/filepath"
 	"sync"
@@ -69,9 +68,10 @@ var inotifyInit = func() (int, error) { return unix.InotifyInit1(unix.IN_CLOEXEC
 // regionWatch is one generation's inotify watch of the region.
 type regionWatch struct {
 	w    *Worker
-	f    *os.File // the inotify instance, on Go's poller: Close ends a pending Read
-	name []byte   // the base name of the region's path
-	dir  int      // the directory's watch descriptor
+	fd   int    // the inotify instance; closed once the loop has ended (stop)
+	wake int    // an eventfd: stop writes it to end the loop's poll
+	name []byte // the base name of the region's path
+	dir  int    // the directory's watch descriptor
 	done chan struct{}
 
 	mu     sync.Mutex
@@ -108,10 +108,14 @@ func (w *Worker) startWatch() (stop func()) {
 	go rw.loop()
 	return func() {
 		g.mu.Lock()
-		g.watch = nil
+		g.watch = nil // no check retargets it from now on
 		g.mu.Unlock()
-		rw.f.Close() // ends the loop's Read; a check in progress finishes first
+		var one [8]byte
+		one[0] = 1
+		_, _ = unix.Write(rw.wake, one[:]) // ends the loop's poll; a check in progress finishes first
 		<-rw.done
+		unix.Close(rw.fd)
+		unix.Close(rw.wake)
 	}
 }
 
@@ -127,27 +131,46 @@ func (w *Worker) newRegionWatch() (*regionWatch, error) {
 		unix.Close(fd)
 		return nil, &os.PathError{Op: "inotify_add_watch", Path: dir, Err: err}
 	}
+	wake, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		unix.Close(fd)
+		return nil, os.NewSyscallError("eventfd", err)
+	}
 	return &regionWatch{
-		w: w, f: os.NewFile(uintptr(fd), "inotify"), name: []byte(filepath.Base(path)), dir: wd, file: -1,
+		w: w, fd: fd, wake: wake, name: []byte(filepath.Base(path)), dir: wd, file: -1,
 		done: make(chan struct{}),
 	}, nil
 }
 
-// loop reads batches of events and runs a check for each batch that concerns the region, until the instance is
-// closed.
+// loop reads batches of events and runs a check for each batch that concerns the region, until stop wakes it.
+//
+// It waits in poll(2) and pauses in nanosleep(2), blocking system calls of its own thread, not on Go's network
+// poller and timers: each wake-up of a goroutine through those costs the runtime's scheduler far more than the
+// read. A storm of 200,000 renames in /dev/shm (2.2 s) cost the worker 470 ms of CPU through the poller and a
+// timer, 40 ms this way (its pprof profile, this 2-core machine).
 func (rw *regionWatch) loop() {
 	defer close(rw.done)
 	buf := make([]byte, watchBuf)
+	fds := []unix.PollFd{{Fd: int32(rw.fd), Events: unix.POLLIN}, {Fd: int32(rw.wake), Events: unix.POLLIN}}
+	pause := unix.NsecToTimespec(int64(stormPause))
 	for {
-		n, err := rw.f.Read(buf)
-		if err != nil {
-			if !errors.Is(err, os.ErrClosed) {
-				rw.w.log.Error("the region watch stopped: damage is found by the periodic check alone", zap.Error(err))
-			}
+		if _, err := unix.Poll(fds, -1); err != nil && err != unix.EINTR {
+			rw.w.log.Error("the region watch stopped: damage is found by the periodic check alone", zap.Error(os.NewSyscallError("poll", err)))
+			return
+		}
+		if fds[1].Revents != 0 {
+			return
+		}
+		n, err := unix.Read(rw.fd, buf)
+		switch {
+		case err == unix.EAGAIN || err == unix.EINTR || n <= 0 && err == nil:
+			continue
+		case err != nil:
+			rw.w.log.Error("the region watch stopped: damage is found by the periodic check alone", zap.Error(os.NewSyscallError("read inotify", err)))
 			return
 		}
 		if !rw.scan(buf[:n]) {
-			time.Sleep(stormPause)
+			_ = unix.Nanosleep(&pause, nil)
 			continue
 		}
 		rw.stats.checks.Add(1)
@@ -208,16 +231,12 @@ func isName(field, want []byte) bool {
 func (rw *regionWatch) retarget() {
 	rw.mu.Lock()
 	defer rw.mu.Unlock()
-	var wd int
-	var werr error
-	cerr := withFd(rw.f, func(fd int) {
-		wd, werr = rw.w.cfg.Board.WatchFile(fd, watchFileMask)
-		if werr == nil && rw.file >= 0 && rw.file != wd {
-			_, _ = unix.InotifyRmWatch(fd, uint32(rw.file)) // EINVAL when the kernel dropped it already
-		}
-	})
+	// The instance is open: it is closed only after stop has taken the watch from the guard (guard.mu, held).
+	wd, werr := rw.w.cfg.Board.WatchFile(rw.fd, watchFileMask)
+	if werr == nil && rw.file >= 0 && rw.file != wd {
+		_, _ = unix.InotifyRmWatch(rw.fd, uint32(rw.file)) // EINVAL when the kernel dropped it already
+	}
 	switch {
-	case cerr != nil: // the watch is closing
 	case werr != nil:
 		if !rw.warned {
 			rw.warned = true
@@ -226,13 +245,4 @@ func (rw *regionWatch) retarget() {
 	default:
 		rw.file = wd
 	}
-}
-
-// withFd runs fn with f's fd, which cannot be closed meanwhile.
-func withFd(f *os.File, fn func(fd int)) error {
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return err
-	}
-	return rc.Control(func(fd uintptr) { fn(int(fd)) })
 }
