@@ -194,7 +194,7 @@ func (rep *report) latencyPlot(w workload, path string) error {
 		}
 	}
 	if hs == nil {
-		return fmt.Errorf("no HTTP trial met the target at %v", w)
+		return fmt.Errorf("no HTTP trial met the target at %v (the plots need the HTTP search, -search)", w)
 	}
 	t := hs.trials[hs.best]
 	m, missing := t.lat()

@@ -277,8 +277,8 @@ func (rep *report) markdown() string {
 	p("Over every (client, publish) pair. Target: p99 ≤ %s (one poll interval plus a little). \"polls\": polls made / "+
 		"polls due (below 100%%: the processes fell behind); \"lag\": how late a poll ran against its schedule, p99. "+
 		"\"host\": the machine's busy cores during the run (in brackets: cores of work that was not this run's).\n\n", dur(tg))
-	p("| workload | copies | p50 | p99 | max | p99 / target | target met | polls | lag p99 | snapshots/s | reader CPU (cores) | per 1,000 clients | host |\n")
-	p("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	p("| workload | copies | p50 | p99 | max | p99 / target | target met | polls | lag p99 | snapshots/s | reader CPU (cores) | per 1,000 clients | host | futex waiters, same run: p50 / p99 |\n")
+	p("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, w := range rep.workloads() {
 		for _, mode := range []string{"shared", "own"} {
 			r := rep.find(w, mode)
@@ -296,8 +296,14 @@ func (rep *report) markdown() string {
 			if r.verdict(iv, tg) != "" {
 				met = "**no**"
 			}
-			p("| %v | %s | %s | %s | %s | %.0f%% | %s | %s | %.3f | %.3f%% | %.2f (%.2f) |\n", w, mode, latCells(r), ratio, met,
-				100*r.pollRatio(iv), ms(lag), big(r.snapsPerSec("")), r.readerCores(""), r.perK(""), busy, others)
+			f50, ok50 := r.futexQ(0.5)
+			f99, ok99 := r.futexQ(0.99)
+			futex := "-"
+			if len(r.waits) > 0 {
+				futex = usOK(f50, ok50) + " / " + usOK(f99, ok99)
+			}
+			p("| %v | %s | %s | %s | %s | %.0f%% | %s | %s | %.3f | %.3f%% | %.2f (%.2f) | %s |\n", w, mode, latCells(r), ratio, met,
+				100*r.pollRatio(iv), ms(lag), big(r.snapsPerSec("")), r.readerCores(""), r.perK(""), busy, others, futex)
 		}
 	}
 
