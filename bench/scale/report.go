@@ -252,7 +252,12 @@ func (rep *report) markdown() string {
 		"publish request's time at the API (the store's fsync included) beside it. The clients never talk to the daemon. " +
 		"At a few percent of a core at most, a few tenths of a point either way is the daemon's own variation (Go's " +
 		"GC, the region checks every 250 ms, the heartbeat, the scheduler): ratios below 1× are that (and probably Go's " +
-		"scheduler, which spins a little on idle cores after a wake-up, less when readers keep them busy), not a saving.\n\n")
+		"scheduler, which spins a little on idle cores after a wake-up, less when readers keep them busy), not a saving.")
+	if *waiters > 0 {
+		p(" \"0 clients\" is no polling client; the %d futex waiters are in every run, 0 included, so each publish's "+
+			"wake-up is in both columns.", *waiters)
+	}
+	p("\n\n")
 	p("| workload | publishes | 0 clients | %s, shared copies | ratio | %s, own copies | ratio | publish request p50 / p99: 0 clients → own copies |\n", count(*clients), count(*clients))
 	p("|---|---|---|---|---|---|---|---|\n")
 	for _, w := range rep.workloads() {
