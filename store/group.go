@@ -35,13 +35,21 @@ type commitGroup struct {
 // do runs fn in a write transaction shared with concurrent callers and returns once that transaction is
 // committed (fn's error, or the commit's).
 func (c *committer) do(fn func(*bbolt.Tx) error) error {
+	return c.doAll([]func(*bbolt.Tx) error{fn})[0]
+}
+
+// doAll is do for several functions at once, all in the same group: their errors, in order.
+func (c *committer) doAll(fns []func(*bbolt.Tx) error) []error {
+	if len(fns) == 0 {
+		return nil
+	}
 	c.mu.Lock()
 	if c.pending == nil {
 		c.pending = &commitGroup{done: make(chan struct{})}
 	}
 	g := c.pending
 	i := len(g.fns)
-	g.fns = append(g.fns, fn)
+	g.fns = append(g.fns, fns...)
 	lead := !c.running
 	if lead {
 		c.running, c.pending = true, nil
@@ -51,7 +59,7 @@ func (c *committer) do(fn func(*bbolt.Tx) error) error {
 		c.run(g)
 	}
 	<-g.done
-	return g.errs[i]
+	return g.errs[i : i+len(fns)]
 }
 
 // run commits g, then hands the pending group, if any, to a new goroutine (so that no caller waits for commits

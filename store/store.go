@@ -115,9 +115,56 @@ func (s *Store) Path() string { return s.path }
 // *announcement.ValidationError unchanged and changes nothing. With limit > 0, a change whose result would hold more
 // than limit announcements is refused with a *board.FullError (Capacity: limit) and changes nothing.
 func (s *Store) Apply(puts []announcement.Announcement, deletes []uint64, limit int) (deleted []uint64, err error) {
-	if len(puts) == 0 && len(deletes) == 0 {
-		return nil, nil
+	r := s.ApplyAll([]Change{{Puts: puts, Deletes: deletes}}, limit)
+	return r[0].Deleted, r[0].Err
+}
+
+// Change is one atomic change for ApplyAll: its puts, then its deletes.
+type Change struct {
+	Puts    []announcement.Announcement
+	Deletes []uint64
+}
+
+// ChangeResult is what became of one Change: the ids it deleted, or why it changed nothing.
+type ChangeResult struct {
+	Deleted []uint64
+	Err     error
+}
+
+// ApplyAll applies each change as Apply does (atomic, all or nothing, its own result), all of them committed
+// together: one commit, one fsync, when none fails (a change that fails is rolled back alone: group.go). It
+// returns once they are on disk.
+func (s *Store) ApplyAll(changes []Change, limit int) []ChangeResult {
+	res := make([]ChangeResult, len(changes))
+	fns := make([]func(*bbolt.Tx) error, 0, len(changes))
+	idx := make([]int, 0, len(changes))
+	for i, c := range changes {
+		if len(c.Puts) == 0 && len(c.Deletes) == 0 {
+			continue
+		}
+		fn, err := s.applyFunc(c.Puts, c.Deletes, limit, &res[i].Deleted)
+		if err != nil {
+			res[i].Err = err
+			continue
+		}
+		fns = append(fns, fn)
+		idx = append(idx, i)
 	}
+	for k, err := range s.group.doAll(fns) {
+		i := idx[k]
+		switch {
+		case errors.Is(err, board.ErrFull):
+			res[i] = ChangeResult{Err: err}
+		case err != nil:
+			res[i] = ChangeResult{Err: fmt.Errorf("store %s: apply: %w", s.path, err)}
+		}
+	}
+	return res
+}
+
+// applyFunc validates and encodes a change and returns the transaction function that applies it, which sets
+// *deleted.
+func (s *Store) applyFunc(puts []announcement.Announcement, deletes []uint64, limit int, deleted *[]uint64) (func(*bbolt.Tx) error, error) {
 	for i := range puts {
 		if err := puts[i].Validate(); err != nil {
 			return nil, err
@@ -127,10 +174,10 @@ func (s *Store) Apply(puts []announcement.Announcement, deletes []uint64, limit 
 	for i := range puts {
 		vals[i] = encode(&puts[i])
 	}
-	err = s.group.do(func(tx *bbolt.Tx) error {
+	return func(tx *bbolt.Tx) error {
 		// The group commit may run this more than once (when another call in the batch fails, the rest is retried), each
 		// time in a fresh transaction: so it must start from scratch, and only the last run's result counts.
-		deleted = deleted[:0]
+		*deleted = (*deleted)[:0]
 		b := tx.Bucket(bucketAnnouncements)
 		n, err := count(tx)
 		if err != nil {
@@ -154,7 +201,7 @@ func (s *Store) Apply(puts []announcement.Announcement, deletes []uint64, limit 
 				return fmt.Errorf("delete %d: %w", id, err)
 			}
 			n--
-			deleted = append(deleted, id)
+			*deleted = append(*deleted, id)
 		}
 		// Checked on the result, inside the transaction: bbolt serialises writers, so concurrent changes cannot
 		// overfill together, and a change that replaces or deletes as much as it adds always fits.
@@ -162,14 +209,7 @@ func (s *Store) Apply(puts []announcement.Announcement, deletes []uint64, limit 
 			return &board.FullError{Count: n, Capacity: limit}
 		}
 		return putCount(tx, n)
-	})
-	if errors.Is(err, board.ErrFull) {
-		return nil, err
-	}
-	if err != nil {
-		return nil, fmt.Errorf("store %s: apply: %w", s.path, err)
-	}
-	return deleted, nil
+	}, nil
 }
 
 // DeleteExpired deletes those of ids whose stored announcement has expired at now (unix ns), and returns them.

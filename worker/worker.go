@@ -91,6 +91,8 @@ type Worker struct {
 
 	health *healthcheck.Monitor
 	guard  guard
+
+	groups applyGroups // concurrent Applies share a store commit and a publish (group.go)
 }
 
 // New loads the store and publishes it, continuing the board's version.
@@ -232,39 +234,6 @@ func (w *Worker) Apply(puts []announcement.Announcement, deletes []uint64) (Resu
 	w.metrics.observePublish(time.Since(start), err)
 	w.counters.inc(counterPublishes + resultOf(err))
 	return res, err
-}
-
-func (w *Worker) apply(puts []announcement.Announcement, deletes []uint64) (Result, error) {
-	for i := range puts {
-		if err := puts[i].Validate(); err != nil {
-			return Result{}, fmt.Errorf("announcement %d: %w", puts[i].ID, err)
-		}
-	}
-	deleted, err := w.cfg.Store.Apply(puts, deletes, w.cfg.Board.Capacity()) // a *board.FullError says so
-	if err != nil {
-		return Result{}, err
-	}
-	if err := w.refresh(puts, deletes); err != nil {
-		return Result{}, err
-	}
-	// The scheduler's next change moves only if a put brings a time still to come (a deletion can only put it
-	// later, and the timer firing early publishes nothing new); an announcement effective now is on the board
-	// with this publish.
-	now := w.cfg.Now().UnixNano()
-	for i := range puts {
-		if puts[i].EffectiveAt > now || puts[i].ExpiresAt != 0 {
-			w.poke(w.reschedule)
-			break
-		}
-	}
-	v, err := w.pub.Sync()
-	w.checkPublish(err)
-	if err != nil {
-		return Result{}, fmt.Errorf("the change is stored, but the board could not be updated (it will be at the next publish): %w", err)
-	}
-	w.metrics.observeBoard(v, w.held(), w.cfg.Board.Capacity())
-	w.poke(w.housework)
-	return Result{Version: v, Deleted: deleted}, nil
 }
 
 // refresh re-reads the changed ids from the store into the set (see the package invariants).

@@ -1,0 +1,138 @@
+package worker
+
+import (
+	"fmt"
+	"sync"
+
+	"github.com/announcementd/announcementd/announcement"
+	"github.com/announcementd/announcementd/store"
+)
+
+// Concurrent Applies are applied in groups: a caller that finds no group running runs its own at once, with any
+// callers already waiting; callers that arrive meanwhile form the next group, run as soon as that one ends. A group
+// is one store commit (each change still atomic and refused on its own: store.ApplyAll), one reload of the changed
+// ids into the set, and one board publish, which shows every change of the group. So N concurrent requests cost
+// one fsync and one publish, not N of each (the board shows the latest set: one version showing them all is what
+// N versions in a row would end on), and each is acknowledged only once its group is durable and on the board.
+
+type applyCall struct {
+	change store.Change
+	res    Result
+	err    error
+}
+
+type applyGroup struct {
+	calls []*applyCall
+	done  chan struct{}
+}
+
+// applyGroups is the Worker's state for grouping Applies.
+type applyGroups struct {
+	mu      sync.Mutex
+	pending *applyGroup // the group new callers join; nil when none is waiting
+	running bool        // a group is being applied
+}
+
+// apply makes one change durable and visible, in a group with concurrent ones (see above).
+func (w *Worker) apply(puts []announcement.Announcement, deletes []uint64) (Result, error) {
+	for i := range puts {
+		if err := puts[i].Validate(); err != nil {
+			return Result{}, fmt.Errorf("announcement %d: %w", puts[i].ID, err)
+		}
+	}
+	c := &applyCall{change: store.Change{Puts: puts, Deletes: deletes}}
+	gs := &w.groups
+	gs.mu.Lock()
+	if gs.pending == nil {
+		gs.pending = &applyGroup{done: make(chan struct{})}
+	}
+	g := gs.pending
+	g.calls = append(g.calls, c)
+	lead := !gs.running
+	if lead {
+		gs.running, gs.pending = true, nil
+	}
+	gs.mu.Unlock()
+	if lead {
+		w.runGroups(g)
+	}
+	<-g.done
+	return c.res, c.err
+}
+
+// runGroups applies g, then hands the pending group, if any, to a new goroutine (so that no caller waits for groups
+// other than its own), or marks the worker idle.
+func (w *Worker) runGroups(g *applyGroup) {
+	w.applyGroup(g)
+	close(g.done)
+	gs := &w.groups
+	gs.mu.Lock()
+	defer gs.mu.Unlock()
+	if next := gs.pending; next != nil {
+		gs.pending = nil
+		go w.runGroups(next)
+		return
+	}
+	gs.running = false
+}
+
+// applyGroup stores every change of g in one commit, reloads what the stored ones changed, and publishes once.
+func (w *Worker) applyGroup(g *applyGroup) {
+	defer func() {
+		if r := recover(); r != nil { // a panic fails its group, not every later caller
+			for _, c := range g.calls {
+				c.res, c.err = Result{}, fmt.Errorf("apply panicked: %v", r)
+			}
+		}
+	}()
+	changes := make([]store.Change, len(g.calls))
+	for i, c := range g.calls {
+		changes[i] = c.change
+	}
+	results := w.cfg.Store.ApplyAll(changes, w.cfg.Board.Capacity()) // a *board.FullError says so
+	var puts []announcement.Announcement
+	var deletes []uint64
+	stored := g.calls[:0:0]
+	for i, c := range g.calls {
+		if c.err = results[i].Err; c.err != nil {
+			continue
+		}
+		c.res.Deleted = results[i].Deleted
+		puts = append(puts, c.change.Puts...)
+		deletes = append(deletes, c.change.Deletes...)
+		stored = append(stored, c)
+	}
+	if len(stored) == 0 {
+		return
+	}
+	fail := func(err error) {
+		for _, c := range stored {
+			c.res, c.err = Result{}, err
+		}
+	}
+	if err := w.refresh(puts, deletes); err != nil {
+		fail(err)
+		return
+	}
+	// The scheduler's next change moves only if a put brings a time still to come (a deletion can only put it
+	// later, and the timer firing early publishes nothing new); an announcement effective now is on the board
+	// with this publish.
+	now := w.cfg.Now().UnixNano()
+	for i := range puts {
+		if puts[i].EffectiveAt > now || puts[i].ExpiresAt != 0 {
+			w.poke(w.reschedule)
+			break
+		}
+	}
+	v, err := w.pub.Sync()
+	w.checkPublish(err)
+	if err != nil {
+		fail(fmt.Errorf("the change is stored, but the board could not be updated (it will be at the next publish): %w", err))
+		return
+	}
+	w.metrics.observeBoard(v, w.held(), w.cfg.Board.Capacity())
+	w.poke(w.housework)
+	for _, c := range stored {
+		c.res.Version = v
+	}
+}
