@@ -1,0 +1,252 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/announcementd/announcementd/internal/benchfmt"
+)
+
+// report is everything one run of the command measured.
+type report struct {
+	started               time.Time
+	elapsed               time.Duration
+	loadBefore, loadAfter string
+	idle                  *phase // no reader blocked
+	phases                []*phase
+	set                   int
+}
+
+const (
+	modeBare  = 0
+	modeBoard = 1
+)
+
+// problems lists the figures that could not be measured: each makes the command fail.
+func (rep *report) problems() []string {
+	var out []string
+	if len(rep.idle.publish[modeBoard]) == 0 || len(rep.idle.wake) == 0 || pct(rep.idle.publish[modeBoard], 50) <= 0 || pct(rep.idle.wake, 50) <= 0 {
+		out = append(out, "no reader: the writer's Publish or the bare FUTEX_WAKE was not timed")
+	}
+	for _, ph := range rep.phases {
+		name := fmt.Sprintf("%d readers", ph.readers)
+		for m, mode := range []string{"bare", "board"} {
+			if len(ph.last[m]) != ph.rounds/2 || len(ph.median[m]) != ph.rounds/2 || len(ph.publish[m]) != ph.rounds/2 {
+				out = append(out, fmt.Sprintf("%s, %s: %d of %d publishes measured", name, mode, len(ph.last[m]), ph.rounds/2))
+				continue
+			}
+			if pct(ph.last[m], 50) <= 0 || pct(ph.publish[m], 50) <= 0 {
+				out = append(out, fmt.Sprintf("%s, %s: a latency or a publish read as 0", name, mode))
+			}
+			// A reader that was not asleep when the publish came did not measure a wake-up.
+			if limit := ph.readers * ph.rounds / 2 / 100; ph.notSlept[m] > limit {
+				out = append(out, fmt.Sprintf("%s, %s: %d reader-publishes saw the change without having slept on the futex (more than 1%%): lengthen -gap-min",
+					name, mode, ph.notSlept[m]))
+			}
+		}
+		if len(ph.wake) == 0 || pct(ph.wake, 50) <= 0 {
+			out = append(out, name+": the bare FUTEX_WAKE was not timed")
+		}
+	}
+	return out
+}
+
+func (rep *report) command() string {
+	return "go run ./bench/fanout " + strings.Join(os.Args[1:], " ")
+}
+
+func (rep *report) markdown() string {
+	var b strings.Builder
+	p := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
+	p("## Futex fan-out: readers blocked on the board, one publish\n\n")
+	p("%s. Reproduce with `%s` (from the repository's root; `gcc` builds the readers); this run: %s, %.0f s. Load "+
+		"average (this command's processes included) before %s, after %s; the host's busy cores during each reader "+
+		"count are in the tables (this command's readers and writer included, the rest of the machine too). Raw "+
+		"figures: [bench/fanout.txt](bench/fanout.txt).\n\n",
+		benchfmt.Machine(), rep.command(), rep.started.UTC().Format("2006-01-02 15:04 UTC"), rep.elapsed.Seconds(),
+		rep.loadBefore, rep.loadAfter)
+	p("**How it is measured.** The readers are C pthreads (`bench/fanout/waiters/waiters.c`, built with gcc against "+
+		"`clients/c/notice.h`), spread over several processes. Each blocks on the board's futex as `notice_wait` "+
+		"does (FORMAT.md §6) and, woken, takes a verified snapshot with `notice_snapshot_reuse` (every check of "+
+		"FORMAT.md §5) of the board's %d announcements (%d bytes of slot); it stamps CLOCK_MONOTONIC when it holds "+
+		"it. The writer is `board/writer` in the bench process, on a locked OS thread; the publish is stamped just "+
+		"before its slot write (the writer's `Options.Now` call), which precedes the version store and the "+
+		"FUTEX_WAKE. Each publish changes one announcement. **Baseline, same run, same threads:** every other "+
+		"publish is a bare one, the kernel's limit: the bench stores a counter into a futex word in a shared mapping "+
+		"(a /dev/shm file, no board) and calls FUTEX_WAKE; each thread waits on that word in that round and stamps "+
+		"when it sees the change (no snapshot). Before each publish every reader has entered the round, and the "+
+		"bench pauses %v to %v (random, the same sequence for both) so that all are asleep; readers that saw the "+
+		"change without having slept are counted (at most 1%% is accepted). Latency is per publish: until the last "+
+		"reader holds the snapshot, and until the median reader does; p50 / p99 / max are over the publishes.\n\n",
+		rep.set, rep.set*320+64, *gapMinF, *gapMaxF)
+
+	p("### Publish → the last reader holds the verified snapshot\n\n")
+	p("| readers (processes × threads) | publishes (board + bare) | board: last reader p50 / p99 / max | bare futex wake: last waiter p50 / p99 / max | board / bare, p50 · p99 | board: median reader p50 / p99 | bare: median waiter p50 / p99 | board, last reader p50 per reader | host busy cores |\n")
+	p("|---|---|---|---|---|---|---|---|---|\n")
+	for _, ph := range rep.phases {
+		p("| %s (%d × %s) | %d + %d | %s | %s | %s · %s | %s / %s | %s / %s | %s | %.2f |\n",
+			count(ph.readers), ph.procs, count(ph.readers/ph.procs), ph.rounds/2, ph.rounds/2,
+			tri(ph.last[modeBoard]), tri(ph.last[modeBare]),
+			benchfmt.Ratio(pct(ph.last[modeBoard], 50), pct(ph.last[modeBare], 50)), benchfmt.Ratio(pct(ph.last[modeBoard], 99), pct(ph.last[modeBare], 99)),
+			us(pct(ph.median[modeBoard], 50)), us(pct(ph.median[modeBoard], 99)),
+			us(pct(ph.median[modeBare], 50)), us(pct(ph.median[modeBare], 99)),
+			us(pct(ph.last[modeBoard], 50)/float64(ph.readers)), ph.busyCores)
+	}
+	p("\n### The writer's cost of the wake\n\n")
+	p("`Publish` is the whole call (sort, encode, CRCs, the slot write, the version store, the FUTEX_WAKE); its "+
+		"baseline is the same publish with no reader blocked, in the same run (%d publishes). The bare FUTEX_WAKE "+
+		"is the syscall alone, timed around it, beside the same syscall with no waiter.\n\n", len(rep.idle.publish[modeBoard]))
+	p("| readers | `Publish` p50 / p99 | `Publish`, no reader blocked, p50 / p99 | ratio p50 · p99 | bare FUTEX_WAKE p50 / p99 | FUTEX_WAKE, no waiter, p50 / p99 | ratio p50 | waiters the bare wake woke (fewest / most) |\n")
+	p("|---|---|---|---|---|---|---|---|\n")
+	for _, ph := range rep.phases {
+		lo, hi := slices.Min(ph.woken), slices.Max(ph.woken)
+		p("| %s | %s / %s | %s / %s | %s · %s | %s / %s | %s / %s | %s | %s / %s |\n",
+			count(ph.readers), us(pct(ph.publish[modeBoard], 50)), us(pct(ph.publish[modeBoard], 99)),
+			us(pct(rep.idle.publish[modeBoard], 50)), us(pct(rep.idle.publish[modeBoard], 99)),
+			benchfmt.Ratio(pct(ph.publish[modeBoard], 50), pct(rep.idle.publish[modeBoard], 50)),
+			benchfmt.Ratio(pct(ph.publish[modeBoard], 99), pct(rep.idle.publish[modeBoard], 99)),
+			us(pct(ph.wake, 50)), us(pct(ph.wake, 99)), us(pct(rep.idle.wake, 50)), us(pct(rep.idle.wake, 99)),
+			benchfmt.Ratio(pct(ph.wake, 50), pct(rep.idle.wake, 50)), count(lo), count(hi))
+	}
+	p("\nReaders that saw a publish without having slept (board / bare, of readers × publishes): ")
+	for i, ph := range rep.phases {
+		if i > 0 {
+			p("; ")
+		}
+		p("%s readers %d / %d of %s", count(ph.readers), ph.notSlept[modeBoard], ph.notSlept[modeBare], count(ph.readers*ph.rounds/2))
+	}
+	p(". p99 over %d publishes is the %s-worst one.\n\n", rep.phases[len(rep.phases)-1].rounds/2,
+		ordinal(rep.phases[len(rep.phases)-1].rounds/2-int(0.99*float64(rep.phases[len(rep.phases)-1].rounds/2-1))))
+	return b.String()
+}
+
+// raw is the results, one benchstat line per mode and reader count.
+func (rep *report) raw() string {
+	var b strings.Builder
+	p := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
+	p("goos: linux\ngoarch: %s\npkg: github.com/announcementd/announcementd/bench/fanout\ncpu: %s\n", runtime.GOARCH, benchfmt.Machine())
+	p("# %s, %s; load average before %s, after %s\n", rep.command(), rep.started.UTC().Format(time.RFC3339), rep.loadBefore, rep.loadAfter)
+	p("BenchmarkFanout/board/readers=0 %d %.0f publish-p50-ns %.0f publish-p99-ns\n",
+		len(rep.idle.publish[modeBoard]), pct(rep.idle.publish[modeBoard], 50), pct(rep.idle.publish[modeBoard], 99))
+	p("BenchmarkFanout/bare/readers=0 %d %.0f wake-p50-ns %.0f wake-p99-ns\n",
+		len(rep.idle.wake), pct(rep.idle.wake, 50), pct(rep.idle.wake, 99))
+	for _, ph := range rep.phases {
+		for m, mode := range []string{"bare", "board"} {
+			p("BenchmarkFanout/%s/readers=%d/procs=%d %d %.0f last-p50-ns %.0f last-p99-ns %.0f last-max-ns %.0f median-p50-ns %.0f median-p99-ns %.0f publish-p50-ns %.0f publish-p99-ns",
+				mode, ph.readers, ph.procs, len(ph.last[m]), pct(ph.last[m], 50), pct(ph.last[m], 99), pct(ph.last[m], 100),
+				pct(ph.median[m], 50), pct(ph.median[m], 99), pct(ph.publish[m], 50), pct(ph.publish[m], 99))
+			if m == modeBare {
+				p(" %.0f wake-p50-ns %.0f wake-p99-ns %d woken-min", pct(ph.wake, 50), pct(ph.wake, 99), slices.Min(ph.woken))
+			}
+			p(" %d not-slept %.2f host-busy-cores\n", ph.notSlept[m], ph.busyCores)
+		}
+	}
+	return b.String()
+}
+
+// pct is the p-th percentile (nearest rank below), p in [0, 100]; 0 for no samples.
+func pct(xs []float64, p float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Sorted(slices.Values(xs))
+	return s[int(p/100*float64(len(s)-1))]
+}
+
+// tri is "p50 / p99 / max" of xs (ns) in µs.
+func tri(xs []float64) string {
+	return fmt.Sprintf("%s / %s / %s", us(pct(xs, 50)), us(pct(xs, 99)), us(pct(xs, 100)))
+}
+
+func us(ns float64) string {
+	switch {
+	case ns >= 1e6:
+		return fmt.Sprintf("%.2f ms", ns/1e6)
+	case ns >= 10e3:
+		return fmt.Sprintf("%.0f µs", ns/1e3)
+	default:
+		return fmt.Sprintf("%.2f µs", ns/1e3)
+	}
+}
+
+// count prints n with thousands separators.
+func count(n int) string {
+	s := strconv.Itoa(n)
+	for i := len(s) - 3; i > 0; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	return s
+}
+
+func ordinal(n int) string {
+	switch n {
+	case 1:
+		return "1st"
+	case 2:
+		return "2nd"
+	case 3:
+		return "3rd"
+	}
+	return strconv.Itoa(n) + "th"
+}
+
+func ints(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n <= 0 {
+			return nil, fmt.Errorf("%q: need positive integers, comma-separated", s)
+		}
+		out = append(out, n)
+	}
+	if len(out) == 0 {
+		return nil, errors.New("empty list")
+	}
+	return out, nil
+}
+
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
+}
+
+// ticks is the first line of /proc/stat: busy and total jiffies of all CPUs.
+type ticks struct{ busy, total uint64 }
+
+func cpuTicks() ticks {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return ticks{}
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	var t ticks
+	for i, f := range strings.Fields(line)[1:] {
+		v, _ := strconv.ParseUint(f, 10, 64)
+		t.total += v
+		if i != 3 && i != 4 { // idle, iowait
+			t.busy += v
+		}
+	}
+	return t
+}
+
+// busySince is how many CPUs were busy on average since t0 (over d of wall time).
+func (t ticks) busySince(t0 ticks, d time.Duration) float64 {
+	if t.total <= t0.total || d <= 0 {
+		return 0
+	}
+	return float64(t.busy-t0.busy) / float64(t.total-t0.total) * float64(runtime.NumCPU())
+}
