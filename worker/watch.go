@@ -6,11 +6,11 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 	"unsafe"
 
 	"go.uber.org/zap"
-	"golang.org/x/sys/unix"
 )
 
 // The region watch: file operations on the region (removed, renamed over, truncated, grown, written with
@@ -52,8 +52,8 @@ import (
 // log line and keeps the periodic check alone.
 
 const (
-	watchDirMask  = unix.IN_MOVED_TO | unix.IN_DELETE_SELF | unix.IN_MOVE_SELF | unix.IN_ONLYDIR
-	watchFileMask = unix.IN_MODIFY | unix.IN_ATTRIB | unix.IN_DELETE_SELF | unix.IN_MOVE_SELF
+	watchDirMask  = syscall.IN_MOVED_TO | syscall.IN_DELETE_SELF | syscall.IN_MOVE_SELF | syscall.IN_ONLYDIR
+	watchFileMask = syscall.IN_MODIFY | syscall.IN_ATTRIB | syscall.IN_DELETE_SELF | syscall.IN_MOVE_SELF
 	// watchBuf holds a batch of events: 4,096 events of an empty name; a few hundred of names of /dev/shm's lengths.
 	watchBuf = 64 << 10
 	// stormPause is how long the loop waits after a batch of other files' events only, before it reads again: a
@@ -63,13 +63,14 @@ const (
 )
 
 // inotifyInit opens an inotify instance; tests replace it to see the start degrade.
-var inotifyInit = func() (int, error) { return unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK) }
+var inotifyInit = func() (int, error) { return syscall.InotifyInit1(syscall.IN_CLOEXEC | syscall.IN_NONBLOCK) }
 
 // regionWatch is one generation's inotify watch of the region.
 type regionWatch struct {
 	w    *Worker
 	fd   int    // the inotify instance; closed once the loop has ended (stop)
-	wake int    // an eventfd: stop writes it to end the loop's poll
+	ep   int    // an epoll instance: the loop waits on fd and wake[0]
+	wake [2]int // a pipe: stop writes it to end the loop's wait
 	name []byte // the base name of the region's path
 	dir  int    // the directory's watch descriptor
 	done chan struct{}
@@ -110,12 +111,17 @@ func (w *Worker) startWatch() (stop func()) {
 		g.mu.Lock()
 		g.watch = nil // no check retargets it from now on
 		g.mu.Unlock()
-		var one [8]byte
-		one[0] = 1
-		_, _ = unix.Write(rw.wake, one[:]) // ends the loop's poll; a check in progress finishes first
+		_, _ = syscall.Write(rw.wake[1], []byte{1}) // ends the loop's wait; a check in progress finishes first
 		<-rw.done
-		unix.Close(rw.fd)
-		unix.Close(rw.wake)
+		rw.close()
+	}
+}
+
+func (rw *regionWatch) close() {
+	for _, fd := range []int{rw.fd, rw.ep, rw.wake[0], rw.wake[1]} {
+		if fd >= 0 {
+			syscall.Close(fd)
+		}
 	}
 }
 
@@ -126,51 +132,63 @@ func (w *Worker) newRegionWatch() (*regionWatch, error) {
 	}
 	path := w.cfg.Board.Path()
 	dir := filepath.Dir(path)
-	wd, err := unix.InotifyAddWatch(fd, dir, watchDirMask)
-	if err != nil {
-		unix.Close(fd)
+	rw := &regionWatch{
+		w: w, fd: fd, ep: -1, wake: [2]int{-1, -1}, name: []byte(filepath.Base(path)), file: -1,
+		done: make(chan struct{}),
+	}
+	if rw.dir, err = syscall.InotifyAddWatch(fd, dir, watchDirMask); err != nil {
+		rw.close()
 		return nil, &os.PathError{Op: "inotify_add_watch", Path: dir, Err: err}
 	}
-	wake, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
-	if err != nil {
-		unix.Close(fd)
-		return nil, os.NewSyscallError("eventfd", err)
+	if rw.ep, err = syscall.EpollCreate1(syscall.EPOLL_CLOEXEC); err != nil {
+		rw.close()
+		return nil, os.NewSyscallError("epoll_create1", err)
 	}
-	return &regionWatch{
-		w: w, fd: fd, wake: wake, name: []byte(filepath.Base(path)), dir: wd, file: -1,
-		done: make(chan struct{}),
-	}, nil
+	if err = syscall.Pipe2(rw.wake[:], syscall.O_CLOEXEC|syscall.O_NONBLOCK); err != nil {
+		rw.close()
+		return nil, os.NewSyscallError("pipe2", err)
+	}
+	for _, fd := range []int{rw.fd, rw.wake[0]} {
+		if err = syscall.EpollCtl(rw.ep, syscall.EPOLL_CTL_ADD, fd, &syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: int32(fd)}); err != nil {
+			rw.close()
+			return nil, os.NewSyscallError("epoll_ctl", err)
+		}
+	}
+	return rw, nil
 }
 
 // loop reads batches of events and runs a check for each batch that concerns the region, until stop wakes it.
 //
-// It waits in poll(2) and pauses in nanosleep(2), blocking system calls of its own thread, not on Go's network
+// It waits in epoll_wait(2) and pauses in nanosleep(2), blocking system calls of its own thread, not on Go's network
 // poller and timers: each wake-up of a goroutine through those costs the runtime's scheduler far more than the
 // read. A storm of 200,000 renames in /dev/shm (2.2 s) cost the worker 470 ms of CPU through the poller and a
 // timer, 40 ms this way (its pprof profile, this 2-core machine).
 func (rw *regionWatch) loop() {
 	defer close(rw.done)
 	buf := make([]byte, watchBuf)
-	fds := []unix.PollFd{{Fd: int32(rw.fd), Events: unix.POLLIN}, {Fd: int32(rw.wake), Events: unix.POLLIN}}
-	pause := unix.NsecToTimespec(int64(stormPause))
+	var evs [2]syscall.EpollEvent
+	pause := syscall.NsecToTimespec(int64(stormPause))
 	for {
-		if _, err := unix.Poll(fds, -1); err != nil && err != unix.EINTR {
-			rw.w.log.Error("the region watch stopped: damage is found by the periodic check alone", zap.Error(os.NewSyscallError("poll", err)))
+		n, err := syscall.EpollWait(rw.ep, evs[:], -1)
+		if err != nil && err != syscall.EINTR {
+			rw.w.log.Error("the region watch stopped: damage is found by the periodic check alone", zap.Error(os.NewSyscallError("epoll_wait", err)))
 			return
 		}
-		if fds[1].Revents != 0 {
-			return
+		for _, ev := range evs[:max(n, 0)] {
+			if int(ev.Fd) == rw.wake[0] {
+				return
+			}
 		}
-		n, err := unix.Read(rw.fd, buf)
+		n, err = syscall.Read(rw.fd, buf)
 		switch {
-		case err == unix.EAGAIN || err == unix.EINTR || n <= 0 && err == nil:
+		case err == syscall.EAGAIN || err == syscall.EINTR || n <= 0 && err == nil:
 			continue
 		case err != nil:
 			rw.w.log.Error("the region watch stopped: damage is found by the periodic check alone", zap.Error(os.NewSyscallError("read inotify", err)))
 			return
 		}
 		if !rw.scan(buf[:n]) {
-			_ = unix.Nanosleep(&pause, nil)
+			_ = syscall.Nanosleep(&pause, nil)
 			continue
 		}
 		rw.stats.checks.Add(1)
@@ -183,28 +201,28 @@ func (rw *regionWatch) scan(b []byte) (region bool) {
 	rw.mu.Lock()
 	file := rw.file
 	rw.mu.Unlock()
-	for len(b) >= unix.SizeofInotifyEvent {
-		ev := (*unix.InotifyEvent)(unsafe.Pointer(&b[0]))
-		end := unix.SizeofInotifyEvent + int(ev.Len)
+	for len(b) >= syscall.SizeofInotifyEvent {
+		ev := (*syscall.InotifyEvent)(unsafe.Pointer(&b[0]))
+		end := syscall.SizeofInotifyEvent + int(ev.Len)
 		if end > len(b) {
 			break // the kernel never splits an event
 		}
-		name := b[unix.SizeofInotifyEvent:end]
+		name := b[syscall.SizeofInotifyEvent:end]
 		b = b[end:]
 		rw.stats.events.Add(1)
 		var match bool
 		switch wd := int(ev.Wd); {
-		case ev.Mask&unix.IN_Q_OVERFLOW != 0:
+		case ev.Mask&syscall.IN_Q_OVERFLOW != 0:
 			match = true // events were lost: any of them may have been the region's
-		case wd == rw.dir && ev.Mask&(unix.IN_IGNORED|unix.IN_DELETE_SELF|unix.IN_MOVE_SELF|unix.IN_UNMOUNT) != 0:
+		case wd == rw.dir && ev.Mask&(syscall.IN_IGNORED|syscall.IN_DELETE_SELF|syscall.IN_MOVE_SELF|syscall.IN_UNMOUNT) != 0:
 			match = true
-			if ev.Mask&unix.IN_IGNORED != 0 {
+			if ev.Mask&syscall.IN_IGNORED != 0 {
 				rw.w.log.Warn("the region's directory is no longer watched (removed, moved or unmounted): damage is found by the periodic check alone")
 			}
 		case wd == rw.dir:
 			match = isName(name, rw.name)
 		case wd == file:
-			match = ev.Mask&unix.IN_IGNORED == 0
+			match = ev.Mask&syscall.IN_IGNORED == 0
 			if !match { // the file is gone for good (unlinked, and closed by all): its watch with it
 				rw.mu.Lock()
 				if rw.file == wd {
@@ -234,7 +252,7 @@ func (rw *regionWatch) retarget() {
 	// The instance is open: it is closed only after stop has taken the watch from the guard (guard.mu, held).
 	wd, werr := rw.w.cfg.Board.WatchFile(rw.fd, watchFileMask)
 	if werr == nil && rw.file >= 0 && rw.file != wd {
-		_, _ = unix.InotifyRmWatch(rw.fd, uint32(rw.file)) // EINVAL when the kernel dropped it already
+		_, _ = syscall.InotifyRmWatch(rw.fd, uint32(rw.file)) // EINVAL when the kernel dropped it already
 	}
 	switch {
 	case werr != nil:

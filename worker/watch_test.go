@@ -8,13 +8,13 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
-	"golang.org/x/sys/unix"
 
 	"github.com/announcementd/announcementd/announcement"
 	"github.com/announcementd/announcementd/board/boardtest"
@@ -155,14 +155,24 @@ func watchedInodes(t *testing.T, rw *regionWatch) []uint64 {
 
 func inode(t *testing.T, path string) uint64 {
 	t.Helper()
-	var st unix.Stat_t
-	if err := unix.Stat(path, &st); err != nil {
+	var st syscall.Stat_t
+	if err := syscall.Stat(path, &st); err != nil {
 		t.Fatal(err)
 	}
 	return st.Ino
 }
 
-// inotifyFds counts this process's inotify instances and eventfds.
+// openFds counts this process's open fds.
+func openFds(t *testing.T) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents) - 1 // the directory's own
+}
+
+// inotifyFds counts this process's inotify instances.
 func inotifyFds(t *testing.T) int {
 	t.Helper()
 	ents, err := os.ReadDir("/proc/self/fd")
@@ -171,7 +181,7 @@ func inotifyFds(t *testing.T) int {
 	}
 	n := 0
 	for _, e := range ents {
-		if l, err := os.Readlink("/proc/self/fd/" + e.Name()); err == nil && (l == "anon_inode:inotify" || l == "anon_inode:[eventfd]") {
+		if l, err := os.Readlink("/proc/self/fd/" + e.Name()); err == nil && l == "anon_inode:inotify" {
 			n++
 		}
 	}
@@ -336,15 +346,18 @@ func TestWatchIgnoresOtherFiles(t *testing.T) {
 
 // The watch is the generation's: Run opens one inotify instance and closes it when it ends.
 func TestWatchClosedWhenRunEnds(t *testing.T) {
-	before := inotifyFds(t)
 	w, _, checks := watchedWorker(t, Integrity{}, nil)
+	before, fds := inotifyFds(t), openFds(t)
 	stop := run(t, w, checks)
-	if n := inotifyFds(t); n != before+2 {
-		t.Fatalf("%d inotify instances and eventfds while running, want %d", n, before+2)
+	if n := inotifyFds(t); n != before+1 {
+		t.Fatalf("%d inotify instances while running, want %d", n, before+1)
 	}
 	stop()
 	if n := inotifyFds(t); n != before {
 		t.Fatalf("%d inotify instances after Run, want %d", n, before)
+	}
+	if n := openFds(t); n != fds {
+		t.Fatalf("%d fds open after Run, %d before", n, fds)
 	}
 	if w.regionWatch() != nil {
 		t.Fatal("the worker still has its watch")
@@ -354,7 +367,7 @@ func TestWatchClosedWhenRunEnds(t *testing.T) {
 // A refused inotify instance (the user's limit) is one log line, and the periodic check alone repairs.
 func TestWatchRefusedDegradesToThePeriodicCheck(t *testing.T) {
 	defer func(orig func() (int, error)) { inotifyInit = orig }(inotifyInit)
-	inotifyInit = func() (int, error) { return -1, unix.EMFILE }
+	inotifyInit = func() (int, error) { return -1, syscall.EMFILE }
 	core, logs := observer.New(zapcore.InfoLevel)
 	w, path, checks := watchedWorker(t, Integrity{Interval: 5 * time.Millisecond}, zap.New(core))
 	run(t, w, checks)
