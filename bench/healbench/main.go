@@ -308,7 +308,7 @@ func report(periodic, watch *mode, st stormResult, began time.Time, load0 string
 	fmt.Fprintf(&md, "Two daemons side by side in one run, damages alternating between them (%d records, 4 MiB board, each daemon's own region in /dev/shm): "+
 		"one with the region watch (inotify: the board's file for IN_MODIFY, IN_ATTRIB, IN_MOVE_SELF, IN_DELETE_SELF, and its directory for IN_MOVED_TO of its name; worker/watch.go), "+
 		"the baseline with `--region-watch=false`, the periodic check every 250 ms alone. A damage's time runs from the damage to a reader (polling the path every 100 µs: "+
-		"open, map, verified snapshot) holding the whole set at a higher version. \"Repair\" is the worker's own cost (Heal: check, repair, republish; its log line's `took`). "+
+		"open, map, verified snapshot) holding the whole set at a higher version. \"Repair\" is the worker's own cost (Heal: check, repair, republish, then the lock of a remapped file's pages; its log line's `took`). "+
 		"Between damages a pause puts the next one at a random point of the periodic check's cycle. p99 is the nearest rank: of %d samples (watch) it is the %dth, of %d (periodic) the largest.\n\n",
 		*records, *watchRuns, (*watchRuns*99+99)/100, *runs)
 	md.WriteString("| damage | periodic only: p50 / p99 / max | watch: p50 / p99 / max | p99, periodic / watch | watch p99 ≤ 10 ms | repair itself, p50 / p99 (watch) | found by (watch) |\n|---|---|---|---|---|---|---|\n")
