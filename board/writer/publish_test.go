@@ -3,6 +3,7 @@ package writer_test
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -145,5 +146,96 @@ func TestReplacementsKeepTheSlotCRC(t *testing.T) {
 		if want := freshSlot(t, recs); !bytes.Equal(got[board.SlotHeaderSize:], want[board.SlotHeaderSize:]) {
 			t.Fatalf("step %d: the records differ from a fresh encoding", step)
 		}
+	}
+}
+
+// TestUpdateIsExact: Update, handed only what changed (puts, deletes, an id in both, ids not shown, puts that
+// change nothing), interleaved with whole-set publishes and damage from outside to the slot the next commit
+// writes, leaves the published slot byte for byte what a fresh writer encodes from the whole set; a result over
+// the capacity is refused and changes nothing.
+func TestUpdateIsExact(t *testing.T) {
+	path := tempRegion(t)
+	w := open(t, path, writer.Options{Size: 256 << 10})
+	h := w.Header()
+	rng := rand.New(rand.NewPCG(21, 34))
+	set := map[uint64]board.Record{}
+	sorted := func() []board.Record {
+		recs := make([]board.Record, 0, len(set))
+		for _, r := range set {
+			recs = append(recs, r)
+		}
+		slices.SortFunc(recs, func(a, b board.Record) int { return int(a.ID) - int(b.ID) })
+		return recs
+	}
+	for step := range 800 {
+		var puts []board.Record
+		var deletes []uint64
+		for range 1 + rng.IntN(4) {
+			id := uint64(1 + rng.IntN(400))
+			switch rng.IntN(6) {
+			case 0, 1, 2:
+				r := board.Record{ID: id, Priority: int32(rng.IntN(3)), Content: fmt.Sprint("step ", step%7)}
+				puts = append(puts, r)
+			case 3:
+				if old, ok := set[id]; ok {
+					puts = append(puts, old) // changes nothing
+				}
+			default:
+				deletes = append(deletes, id)
+			}
+		}
+		for _, r := range puts {
+			set[r.ID] = r
+		}
+		for _, id := range deletes {
+			delete(set, id)
+		}
+		var err error
+		switch {
+		case step%97 == 0:
+			_, err = w.Publish(sorted())
+		default:
+			_, err = w.Update(puts, deletes)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rng.IntN(5) == 0 { // damage the slot the next commit writes, within its header and records
+			raw, _ := os.ReadFile(path)
+			so := h.SlotOffset(w.Version() + 1)
+			n := binary.LittleEndian.Uint32(raw[so+board.SlotOffCount:])
+			f, _ := os.OpenFile(path, os.O_WRONLY, 0)
+			f.WriteAt([]byte{byte(1 + rng.IntN(255))}, int64(so)+8+int64(rng.IntN(board.SlotHeaderSize-8+int(n*h.Stride))))
+			f.Close()
+		}
+		got := slotAt(t, path, h, w.Version())
+		want := freshSlot(t, sorted())
+		if !bytes.Equal(got[board.SlotOffCount:board.SlotOffCount+4], want[board.SlotOffCount:board.SlotOffCount+4]) ||
+			!bytes.Equal(got[board.SlotHeaderSize:], want[board.SlotHeaderSize:]) {
+			t.Fatalf("step %d: the published slot differs from a fresh encoding of the same %d records", step, len(set))
+		}
+		n := binary.LittleEndian.Uint32(got[board.SlotOffCount:])
+		if c := binary.LittleEndian.Uint32(got[board.SlotOffCRC:]); c != board.SlotChecksum(got, n, h.Stride) {
+			t.Fatalf("step %d: slot crc %08x does not match its bytes", step, c)
+		}
+	}
+	// Over the capacity: refused, nothing changes.
+	v := w.Version()
+	var many []board.Record
+	for i := range h.Capacity + 1 {
+		many = append(many, board.Record{ID: uint64(1000 + i), Content: "x"})
+	}
+	if _, err := w.Update(many, nil); !errors.Is(err, board.ErrFull) {
+		t.Fatalf("Update over the capacity: %v", err)
+	}
+	if _, err := w.Update([]board.Record{{ID: 0, Content: "bad"}}, nil); err == nil {
+		t.Fatal("Update with id 0 accepted")
+	}
+	if got, err := w.Update(nil, []uint64{99999}); err != nil || got != v {
+		t.Fatalf("Update that changes nothing: version %d, %v; want %d", got, err, v)
+	}
+	got := slotAt(t, path, h, w.Version())
+	if want := freshSlot(t, sorted()); !bytes.Equal(got[board.SlotHeaderSize:], want[board.SlotHeaderSize:]) {
+		t.Fatal("a refused Update changed the board")
 	}
 }

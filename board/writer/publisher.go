@@ -17,7 +17,7 @@ import (
 // later caller.
 type Publisher struct {
 	w      *Writer
-	source func() []board.Record
+	source func() Delta
 
 	mu      sync.Mutex
 	pending *round // the round new callers join; nil when none is waiting
@@ -33,6 +33,22 @@ type round struct {
 // NewPublisher returns a Publisher that publishes source's set into w. source is called once per publish, under
 // no lock of the Publisher's, and must return the set as it is at that moment.
 func NewPublisher(w *Writer, source func() []board.Record) *Publisher {
+	return &Publisher{w: w, source: func() Delta { return Delta{Full: true, Records: source()} }}
+}
+
+// Delta is what a delta source hands a publish: the whole set (Full: Records, for Writer.Publish), or what
+// changed since the source's previous call (Records put, Deletes removed, for Writer.Update).
+type Delta struct {
+	Full    bool
+	Records []board.Record
+	Deletes []uint64
+}
+
+// NewDeltaPublisher returns a Publisher whose source returns, once per publish, what changed since its previous
+// call (or the whole set), so that a publish need not be handed the whole set. The source's first Delta must be
+// Full, and after a publish fails the next one should be (the Writer keeps what it was given, but a change
+// refused whole, such as an invalid put, is not in it).
+func NewDeltaPublisher(w *Writer, source func() Delta) *Publisher {
 	return &Publisher{w: w, source: source}
 }
 
@@ -76,5 +92,9 @@ func (p *Publisher) safePublish() (v uint64, err error) {
 			err = fmt.Errorf("publish panicked: %v\n%s", rec, debug.Stack())
 		}
 	}()
-	return p.w.Publish(p.source())
+	d := p.source()
+	if d.Full {
+		return p.w.Publish(d.Records)
+	}
+	return p.w.Update(d.Records, d.Deletes)
 }

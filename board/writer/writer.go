@@ -231,6 +231,110 @@ func (w *Writer) encodeLocked(recs []board.Record) (changed bool, err error) {
 	return true, nil
 }
 
+// Update changes the board's content by puts (added, or replacing the record with their id) and deletes (ids
+// removed; an id not shown is ignored) and returns the version that shows the result, without being handed the
+// whole set: its cost grows with the changes (and the records they move: an insertion or a removal moves the
+// records after it), plus the check of the slot a commit writes. An id in both is deleted. A result over the
+// capacity is refused with a *board.FullError and changes nothing; so is an invalid put. A change that leaves the
+// content as shown returns the current version without a new one.
+func (w *Writer) Update(puts []board.Record, deletes []uint64) (uint64, error) {
+	for i := range puts {
+		if err := puts[i].Validate(); err != nil {
+			return 0, fmt.Errorf("announcement %d: %w", puts[i].ID, err)
+		}
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return 0, errClosed
+	}
+	changed, err := w.updateLocked(puts, deletes)
+	if err != nil {
+		return 0, err
+	}
+	if w.published && w.shown && !changed {
+		return w.version, nil
+	}
+	return w.publishImageLocked()
+}
+
+// updateLocked applies puts and deletes to w.recs and w.image, encoding only the records put and moving those
+// after an insertion or a removal, marking what it changed dirty (as encodeLocked). w.mu is held.
+func (w *Writer) updateLocked(puts []board.Record, deletes []uint64) (changed bool, err error) {
+	find := func(id uint64) (int, bool) {
+		return slices.BinarySearchFunc(w.recs, id, func(r board.Record, id uint64) int { return cmp.Compare(r.ID, id) })
+	}
+	gone := make(map[uint64]bool, len(deletes))
+	for _, id := range deletes {
+		gone[id] = true
+	}
+	// The count after, checked before anything changes.
+	n := len(w.recs)
+	added := make(map[uint64]bool, len(puts))
+	for i := range puts {
+		id := puts[i].ID
+		if _, found := find(id); !found && !gone[id] && !added[id] {
+			added[id] = true
+			n++
+		}
+	}
+	for id := range gone {
+		if _, found := find(id); found {
+			n--
+		}
+	}
+	if n > int(w.hdr.Capacity) {
+		return false, &board.FullError{Count: n, Capacity: int(w.hdr.Capacity)}
+	}
+	stride := int(w.hdr.Stride)
+	at := func(i int) int { return board.SlotHeaderSize + i*stride }
+	img := w.image
+	for _, id := range deletes {
+		i, found := find(id)
+		if !found {
+			continue
+		}
+		m := len(w.recs)
+		copy(img[at(i):at(m-1)], img[at(i+1):at(m)])
+		clear(img[at(m-1):at(m)])
+		w.markDirty(i, m)
+		w.recs = slices.Delete(w.recs, i, i+1)
+		changed = true
+	}
+	for k := range puts {
+		r := &puts[k]
+		if gone[r.ID] {
+			continue
+		}
+		i, found := find(r.ID)
+		if found && w.recs[i] == *r {
+			continue
+		}
+		if !found {
+			m := len(w.recs)
+			copy(img[at(i+1):at(m+1)], img[at(i):at(m)])
+			w.markDirty(i+1, m+1)
+			w.recs = slices.Insert(w.recs, i, *r)
+		} else {
+			w.recs[i] = *r
+		}
+		rec := img[at(i):at(i+1)]
+		clear(rec)
+		board.EncodeRecord(rec, &w.hdr, r)
+		if w.opts.FillExtra != nil {
+			w.opts.FillExtra(rec, r)
+			board.SealRecord(rec)
+		}
+		w.markDirty(i, i+1)
+		changed = true
+	}
+	if changed {
+		w.imageN = uint32(len(w.recs))
+		w.shown = false
+	}
+	return changed, nil
+}
+
 // slotState is what a writer knows of one slot: Writer.written.
 type slotState struct {
 	known bool // a commit wrote the slot, and crc and n describe what it wrote
