@@ -4,8 +4,9 @@
 //   - version poll: ns per Version() in Go and notice_version() in C, against a bare atomic load of a word in an
 //     anonymous shared mapping;
 //   - snapshot copy: bytes/s of a full consistent snapshot in Go, C and Python, against memcpy of the same bytes;
-//   - publish→observe: latency from a publish to a reader in another process blocked on the futex, against a 50 ms
-//     poller in another process (the source article's clients);
+//   - publish→observe: latency from a publish to a reader in another process blocked on the futex, against a bare
+//     futex waiter (the same Go runtime, no board: the limit) and a 50 ms poller (the source article's clients),
+//     each in a process of its own;
 //   - retries: attempts per snapshot of readers in Go, C and Python while a writer process publishes flat out.
 package main
 
@@ -49,7 +50,7 @@ var (
 
 func main() {
 	switch os.Getenv(roleEnv) {
-	case "waiter", "poller":
+	case "waiter", "poller", "bare-waiter":
 		os.Exit(observe(os.Getenv(roleEnv), os.Args[1]))
 	case "stress-writer":
 		os.Exit(stress.WriterMain(os.Args[1]))
@@ -117,15 +118,18 @@ func run() error {
 		us(whole) + " copying the whole 320 KB snapshot", benchfmt.Ratio(pub, whole)})
 
 	// Publish→observe.
-	wait, poll, err := latency(w)
+	wait, poll, bare, err := latency(w, dir)
 	if err != nil {
 		return err
 	}
 	w.Close()
 	rows = append(rows,
-		row{"publish→observe p50, futex waiter (other process)", ms(pct(wait, 50)), ms(pct(poll, 50)) + " 50 ms poller", benchfmt.Ratio(pct(poll, 50), pct(wait, 50))},
-		row{"publish→observe p99", ms(pct(wait, 99)), ms(pct(poll, 99)), benchfmt.Ratio(pct(poll, 99), pct(wait, 99))},
-		row{"publish→observe max", ms(pct(wait, 100)), ms(pct(poll, 100)), benchfmt.Ratio(pct(poll, 100), pct(wait, 100))})
+		row{"publish→observe p50, futex waiter (`Board.Wait`, other process)", us(pct(wait, 50)),
+			us(pct(bare, 50)) + " bare futex waiter (same Go runtime, no board)", benchfmt.Ratio(pct(wait, 50), pct(bare, 50))},
+		row{"publish→observe p99, futex waiter", us(pct(wait, 99)), us(pct(bare, 99)), benchfmt.Ratio(pct(wait, 99), pct(bare, 99))},
+		row{"publish→observe max, futex waiter", us(pct(wait, 100)), us(pct(bare, 100)), benchfmt.Ratio(pct(wait, 100), pct(bare, 100))},
+		row{"publish→observe p50, 50 ms poller (other process)", ms(pct(poll, 50)), us(pct(wait, 50)) + " futex waiter", benchfmt.Ratio(pct(poll, 50), pct(wait, 50))},
+		row{"publish→observe p99, 50 ms poller", ms(pct(poll, 99)), us(pct(wait, 99)), benchfmt.Ratio(pct(poll, 99), pct(wait, 99))})
 
 	// Retries under a writer publishing flat out.
 	stressRows, err := retries(filepath.Join(dir, "notice_stress"))
@@ -277,18 +281,48 @@ print(n / (time.perf_counter() - t))
 	return strconv.ParseFloat(strings.TrimSpace(string(out)), 64)
 }
 
-// observe is a helper process: it prints, as JSON, [version, CLOCK_REALTIME ns] for each version it sees.
+// observe is a helper process: it prints, as JSON, [version, CLOCK_REALTIME ns] for each version it sees. A
+// waiter blocks in Board.Wait, a poller reads the version every 50 ms, a bare waiter blocks in FUTEX_WAIT on the
+// word at offset 0 of the file at path, mapped shared: no board code, what this Go runtime and the kernel cost.
 func observe(mode, path string) int {
-	b, err := reader.Open(path)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
+	var version func() uint64
+	var wait func(last uint64) uint64
+	if mode == "bare-waiter" {
+		f, err := os.OpenFile(path, os.O_RDWR, 0)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		mem, err := unix.Mmap(int(f.Fd()), 0, 4096, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+		f.Close()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		word := (*uint32)(unsafe.Pointer(&mem[0]))
+		version = func() uint64 { return uint64(atomic.LoadUint32(word)) }
+		wait = func(last uint64) uint64 { // as Board.Wait: FUTEX_WAIT (shared) while the word holds last
+			ts := unix.NsecToTimespec(int64(200 * time.Millisecond))
+			unix.Syscall6(unix.SYS_FUTEX, uintptr(unsafe.Pointer(word)), 0, uintptr(uint32(last)), uintptr(unsafe.Pointer(&ts)), 0, 0)
+			return version()
+		}
+	} else {
+		b, err := reader.Open(path)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		version = b.Version
+		wait = func(last uint64) uint64 {
+			v, _ := b.Wait(context.Background(), last, 200*time.Millisecond)
+			return v
+		}
 	}
 	done := make(chan struct{})
 	go func() { bufio.NewReader(os.Stdin).ReadByte(); close(done) }()
 	fmt.Println("ready")
 	var seen [][2]int64
-	last := b.Version()
+	last := version()
 	for {
 		select {
 		case <-done:
@@ -297,11 +331,11 @@ func observe(mode, path string) int {
 		default:
 		}
 		var v uint64
-		if mode == "waiter" {
-			v, _ = b.Wait(context.Background(), last, 200*time.Millisecond)
-		} else {
+		if mode == "poller" {
 			time.Sleep(50 * time.Millisecond)
-			v = b.Version()
+			v = version()
+		} else {
+			v = wait(last)
 		}
 		if v != last {
 			seen = append(seen, [2]int64{int64(v), time.Now().UnixNano()})
@@ -310,56 +344,89 @@ func observe(mode, path string) int {
 	}
 }
 
-// latency publishes 100 versions at random 5-60 ms intervals while a futex waiter and a 50 ms poller, each in
-// its own process, watch; a version's latency is from just before its publish to the first observation of it or
-// a later version.
-func latency(w *writer.Writer) (wait, poll []float64, err error) {
+// latency publishes 150 versions of the board and 150 of a bare futex word, alternately, at random 5-60 ms
+// intervals, while three helpers, each in its own process, watch: a futex waiter on the board (Board.Wait), a
+// 50 ms poller of the board (the source article's clients), and a bare futex waiter (the same Go runtime in
+// FUTEX_WAIT on a word of a shared mapping of its own, no board code: the limit, in the same run). A publish's
+// latency is from just before it (before Publish; before the bare word's store and FUTEX_WAKE) to the first
+// observation of it or of a later one.
+func latency(w *writer.Writer, dir string) (wait, poll, bare []float64, err error) {
+	barePath := filepath.Join(dir, "bare_futex")
+	if err := os.WriteFile(barePath, make([]byte, 4096), 0o600); err != nil {
+		return nil, nil, nil, err
+	}
+	f, err := os.OpenFile(barePath, os.O_RDWR, 0)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	mem, err := unix.Mmap(int(f.Fd()), 0, 4096, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	f.Close()
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("mmap %s: %w", barePath, err)
+	}
+	defer unix.Munmap(mem)
+	word := (*uint32)(unsafe.Pointer(&mem[0]))
+
 	self, _ := os.Executable()
-	var outs [2]bytes.Buffer
-	var cmds [2]*exec.Cmd
-	var stdins [2]interface{ Close() error }
-	var copied [2]chan struct{}
-	for i, mode := range []string{"waiter", "poller"} {
-		cmd := exec.Command(self, w.Path())
+	modes := []string{"waiter", "poller", "bare-waiter"}
+	paths := []string{w.Path(), w.Path(), barePath}
+	var outs [3]bytes.Buffer
+	var cmds [3]*exec.Cmd
+	var stdins [3]interface{ Close() error }
+	var copied [3]chan struct{}
+	for i, mode := range modes {
+		cmd := exec.Command(self, paths[i])
 		cmd.Env = append(os.Environ(), roleEnv+"="+mode)
 		in, _ := cmd.StdinPipe()
 		out, _ := cmd.StdoutPipe()
 		cmd.Stderr = os.Stderr
 		if err := cmd.Start(); err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		br := bufio.NewReader(out)
 		if line, _ := br.ReadString('\n'); line != "ready\n" {
-			return nil, nil, fmt.Errorf("%s helper did not start: %q", mode, line)
+			return nil, nil, nil, fmt.Errorf("%s helper did not start: %q", mode, line)
 		}
 		copied[i] = make(chan struct{})
 		go func() { br.WriteTo(&outs[i]); close(copied[i]) }()
 		cmds[i], stdins[i] = cmd, in
 	}
 	rng := rand.New(rand.NewPCG(3, 4))
-	published := map[uint64]int64{}
-	for i := range 100 {
+	published := [2]map[uint64]int64{{}, {}} // the board's versions, the bare word's values
+	for i := range 300 {
 		time.Sleep(time.Duration(5+rng.IntN(56)) * time.Millisecond)
 		t := time.Now().UnixNano()
-		v, err := w.Publish([]board.Record{{ID: 1, Content: strconv.Itoa(i)}})
-		if err != nil {
-			return nil, nil, err
+		if i%2 == 0 {
+			v, err := w.Publish([]board.Record{{ID: 1, Content: strconv.Itoa(i)}})
+			if err != nil {
+				return nil, nil, nil, err
+			}
+			published[0][v] = t
+		} else {
+			n := atomic.AddUint32(word, 1)
+			if _, _, errno := unix.Syscall6(unix.SYS_FUTEX, uintptr(unsafe.Pointer(word)), 1, 1<<31-1, 0, 0, 0); errno != 0 {
+				return nil, nil, nil, fmt.Errorf("futex wake: %w", errno)
+			}
+			published[1][uint64(n)] = t
 		}
-		published[v] = t
 	}
-	time.Sleep(150 * time.Millisecond)
-	var res [2][]float64
+	time.Sleep(250 * time.Millisecond)
+	var res [3][]float64
 	for i := range cmds {
 		stdins[i].Close()
 		<-copied[i]
 		if err := cmds[i].Wait(); err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		var seen [][2]int64
 		if err := json.Unmarshal(outs[i].Bytes(), &seen); err != nil {
-			return nil, nil, fmt.Errorf("latency helper output %q: %w", outs[i].String(), err)
+			return nil, nil, nil, fmt.Errorf("latency helper output %q: %w", outs[i].String(), err)
 		}
-		for v, t := range published {
+		pub := published[0]
+		if modes[i] == "bare-waiter" {
+			pub = published[1]
+		}
+		for v, t := range pub {
 			for _, s := range seen { // in order of observation
 				if uint64(s[0]) >= v {
 					res[i] = append(res[i], float64(s[1]-t))
@@ -367,11 +434,11 @@ func latency(w *writer.Writer) (wait, poll []float64, err error) {
 				}
 			}
 		}
-		if len(res[i]) != len(published) {
-			return nil, nil, fmt.Errorf("helper %d saw %d of %d publishes", i, len(res[i]), len(published))
+		if len(res[i]) != len(pub) {
+			return nil, nil, nil, fmt.Errorf("%s helper saw %d of %d publishes", modes[i], len(res[i]), len(pub))
 		}
 	}
-	return res[0], res[1], nil
+	return res[0], res[1], res[2], nil
 }
 
 func retries(path string) ([]row, error) {
