@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/announcementd/announcementd/announcement"
+	"github.com/announcementd/announcementd/board/reader"
 	"github.com/announcementd/announcementd/board/writer"
 	"github.com/announcementd/announcementd/store"
 )
@@ -19,7 +20,7 @@ import (
 // minExpiry) must be, at every moment, what the whole set says: puts effective now, later or earlier, with and
 // without expiry, replacements, deletions, expiry removal, and a clock that moves across those times, jumps
 // and goes back. After each step the publish's source, the next change and the expiry floor are compared with
-// a computation from the whole set.
+// a computation from the whole set, and so is what the board shows after a publish (handed only the changes).
 func TestVisibleSetFollowsChangesAndTime(t *testing.T) {
 	dir := t.TempDir()
 	st, err := store.Open(filepath.Join(dir, "a.db"), store.Options{NoSync: true})
@@ -38,6 +39,11 @@ func TestVisibleSetFollowsChangesAndTime(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	b, err := reader.Open(filepath.Join(dir, "board"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
 	rng := rand.New(rand.NewPCG(5, 8))
 	for step := range 1500 {
 		now := clock.Load()
@@ -71,6 +77,13 @@ func TestVisibleSetFollowsChangesAndTime(t *testing.T) {
 			clock.Add(int64(rng.IntN(6000)) - 2000)
 		}
 		now = clock.Load()
+		if _, err := w.pub.Sync(); err != nil { // what the publisher is handed: the changes, or the whole set
+			t.Fatal(err)
+		}
+		snap, err := b.Snapshot()
+		if err != nil {
+			t.Fatal(err)
+		}
 		got := w.visibleNow()
 		since := now - int64(rng.IntN(50))
 		next := w.nextChange(since)
@@ -84,6 +97,9 @@ func TestVisibleSetFollowsChangesAndTime(t *testing.T) {
 			}
 		}
 		w.mu.Unlock()
+		if !slices.Equal(snap.Records, want) {
+			t.Fatalf("step %d at %d: the board shows %d records, the set says %d:\n%v\n%v", step, now, len(snap.Records), len(want), snap.Records, want)
+		}
 		if !slices.Equal(got, want) {
 			t.Fatalf("step %d at %d: the source gives %d records, the set says %d:\n%v\n%v", step, now, len(got), len(want), got, want)
 		}

@@ -74,7 +74,7 @@ type Worker struct {
 	// vis is the board's records, sorted by id, of the announcements visible at every time in [visFrom, visUntil)
 	// (visUntil 0: no end), while visOK: no effective or expiry time of the set lies strictly inside that span
 	// (visFrom is one at or before it, visUntil one after it, or a time since replaced or deleted, which only
-	// narrows it). refresh updates it in place, so a publish neither walks nor sorts the set (visibleNow);
+	// narrows it). refresh updates it in place, so a publish neither walks nor sorts the set (changesNow);
 	// crossing either end rebuilds it from the set. minExpiry: no announcement expires before it (0: none
 	// expires), so removeExpired scans the set only when one may have.
 	vis       []board.Record
@@ -82,6 +82,10 @@ type Worker struct {
 	visFrom   int64
 	visUntil  int64
 	minExpiry int64
+	// changed holds the ids whose record in w.vis may have changed since the publisher last asked (changesNow):
+	// a publish is handed only those, not the set; sendFull: hand it the whole set instead (w.vis was rebuilt).
+	changed  map[uint64]struct{}
+	sendFull bool
 
 	loadedAt   int64         // unix ns just before New's publish: everything due by then is on the board
 	reschedule chan struct{} // poked when the set changes
@@ -106,6 +110,7 @@ func New(cfg Config) (*Worker, error) {
 	w := &Worker{
 		cfg: cfg, log: cfg.Log, started: cfg.Now(),
 		set:        map[uint64]announcement.Announcement{},
+		changed:    map[uint64]struct{}{},
 		reschedule: make(chan struct{}, 1),
 		housework:  make(chan struct{}, 1),
 	}
@@ -124,7 +129,7 @@ func New(cfg Config) (*Worker, error) {
 	for _, a := range all {
 		w.set[a.ID] = a
 	}
-	w.pub = writer.NewPublisher(cfg.Board, w.visibleNow)
+	w.pub = writer.NewDeltaPublisher(cfg.Board, w.changesNow)
 	w.loadedAt = cfg.Now().UnixNano()
 	v, err := w.pub.Sync()
 	if err != nil {
@@ -150,8 +155,8 @@ func (w *Worker) regionMoved() {
 	}
 }
 
-// visibleNow is the Publisher's source: the records the board must show at this moment. It copies w.vis, which
-// holds unless now is outside its span (then it is rebuilt from the set).
+// visibleNow is the records the board must show at this moment (a copy of w.vis, rebuilt first when now is
+// outside its span): what changesNow's changes add up to.
 func (w *Worker) visibleNow() []board.Record {
 	now := w.cfg.Now().UnixNano()
 	w.mu.Lock()
@@ -162,6 +167,35 @@ func (w *Worker) visibleNow() []board.Record {
 	return slices.Clone(w.vis)
 }
 
+// changesNow is the Publisher's source: what the board must change to show what is visible at this moment, since
+// the previous call (only the ids refresh changed), or, when full is asked for or w.vis had to be rebuilt, the
+// whole visible set.
+func (w *Worker) changesNow(full bool) writer.Delta {
+	now := w.cfg.Now().UnixNano()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.visHolds(now) {
+		w.rebuildVisible(now)
+	}
+	if full || w.sendFull {
+		w.sendFull = false
+		clear(w.changed)
+		return writer.Delta{Full: true, Records: slices.Clone(w.vis)}
+	}
+	var d writer.Delta
+	for id := range w.changed {
+		if i, ok := slices.BinarySearchFunc(w.vis, id, byID); ok {
+			d.Records = append(d.Records, w.vis[i])
+		} else {
+			d.Deletes = append(d.Deletes, id)
+		}
+	}
+	clear(w.changed)
+	return d
+}
+
+func byID(r board.Record, id uint64) int { return cmp.Compare(r.ID, id) }
+
 // visHolds reports whether w.vis is the visible set at now. w.mu is held.
 func (w *Worker) visHolds(now int64) bool {
 	return w.visOK && w.visFrom <= now && (w.visUntil == 0 || now < w.visUntil)
@@ -171,6 +205,7 @@ func (w *Worker) visHolds(now int64) bool {
 func (w *Worker) rebuildVisible(now int64) {
 	w.vis = announcement.Visible(maps.Values(w.set), now)
 	w.visOK, w.visFrom, w.visUntil, w.minExpiry = true, math.MinInt64, 0, 0
+	w.sendFull = true
 	for _, a := range w.set {
 		w.noteTimes(&a, now)
 	}
@@ -205,8 +240,9 @@ func (w *Worker) noteExpiry(a *announcement.Announcement) {
 // updateVisible makes w.vis show a (or, when !ok, not show the announcement id) as of now: one binary search and
 // at most one insertion or removal. w.mu is held and w.vis holds at now.
 func (w *Worker) updateVisible(id uint64, a announcement.Announcement, ok bool, now int64) {
-	i, found := slices.BinarySearchFunc(w.vis, id, func(r board.Record, id uint64) int { return cmp.Compare(r.ID, id) })
+	i, found := slices.BinarySearchFunc(w.vis, id, byID)
 	show := ok && a.VisibleAt(now)
+	w.changed[id] = struct{}{}
 	switch {
 	case show && found:
 		w.vis[i] = a.Record()
