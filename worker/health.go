@@ -72,8 +72,10 @@ type guard struct {
 	residency  writer.Residency
 	faults     uint64       // this writer's count of the faults it caught and repaired (writer.Faults), as last counted
 	watch      *regionWatch // the generation's watch of file events on the region (watch.go); nil when none
-	// checked, when set (tests), is called after each integrity check with what it found.
-	checked func(writer.Damage, error)
+	// checked, when set (tests), is called after each integrity check with what it found; afterHeal right after
+	// the repair, before the watch follows the writer to a new file.
+	checked   func(writer.Damage, error)
+	afterHeal func(writer.Damage)
 }
 
 // initHealth records the state New left: published, and the board's lock and residency.
@@ -169,6 +171,26 @@ func (w *Worker) checkIntegrityBy(trigger string) {
 	g := &w.guard
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	for i := 0; ; i++ {
+		d, err := w.healLocked(trigger)
+		if g.afterHeal != nil {
+			g.afterHeal(d)
+		}
+		// The writer may be on another file now (recreated): the watch moves to it, and the file is checked once
+		// more, for what happened to it before its watch was in place.
+		moved := g.watch != nil && g.watch.retarget()
+		if g.checked != nil {
+			g.checked(d, err)
+		}
+		if !moved || i == 2 {
+			return
+		}
+	}
+}
+
+// healLocked is one check and repair (guard.mu held).
+func (w *Worker) healLocked(trigger string) (writer.Damage, error) {
+	g := &w.guard
 	b := w.cfg.Board
 	start := time.Now()
 	newFile, d, err := b.Heal()
@@ -201,12 +223,7 @@ func (w *Worker) checkIntegrityBy(trigger string) {
 		}
 	}
 	w.setCheck(c)
-	if g.watch != nil {
-		g.watch.retarget() // the writer may be on another file now
-	}
-	if g.checked != nil {
-		g.checked(d, err)
-	}
+	return d, err
 }
 
 // repaired counts a repair of kind (the housekeeping goroutine saves it at once, counters.go). Called with

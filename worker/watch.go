@@ -54,6 +54,8 @@ import (
 const (
 	watchDirMask  = syscall.IN_MOVED_TO | syscall.IN_DELETE_SELF | syscall.IN_MOVE_SELF | syscall.IN_ONLYDIR
 	watchFileMask = syscall.IN_MODIFY | syscall.IN_ATTRIB | syscall.IN_DELETE_SELF | syscall.IN_MOVE_SELF
+	// watchDirFallback: what the directory is asked for too when the file cannot be watched (retarget).
+	watchDirFallback = syscall.IN_CREATE | syscall.IN_DELETE | syscall.IN_MOVED_FROM
 	// watchBuf holds a batch of events: 4,096 events of an empty name; a few hundred of names of /dev/shm's lengths.
 	watchBuf = 64 << 10
 	// stormPause is how long the loop waits after a batch of other files' events only, before it reads again: a
@@ -67,13 +69,14 @@ var inotifyInit = func() (int, error) { return syscall.InotifyInit1(syscall.IN_C
 
 // regionWatch is one generation's inotify watch of the region.
 type regionWatch struct {
-	w    *Worker
-	fd   int    // the inotify instance; closed once the loop has ended (stop)
-	ep   int    // an epoll instance: the loop waits on fd and wake[0]
-	wake [2]int // a pipe: stop writes it to end the loop's wait
-	name []byte // the base name of the region's path
-	dir  int    // the directory's watch descriptor
-	done chan struct{}
+	w       *Worker
+	fd      int    // the inotify instance; closed once the loop has ended (stop)
+	ep      int    // an epoll instance: the loop waits on fd and wake[0]
+	wake    [2]int // a pipe: stop writes it to end the loop's wait
+	name    []byte // the base name of the region's path
+	dirPath string // its directory
+	dir     int    // the directory's watch descriptor
+	done    chan struct{}
 
 	mu     sync.Mutex
 	file   int  // the watch descriptor of the writer's file, -1 when none
@@ -104,8 +107,9 @@ func (w *Worker) startWatch() (stop func()) {
 	g := &w.guard
 	g.mu.Lock()
 	g.watch = rw
+	rw.retarget() // the file's watch
 	g.mu.Unlock()
-	w.checkIntegrityBy(triggerWatch) // what happened before the watch was in place; it also puts the file's watch on the writer's file
+	w.checkIntegrityBy(triggerWatch) // what happened before the watches were in place
 	go rw.loop()
 	return func() {
 		g.mu.Lock()
@@ -133,7 +137,7 @@ func (w *Worker) newRegionWatch() (*regionWatch, error) {
 	path := w.cfg.Board.Path()
 	dir := filepath.Dir(path)
 	rw := &regionWatch{
-		w: w, fd: fd, ep: -1, wake: [2]int{-1, -1}, name: []byte(filepath.Base(path)), file: -1,
+		w: w, fd: fd, ep: -1, wake: [2]int{-1, -1}, name: []byte(filepath.Base(path)), dirPath: dir, file: -1,
 		done: make(chan struct{}),
 	}
 	if rw.dir, err = syscall.InotifyAddWatch(fd, dir, watchDirMask); err != nil {
@@ -245,22 +249,29 @@ func isName(field, want []byte) bool {
 }
 
 // retarget puts the file's watch on the file the writer maps now, and removes the watch of the file it mapped
-// before. Called after each check (guard.mu held).
-func (rw *regionWatch) retarget() {
+// before; moved: the watch is on another file than before (the caller checks it once more: what happened to it
+// before the watch was there raised no event). Called after each check (guard.mu held).
+func (rw *regionWatch) retarget() (moved bool) {
 	rw.mu.Lock()
 	defer rw.mu.Unlock()
 	// The instance is open: it is closed only after stop has taken the watch from the guard (guard.mu, held).
 	wd, werr := rw.w.cfg.Board.WatchFile(rw.fd, watchFileMask)
-	if werr == nil && rw.file >= 0 && rw.file != wd {
-		_, _ = syscall.InotifyRmWatch(rw.fd, uint32(rw.file)) // EINVAL when the kernel dropped it already
-	}
-	switch {
-	case werr != nil:
+	if werr != nil {
 		if !rw.warned {
 			rw.warned = true
-			rw.w.log.Warn("no inotify watch on the region's file: truncation, growth and writes are found by the periodic check (the directory's watch still sees removal and renames)", zap.Error(werr))
+			// Without the file's watch, the directory's is asked for the entry events of the name too: rm is seen
+			// there (at the cost of every other file's events in the directory).
+			_, derr := syscall.InotifyAddWatch(rw.fd, rw.dirPath, watchDirMask|watchDirFallback)
+			rw.w.log.Warn("no inotify watch on the region's file: truncation, growth and writes are found by the periodic check; the directory's watch sees removal and renames", zap.Error(werr), zap.NamedError("directory", derr))
 		}
-	default:
-		rw.file = wd
+		return false
 	}
+	if wd == rw.file {
+		return false
+	}
+	if rw.file >= 0 {
+		_, _ = syscall.InotifyRmWatch(rw.fd, uint32(rw.file)) // EINVAL when the kernel dropped it already
+	}
+	rw.file = wd
+	return true
 }

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -399,5 +400,44 @@ func TestWatchOff(t *testing.T) {
 	}
 	if n := inotifyFds(t); n != before {
 		t.Fatalf("%d inotify instances with the watch off, want %d", n, before)
+	}
+}
+
+// A recreation puts the writer on a new file before the watch is on it: what happens to the new file in between
+// (here a second rm, right after the repair) raises no event the watch gets, so the new file is checked once more
+// when the watch moves to it. Repaired without the periodic check.
+func TestWatchCoversTheNewFileAtOnce(t *testing.T) {
+	w, path, checks := watchedWorker(t, Integrity{}, nil)
+	var once sync.Once
+	w.guard.afterHeal = func(d writer.Damage) {
+		if d.Has(writer.DamageReplaced) {
+			once.Do(func() {
+				if err := os.Remove(path); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+	}
+	run(t, w, checks)
+	before := w.Version()
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	for _, what := range []string{"the rm", "the rm before the watch was on the new file"} {
+		if d := nextDamage(t, checks, what); !d.Has(writer.DamageReplaced) {
+			t.Fatalf("%s: found %v", what, d)
+		}
+	}
+	b, err := reader.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := b.Snapshot()
+	b.Close()
+	if err != nil || s.Version <= before || len(s.Records) != 2 {
+		t.Fatalf("after the repairs %+v, %v (version was %d)", s, err, before)
+	}
+	if got := w.guardStatus().ThisGeneration.Repairs[writer.DamageReplaced]; got != 2 {
+		t.Fatalf("%d replaced repairs, want 2", got)
 	}
 }
