@@ -55,6 +55,8 @@ var (
 	stormFiles = flag.Int("storm", 20000, "files of the event storm in /dev/shm (created, renamed, removed: 4 events each)")
 	mdPath     = flag.String("md", "", "also write the report as the \"heal\" section of this markdown file (docs/BENCHMARKS.md)")
 	rawPath    = flag.String("raw", "", "also write the samples in benchstat's format to this file (docs/bench/heal.txt)")
+	only       = flag.String("kinds", "", "measure only these damage kinds, comma-separated (rm, rename, truncate, grow, write, mmap); default all")
+	logDir     = flag.String("logs", "", "keep the daemons' logs in this directory (periodic.log, watch.log)")
 )
 
 func main() {
@@ -91,6 +93,7 @@ type mode struct {
 	name, key string
 	d         *daemon
 	took      map[string][]time.Duration // damage → readers hold the set again, by kind key
+	samples   []string                   // -logs: each damage, when and how long
 	heal      map[string][]time.Duration // the repair's own cost from the log, by kind key
 }
 
@@ -130,6 +133,13 @@ func run() error {
 		d.foundBy = map[string]map[string]int{}
 	}
 
+	if *only != "" {
+		want := strings.Split(*only, ",")
+		kinds = slices.DeleteFunc(kinds, func(k kind) bool { return !slices.Contains(want, k.key) })
+		if len(kinds) == 0 {
+			return fmt.Errorf("-kinds %q: none known", *only)
+		}
+	}
 	for _, k := range kinds {
 		per := *watchRuns / *runs
 		if !k.event {
@@ -158,6 +168,16 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	if *logDir != "" {
+		for _, m := range []*mode{periodic, watch} {
+			if err := os.WriteFile(filepath.Join(*logDir, m.key+".log"), []byte(m.d.logs.String()), 0o644); err != nil {
+				return err
+			}
+			if err := os.WriteFile(filepath.Join(*logDir, m.key+".samples"), []byte(strings.Join(m.samples, "\n")+"\n"), 0o644); err != nil {
+				return err
+			}
+		}
+	}
 	return report(periodic, watch, st, began, load0)
 }
 
@@ -176,6 +196,7 @@ func (m *mode) measure(k kind) error {
 	for {
 		if s, err := snapshot(m.d.shm); err == nil && s.Version > before.Version && len(s.Records) == *records {
 			m.took[k.key] = append(m.took[k.key], time.Since(start))
+			m.samples = append(m.samples, fmt.Sprintf("%s %.6f %d", k.key, float64(start.UnixNano())/1e9, time.Since(start).Microseconds()))
 			// The repair's log line may come after the reader saw the repair: wait for it (at most a second), so
 			// that it is counted with this damage, not the next.
 			mark := m.d.marks[len(m.d.marks)-1]
