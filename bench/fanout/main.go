@@ -58,9 +58,13 @@ var (
 	cDirF    = flag.String("c", "clients/c", "directory of notice.h")
 	mdPath   = flag.String("md", "", "write the tables into this markdown file, between <!-- fanout:begin --> and <!-- fanout:end -->")
 	rawPath  = flag.String("raw", "", "write the raw results, benchstat-friendly, to this file")
+	langsF   = flag.String("langs", "c,go", "reader languages, each run at every reader count: c (pthreads, waiters.c), go (goroutines locked to OS threads)")
 )
 
 func main() {
+	if os.Getenv(roleEnv) == "go-readers" {
+		os.Exit(goReadersMain(os.Args[1:]))
+	}
 	flag.Parse()
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "fanout:", err)
@@ -70,6 +74,7 @@ func main() {
 
 // phase is one reader count: its configuration and what its rounds measured.
 type phase struct {
+	lang                   string // c or go
 	readers, procs, rounds int
 	// per mode (0 bare, 1 board), one entry per publish
 	last, median, publish [2][]float64 // ns
@@ -78,6 +83,9 @@ type phase struct {
 	notSlept              [2]int       // reader-rounds that saw the change without having slept
 	busyCores             float64      // the host's busy cores during the phase (/proc/stat), this command's included
 }
+
+// self is this command's executable: it runs the Go readers' processes.
+var self string
 
 func run() error {
 	started := time.Now()
@@ -101,6 +109,9 @@ func run() error {
 		return errors.New("need 0 < -gap-min <= -gap-max")
 	}
 
+	if self, err = os.Executable(); err != nil {
+		return err
+	}
 	bin, err := os.MkdirTemp("", "fanout")
 	if err != nil {
 		return err
@@ -133,14 +144,22 @@ func run() error {
 	if err := b.phase(idle, dir, waiters); err != nil {
 		return fmt.Errorf("no readers: %w", err)
 	}
-	for i, n := range counts {
-		ph := &phase{readers: n, procs: procs[i], rounds: rounds[i]}
-		if err := b.phase(ph, dir, waiters); err != nil {
-			return fmt.Errorf("%d readers: %w", n, err)
+	langs := strings.Split(*langsF, ",")
+	for _, l := range langs {
+		if l != "c" && l != "go" {
+			return fmt.Errorf("-langs: %q is neither c nor go", l)
 		}
-		phases = append(phases, ph)
-		fmt.Fprintf(os.Stderr, "fanout: %d readers: last reader p50 %s (bare %s)\n", n,
-			us(pct(ph.last[1], 50)), us(pct(ph.last[0], 50)))
+	}
+	for i, n := range counts {
+		for _, l := range langs {
+			ph := &phase{lang: l, readers: n, procs: procs[i], rounds: rounds[i]}
+			if err := b.phase(ph, dir, waiters); err != nil {
+				return fmt.Errorf("%d %s readers: %w", n, l, err)
+			}
+			phases = append(phases, ph)
+			fmt.Fprintf(os.Stderr, "fanout: %d %s readers: last reader p50 %s (bare %s)\n", n, l,
+				us(pct(ph.last[1], 50)), us(pct(ph.last[0], 50)))
+		}
 	}
 	rep := &report{started: started, elapsed: time.Since(started), loadBefore: loadBefore, loadAfter: loadavg(),
 		idle: idle, phases: phases, set: *setF}
@@ -231,7 +250,8 @@ func (b *bench) phase(ph *phase, dir, waiters string) error {
 	if ph.rounds < 2 || ph.rounds%2 != 0 {
 		return fmt.Errorf("rounds %d: need an even number, at least 2", ph.rounds)
 	}
-	c, err := newCtl(filepath.Join(dir, fmt.Sprintf("ctl-%d", ph.readers)), ph.rounds, ph.readers)
+	ctlPath := filepath.Join(dir, fmt.Sprintf("ctl-%s-%d", ph.lang, ph.readers))
+	c, err := newCtl(ctlPath, ph.rounds, ph.readers)
 	if err != nil {
 		return err
 	}
@@ -254,8 +274,12 @@ func (b *bench) phase(ph *phase, dir, waiters string) error {
 		if next == first {
 			continue
 		}
-		cmd := exec.Command(waiters, filepath.Join(dir, fmt.Sprintf("ctl-%d", ph.readers)), b.w.Path(),
-			strconv.Itoa(ph.rounds), strconv.Itoa(ph.readers), strconv.Itoa(first), strconv.Itoa(next-first))
+		args := []string{ctlPath, b.w.Path(), strconv.Itoa(ph.rounds), strconv.Itoa(ph.readers), strconv.Itoa(first), strconv.Itoa(next - first)}
+		cmd := exec.Command(waiters, args...)
+		if ph.lang == "go" {
+			cmd = exec.Command(self, args...)
+			cmd.Env = append(os.Environ(), roleEnv+"=go-readers")
+		}
 		cmd.Stderr = os.Stderr
 		if err := cmd.Start(); err != nil {
 			return err

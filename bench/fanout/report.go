@@ -35,7 +35,7 @@ func (rep *report) problems() []string {
 		out = append(out, "no reader: the writer's Publish or the bare FUTEX_WAKE was not timed")
 	}
 	for _, ph := range rep.phases {
-		name := fmt.Sprintf("%d readers", ph.readers)
+		name := fmt.Sprintf("%d %s readers", ph.readers, ph.lang)
 		for m, mode := range []string{"bare", "board"} {
 			if len(ph.last[m]) != ph.rounds/2 || len(ph.median[m]) != ph.rounds/2 || len(ph.publish[m]) != ph.rounds/2 {
 				out = append(out, fmt.Sprintf("%s, %s: %d of %d publishes measured", name, mode, len(ph.last[m]), ph.rounds/2))
@@ -71,11 +71,13 @@ func (rep *report) markdown() string {
 		"figures: [bench/fanout.txt](bench/fanout.txt).\n\n",
 		benchfmt.Machine(), rep.command(), rep.started.UTC().Format("2006-01-02 15:04 UTC"), rep.elapsed.Seconds(),
 		rep.loadBefore, rep.loadAfter)
-	p("**How it is measured.** The readers are C pthreads (`bench/fanout/waiters/waiters.c`, built with gcc against "+
-		"`clients/c/notice.h`), spread over several processes. Each blocks on the board's futex as `notice_wait` "+
-		"does (FORMAT.md §6) and, woken, takes a verified snapshot with `notice_snapshot_reuse` (every check of "+
-		"FORMAT.md §5) of the board's %d announcements (%d bytes of slot); it stamps CLOCK_MONOTONIC when it holds "+
-		"it. The writer is `board/writer` in the bench process, on a locked OS thread; the publish is stamped just "+
+	p("**How it is measured.** Each reader is an OS thread blocked on the board's futex, the threads spread over "+
+		"several processes: **C** readers are pthreads (`bench/fanout/waiters/waiters.c`, built with gcc against "+
+		"`clients/c/notice.h`) that block as `notice_wait` does (FORMAT.md §6) and, woken, take a verified snapshot "+
+		"with `notice_snapshot_reuse`; **Go** readers are goroutines locked to an OS thread each (this command, "+
+		"re-executed) that block in `Board.Wait` and take a verified snapshot with `Reader.Snapshot` (every check of "+
+		"FORMAT.md §5 in both). The board holds %d announcements (%d bytes of slot); a reader stamps CLOCK_MONOTONIC "+
+		"when it holds the snapshot. The writer is `board/writer` in the bench process, on a locked OS thread; the publish is stamped just "+
 		"before its slot write (the writer's `Options.Now` call), which precedes the version store and the "+
 		"FUTEX_WAKE. Each publish changes one announcement. **Baseline, same run, same threads:** every other "+
 		"publish is a bare one, the kernel's limit: the bench stores a counter into a futex word in a shared mapping "+
@@ -90,8 +92,8 @@ func (rep *report) markdown() string {
 	p("| readers (processes × threads) | publishes (board + bare) | board: last reader p50 / p99 / max | bare futex wake: last waiter p50 / p99 / max | board / bare, p50 · p99 | board: median reader p50 / p99 | bare: median waiter p50 / p99 | board, last reader p50 per reader | host busy cores |\n")
 	p("|---|---|---|---|---|---|---|---|---|\n")
 	for _, ph := range rep.phases {
-		p("| %s (%d × %s) | %d + %d | %s | %s | %s · %s | %s / %s | %s / %s | %s | %.2f |\n",
-			count(ph.readers), ph.procs, count(ph.readers/ph.procs), ph.rounds/2, ph.rounds/2,
+		p("| %s %s (%d × %s) | %d + %d | %s | %s | %s · %s | %s / %s | %s / %s | %s | %.2f |\n",
+			count(ph.readers), langName(ph.lang), ph.procs, count(ph.readers/ph.procs), ph.rounds/2, ph.rounds/2,
 			tri(ph.last[modeBoard]), tri(ph.last[modeBare]),
 			benchfmt.Ratio(pct(ph.last[modeBoard], 50), pct(ph.last[modeBare], 50)), benchfmt.Ratio(pct(ph.last[modeBoard], 99), pct(ph.last[modeBare], 99)),
 			us(pct(ph.median[modeBoard], 50)), us(pct(ph.median[modeBoard], 99)),
@@ -106,8 +108,8 @@ func (rep *report) markdown() string {
 	p("|---|---|---|---|---|---|---|---|\n")
 	for _, ph := range rep.phases {
 		lo, hi := slices.Min(ph.woken), slices.Max(ph.woken)
-		p("| %s | %s / %s | %s / %s | %s · %s | %s / %s | %s / %s | %s | %s / %s |\n",
-			count(ph.readers), us(pct(ph.publish[modeBoard], 50)), us(pct(ph.publish[modeBoard], 99)),
+		p("| %s %s | %s / %s | %s / %s | %s · %s | %s / %s | %s / %s | %s | %s / %s |\n",
+			count(ph.readers), langName(ph.lang), us(pct(ph.publish[modeBoard], 50)), us(pct(ph.publish[modeBoard], 99)),
 			us(pct(rep.idle.publish[modeBoard], 50)), us(pct(rep.idle.publish[modeBoard], 99)),
 			benchfmt.Ratio(pct(ph.publish[modeBoard], 50), pct(rep.idle.publish[modeBoard], 50)),
 			benchfmt.Ratio(pct(ph.publish[modeBoard], 99), pct(rep.idle.publish[modeBoard], 99)),
@@ -119,11 +121,53 @@ func (rep *report) markdown() string {
 		if i > 0 {
 			p("; ")
 		}
-		p("%s readers %d / %d of %s", count(ph.readers), ph.notSlept[modeBoard], ph.notSlept[modeBare], count(ph.readers*ph.rounds/2))
+		p("%s %s readers %d / %d of %s", count(ph.readers), langName(ph.lang), ph.notSlept[modeBoard], ph.notSlept[modeBare], count(ph.readers*ph.rounds/2))
 	}
 	p(". p99 over %d publishes is the %s-worst one.\n\n", rep.phases[len(rep.phases)-1].rounds/2,
 		ordinal(rep.phases[len(rep.phases)-1].rounds/2-int(0.99*float64(rep.phases[len(rep.phases)-1].rounds/2-1))))
+	rep.bounds(p)
 	return b.String()
+}
+
+// bounds says, from this run's figures, what each latency is made of.
+func (rep *report) bounds(p func(string, ...any)) {
+	find := func(lang string, n int) *phase {
+		for _, ph := range rep.phases {
+			if ph.lang == lang && ph.readers == n {
+				return ph
+			}
+		}
+		return nil
+	}
+	p("**What bounds it (this run's figures).** ")
+	c1, g1 := find("c", 1), find("go", 1)
+	if c1 != nil && g1 != nil {
+		p("One reader: the kernel's wake of one C thread blocked on a bare word takes p50 %s, p99 %s (an idle vCPU of "+
+			"this VM must be woken: the publishes come after pauses). A Go thread in the same place takes p50 %s, p99 %s "+
+			"(the runtime's return from a long syscall: its P was retaken and sysmon is woken). The board adds p50 %s in C "+
+			"and %s in Go over the bare wake: the writer's work before its FUTEX_WAKE (a `Publish` with no reader blocked "+
+			"takes p50 %s here, cold after the pause) and the reader's verified snapshot. ",
+			us(pct(c1.last[modeBare], 50)), us(pct(c1.last[modeBare], 99)), us(pct(g1.last[modeBare], 50)), us(pct(g1.last[modeBare], 99)),
+			us(pct(c1.last[modeBoard], 50)-pct(c1.last[modeBare], 50)), us(pct(g1.last[modeBoard], 50)-pct(g1.last[modeBare], 50)),
+			us(pct(rep.idle.publish[modeBoard], 50)))
+	}
+	last := rep.phases[len(rep.phases)-1]
+	for _, ph := range rep.phases {
+		if ph.lang == "c" && ph.readers > last.readers/2 {
+			last = ph
+		}
+	}
+	if last.readers > 1 {
+		p("%s readers: the kernel wakes them one after another from one FUTEX_WAKE, %s a waiter (the bare syscall "+
+			"takes p50 %s for %s waiters, against %s with none), and the woken threads share %d CPUs, so the last reader "+
+			"is served about N × (wake + its snapshot) after the publish: p50 %s a reader with the board, %s bare. The "+
+			"writer blocks in that FUTEX_WAKE for the whole fan-out (its `Publish` p50 %s, against %s with no reader).",
+			count(last.readers), us(pct(last.wake, 50)/float64(last.readers)), us(pct(last.wake, 50)), count(last.readers),
+			us(pct(rep.idle.wake, 50)), runtime.NumCPU(),
+			us(pct(last.last[modeBoard], 50)/float64(last.readers)), us(pct(last.last[modeBare], 50)/float64(last.readers)),
+			us(pct(last.publish[modeBoard], 50)), us(pct(rep.idle.publish[modeBoard], 50)))
+	}
+	p("\n\n")
 }
 
 // raw is the results, one benchstat line per mode and reader count.
@@ -138,8 +182,8 @@ func (rep *report) raw() string {
 		len(rep.idle.wake), pct(rep.idle.wake, 50), pct(rep.idle.wake, 99))
 	for _, ph := range rep.phases {
 		for m, mode := range []string{"bare", "board"} {
-			p("BenchmarkFanout/%s/readers=%d/procs=%d %d %.0f last-p50-ns %.0f last-p99-ns %.0f last-max-ns %.0f median-p50-ns %.0f median-p99-ns %.0f publish-p50-ns %.0f publish-p99-ns",
-				mode, ph.readers, ph.procs, len(ph.last[m]), pct(ph.last[m], 50), pct(ph.last[m], 99), pct(ph.last[m], 100),
+			p("BenchmarkFanout/%s/lang=%s/readers=%d/procs=%d %d %.0f last-p50-ns %.0f last-p99-ns %.0f last-max-ns %.0f median-p50-ns %.0f median-p99-ns %.0f publish-p50-ns %.0f publish-p99-ns",
+				mode, ph.lang, ph.readers, ph.procs, len(ph.last[m]), pct(ph.last[m], 50), pct(ph.last[m], 99), pct(ph.last[m], 100),
 				pct(ph.median[m], 50), pct(ph.median[m], 99), pct(ph.publish[m], 50), pct(ph.publish[m], 99))
 			if m == modeBare {
 				p(" %.0f wake-p50-ns %.0f wake-p99-ns %d woken-min", pct(ph.wake, 50), pct(ph.wake, 99), slices.Min(ph.woken))
@@ -249,4 +293,11 @@ func (t ticks) busySince(t0 ticks, d time.Duration) float64 {
 		return 0
 	}
 	return float64(t.busy-t0.busy) / float64(t.total-t0.total) * float64(runtime.NumCPU())
+}
+
+func langName(l string) string {
+	if l == "go" {
+		return "Go"
+	}
+	return "C"
 }
