@@ -189,6 +189,7 @@ type bench struct {
 	w     *writer.Writer
 	set   []board.Record
 	stamp int64 // CLOCK_MONOTONIC at the writer's last Options.Now call: just before the slot write
+	n     int   // publishes so far
 	rng   *rand.Rand
 }
 
@@ -313,7 +314,8 @@ func (b *bench) phase(ph *phase, dir, waiters string) error {
 			ph.publish[0] = append(ph.publish[0], float64(w1-t))
 		} else {
 			i := (r / 2) % len(b.set)
-			b.set[i].Content = fmt.Sprintf("fan-out round %d of %d readers", r, ph.readers)
+			b.n++ // a content never published before: the publish is a new version
+			b.set[i].Content = fmt.Sprintf("fan-out publish %d (round %d of %d %s readers)", b.n, r, ph.readers, ph.lang)
 			p0 := monotonic()
 			if _, err := b.w.Publish(b.set); err != nil {
 				return fmt.Errorf("round %d: publish: %w", r, err)
