@@ -13,15 +13,16 @@ import (
 	"go.uber.org/zap"
 )
 
-// The region watch: file operations on the region (removed, renamed over, truncated, grown, written with
+// The region watch: file operations on the region (removed, renamed over or away, truncated, grown, written with
 // write(2)) are seen through inotify the moment they happen, and repaired by the same check the periodic one runs
 // (checkIntegrity), instead of waiting up to Integrity.Interval for it. Bytes overwritten through a mapping raise
 // no file event: the periodic check still finds those.
 //
 // Why inotify, not fanotify: inotify needs no privilege (fanotify's inode marks need CAP_SYS_ADMIN before Linux
 // 5.13 and FAN_REPORT_FID after), reports directory entry events with their names on every kernel this runs on
-// (fanotify only with FAN_REPORT_DFID_NAME, 5.9+), and its fd works with Go's poller. What fanotify would add — a
-// mark placed through an fd instead of a path — /proc/self/fd gives inotify too (writer.WatchFile).
+// (fanotify only with FAN_REPORT_DFID_NAME, 5.9+), and its events are a plain read. What fanotify would add — a
+// mark placed through an fd instead of a path — /proc/self/fd gives inotify too (writer.WatchFile). Neither can
+// filter a directory's events by name in the kernel.
 //
 // Two watches on one inotify instance:
 //   - the file the writer maps (through /proc/self/fd, so it is that file even when the path names another):
@@ -34,17 +35,18 @@ import (
 //     file renamed to the name, e.g. while the writer's own is not there yet), and the directory's own end
 //     (removed, moved, unmounted). Events of other names are dropped in the read loop with a comparison of bytes,
 //     no syscall. The directory is asked for nothing else on purpose: /dev/shm is world-writable, anyone may
-//     create, rename and remove files in it at any rate, and the kernel's cost of an event delivered is about a
-//     microsecond of the worker's CPU however fast it is dropped (healbench measured 1.1 ms per 1,000 events with
-//     IN_CREATE, IN_DELETE and IN_MOVED_FROM asked too). rm and rename over, which those would report for the
-//     name, the file's watch reports already (IN_ATTRIB); a create at the name can only follow one of them.
+//     create, rename and remove files in it at any rate, and every event delivered costs the worker a read of it
+//     however fast it is dropped. Asking only IN_MOVED_TO, a storm of files created, renamed and removed gives
+//     the worker a quarter of its events. rm and rename over, which IN_DELETE and IN_MOVED_TO would report for
+//     the name, the file's watch reports already (IN_ATTRIB); a create at the name can only follow one of them.
 //
 // Coalescing: one goroutine reads the events in batches (a read returns all that are queued, up to the buffer)
 // and runs one check per batch that holds any event of the region, whatever their number; the events that arrive
 // during a check are the next batch. After a batch of other files' events only it pauses (stormPause, 1 ms)
-// before the next read, so that a storm costs a read per millisecond, not a wake-up per event. A check that finds nothing changes nothing (checkIntegrity heals only
-// damage): the events of the writer's own repair (a truncate back to size, its rename over the path) cost one such
-// check. A queue overflow (IN_Q_OVERFLOW: events were lost) counts as an event of the region.
+// before the next read, so that a storm costs a read per millisecond, not a wake-up per event. A check that
+// finds nothing changes nothing (checkIntegrity heals only damage): the events of the writer's own repair (a
+// truncate back to size, its rename over the path) cost one such check, about 10 µs. A queue overflow
+// (IN_Q_OVERFLOW: events were lost) counts as an event of the region.
 //
 // The watch belongs to the worker generation: Run starts it and closes it when it ends, and the instance is
 // opened close-on-exec, so a generation leaves neither a watch nor an fd to the next. When the kernel refuses an
@@ -85,7 +87,7 @@ type regionWatch struct {
 	stats watchStats
 }
 
-// watchStats counts what the watch did (tests and the debug log read them).
+// watchStats counts what the watch did (tests read them).
 type watchStats struct {
 	events  atomic.Uint64 // events read, of every name
 	matched atomic.Uint64 // of which events of the region
