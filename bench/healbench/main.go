@@ -35,6 +35,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -140,6 +141,8 @@ func run() error {
 			return fmt.Errorf("-kinds %q: none known", *only)
 		}
 	}
+	busy0, total0 := hostCPU()
+	self0, wall0 := selfCPU(), time.Now()
 	for _, k := range kinds {
 		per := *watchRuns / *runs
 		if !k.event {
@@ -159,6 +162,9 @@ func run() error {
 			time.Sleep(rand.N(250 * time.Millisecond)) // the next damage falls at a random point of the check cycle
 		}
 	}
+	busy1, total1 := hostCPU()
+	hostBusy = float64(busy1-busy0) / float64(max(1, total1-total0)) * float64(runtime.NumCPU())
+	selfBusy = float64(selfCPU()-self0) / float64(time.Since(wall0))
 	for _, m := range []*mode{periodic, watch} {
 		if err := m.healCosts(); err != nil {
 			return err
@@ -179,6 +185,44 @@ func run() error {
 		}
 	}
 	return report(periodic, watch, st, began, load0)
+}
+
+// hostBusy is how many of the host's CPUs were busy, on average, while the damages ran (everything: this command,
+// the daemons, and whatever else ran).
+var hostBusy, selfBusy float64
+
+// selfCPU is this process's CPU time so far.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// hostCPU reads the host's busy and total CPU time (jiffies, /proc/stat).
+func hostCPU() (busy, total uint64) {
+	b, _ := os.ReadFile("/proc/stat")
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	for i, v := range f[1:] {
+		n, _ := strconv.ParseUint(v, 10, 64)
+		total += n
+		if i != 3 && i != 4 { // idle, iowait
+			busy += n
+		}
+	}
+	return busy - min(busy, guestOf(f)), total - min(total, guestOf(f))
+}
+
+// guestOf is the guest time /proc/stat counts twice (in user and nice too).
+func guestOf(f []string) uint64 {
+	var g uint64
+	for _, i := range []int{9, 10} {
+		if i < len(f) {
+			n, _ := strconv.ParseUint(f[i], 10, 64)
+			g += n
+		}
+	}
+	return g
 }
 
 // measure damages the region once and waits until a reader holds the whole set at a higher version.
@@ -324,8 +368,9 @@ func report(periodic, watch *mode, st stormResult, began time.Time, load0 string
 	if *rawPath != "" {
 		cmdline += " -raw " + *rawPath
 	}
-	fmt.Fprintf(&md, "## Damage to the board → readers hold the set again\n\n%s. Reproduce with `%s`; this run: %s, %s. Load average before %s, after %s.\n\n",
-		benchfmt.Machine(), cmdline, began.UTC().Format("2006-01-02 15:04 UTC"), time.Since(began).Round(time.Second), load0, loadavg())
+	fmt.Fprintf(&md, "## Damage to the board → readers hold the set again\n\n%s. Reproduce with `%s`; this run: %s, %s. Load average before %s, after %s; "+
+		"the host's CPUs busy while the damages ran: %.2f of %d, of which this command (its reader polls every 100 µs) %.2f, the rest the daemons and any other work.\n\n",
+		benchfmt.Machine(), cmdline, began.UTC().Format("2006-01-02 15:04 UTC"), time.Since(began).Round(time.Second), load0, loadavg(), hostBusy, runtime.NumCPU(), selfBusy)
 	fmt.Fprintf(&md, "Two daemons side by side in one run, damages alternating between them (%d records, 4 MiB board, each daemon's own region in /dev/shm): "+
 		"one with the region watch (inotify: the board's file for IN_MODIFY, IN_ATTRIB, IN_MOVE_SELF, IN_DELETE_SELF, and its directory for IN_MOVED_TO of its name; worker/watch.go), "+
 		"the baseline with `--region-watch=false`, the periodic check every 250 ms alone. A damage's time runs from the damage to a reader (polling the path every 100 µs: "+
@@ -381,6 +426,7 @@ func report(periodic, watch *mode, st stormResult, began time.Time, load0 string
 		"Repairs during the storm: watch %d, periodic %d (0 is right: other names are dropped in the read loop); log lines: watch %d, periodic %d.\n",
 		*stormFiles, st.events, st.wall.Round(time.Millisecond), float64(st.events)/st.wall.Seconds(),
 		perK(st.cpuWatch), perK(st.cpuPeriodic), perK(st.cpuWatch-st.cpuPeriodic), st.repairsWatch, st.repairsPeriodic, st.logLinesWatch, st.logLinesPeriodic)
+	fmt.Fprintf(&raw, "# host CPUs busy during the damages: %.2f of %d\n", hostBusy, runtime.NumCPU())
 	fmt.Fprintf(&raw, "BenchmarkEventStorm/watch 1 %d worker-cpu-ns %d events %d repairs\n", st.cpuWatch.Nanoseconds(), st.events, st.repairsWatch)
 	fmt.Fprintf(&raw, "BenchmarkEventStorm/periodic 1 %d worker-cpu-ns %d events %d repairs\n", st.cpuPeriodic.Nanoseconds(), st.events, st.repairsPeriodic)
 	md.WriteString("\nWhat bounds each: without the watch, the wait for the next periodic check (on average half of its 250 ms); with it, " +
