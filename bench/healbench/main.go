@@ -148,18 +148,25 @@ func run() error {
 		if !k.event {
 			per = 1 // the watch does not see it: both wait for the periodic check
 		}
+		// A damage that waits for a periodic check falls at a random point of its cycle: each daemon's ticker has
+		// its own phase, so the pause before it is random (a constant one would measure the phase between them).
+		cycle := func() { time.Sleep(rand.N(250 * time.Millisecond)) }
 		for i := range *runs * per {
+			if k.event {
+				time.Sleep(rand.N(2 * time.Millisecond))
+			} else {
+				cycle()
+			}
 			if err := watch.measure(k); err != nil {
 				return err
 			}
 			if i%per != per-1 {
-				time.Sleep(rand.N(2 * time.Millisecond))
 				continue
 			}
+			cycle()
 			if err := periodic.measure(k); err != nil {
 				return err
 			}
-			time.Sleep(rand.N(250 * time.Millisecond)) // the next damage falls at a random point of the check cycle
 		}
 	}
 	busy1, total1 := hostCPU()
