@@ -17,7 +17,10 @@ import (
 // later caller.
 type Publisher struct {
 	w      *Writer
-	source func() Delta
+	source func(full bool) Delta
+	// needFull: the next round asks the source for the whole set (the first round, and the one after a round
+	// that failed). Only the running round touches it; rounds run one after another.
+	needFull bool
 
 	mu      sync.Mutex
 	pending *round // the round new callers join; nil when none is waiting
@@ -33,7 +36,7 @@ type round struct {
 // NewPublisher returns a Publisher that publishes source's set into w. source is called once per publish, under
 // no lock of the Publisher's, and must return the set as it is at that moment.
 func NewPublisher(w *Writer, source func() []board.Record) *Publisher {
-	return &Publisher{w: w, source: func() Delta { return Delta{Full: true, Records: source()} }}
+	return &Publisher{w: w, source: func(bool) Delta { return Delta{Full: true, Records: source()} }}
 }
 
 // Delta is what a delta source hands a publish: the whole set (Full: Records, for Writer.Publish), or what
@@ -45,11 +48,11 @@ type Delta struct {
 }
 
 // NewDeltaPublisher returns a Publisher whose source returns, once per publish, what changed since its previous
-// call (or the whole set), so that a publish need not be handed the whole set. The source's first Delta must be
-// Full, and after a publish fails the next one should be (the Writer keeps what it was given, but a change
-// refused whole, such as an invalid put, is not in it).
-func NewDeltaPublisher(w *Writer, source func() Delta) *Publisher {
-	return &Publisher{w: w, source: source}
+// call, or the whole set (Full), so that a publish need not be handed the whole set. full asks for the whole
+// set: on the first call, and after a publish failed (a change refused whole, such as an invalid put, is not in
+// the Writer); the source may return it at other times too.
+func NewDeltaPublisher(w *Writer, source func(full bool) Delta) *Publisher {
+	return &Publisher{w: w, source: source, needFull: true}
 }
 
 // Sync publishes the source's current set and returns a version that shows every change made before Sync was
@@ -91,10 +94,15 @@ func (p *Publisher) safePublish() (v uint64, err error) {
 		if rec := recover(); rec != nil {
 			err = fmt.Errorf("publish panicked: %v\n%s", rec, debug.Stack())
 		}
+		if err != nil {
+			p.needFull = true
+		}
 	}()
-	d := p.source()
+	d := p.source(p.needFull)
 	if d.Full {
-		return p.w.Publish(d.Records)
+		v, err = p.w.Publish(d.Records)
+		p.needFull = false
+		return v, err
 	}
 	return p.w.Update(d.Records, d.Deletes)
 }
