@@ -239,3 +239,39 @@ func TestUpdateIsExact(t *testing.T) {
 		t.Fatal("a refused Update changed the board")
 	}
 }
+
+// TestDeltaPublisherAsksForTheWholeSet: the first round and the round after a failed one ask for the whole set;
+// the others are handed the changes.
+func TestDeltaPublisherAsksForTheWholeSet(t *testing.T) {
+	path := tempRegion(t)
+	w := open(t, path, writer.Options{})
+	var asked []bool
+	next := writer.Delta{}
+	p := writer.NewDeltaPublisher(w, func(full bool) writer.Delta {
+		asked = append(asked, full)
+		if full {
+			return writer.Delta{Full: true, Records: []board.Record{{ID: 1, Content: "one"}}}
+		}
+		return next
+	})
+	sync := func(wantErr bool) {
+		t.Helper()
+		if _, err := p.Sync(); (err != nil) != wantErr {
+			t.Fatalf("Sync: %v, want an error: %v", err, wantErr)
+		}
+	}
+	sync(false)
+	next = writer.Delta{Records: []board.Record{{ID: 2, Content: "two"}}}
+	sync(false)
+	next = writer.Delta{Records: []board.Record{{ID: 0, Content: "bad"}}}
+	sync(true)
+	next = writer.Delta{Deletes: []uint64{2}}
+	sync(false)
+	sync(false)
+	if want := []bool{true, false, false, true, false}; !slices.Equal(asked, want) {
+		t.Fatalf("full asked %v, want %v", asked, want)
+	}
+	if s := read(t, path); len(s.Records) != 1 || s.Records[0].ID != 1 {
+		t.Fatalf("the board shows %v, want id 1 alone", s.Records)
+	}
+}
