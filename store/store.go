@@ -360,7 +360,8 @@ func (s *Store) SetVersionFloor(v uint64) error {
 }
 
 // Save raises the version floor to floor and each counter named in counters to its value, in one durable
-// transaction (group-committed with concurrent Apply and Save calls). A value at or below the stored one changes
+// transaction (group-committed with concurrent Apply and Save calls: no client waits for it, so it waits up to
+// lazyDelay for an Apply to share its commit, group.go). A value at or below the stored one changes
 // nothing, so a Save that arrives late cannot take a counter back; counters not named are kept as they are. A
 // stored counter that does not decode is replaced. Nothing is written when nothing would change.
 func (s *Store) Save(floor uint64, counters map[string]uint64) error {
@@ -372,7 +373,9 @@ func (s *Store) Save(floor uint64, counters map[string]uint64) error {
 	if stale, err := s.unchanged(floor, counters); err == nil && stale {
 		return nil // a read transaction: no commit, no fsync
 	}
-	err := s.group.do(func(tx *bbolt.Tx) error { // idempotent: a rerun reads the stored values again
+	// Lazy: no client waits for it, so it joins the next commit of Applies rather than costing one of its own
+	// (within lazyDelay).
+	err := s.group.doLazy(func(tx *bbolt.Tx) error { // idempotent: a rerun reads the stored values again
 		cur, err := versionFloor(tx)
 		if err != nil {
 			return err
