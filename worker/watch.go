@@ -11,6 +11,8 @@ import (
 	"unsafe"
 
 	"go.uber.org/zap"
+
+	"github.com/announcementd/announcementd/board/writer"
 )
 
 // The region watch: file operations on the region (removed, renamed over or away, truncated, grown, written with
@@ -66,8 +68,12 @@ const (
 	stormPause = time.Millisecond
 )
 
-// inotifyInit opens an inotify instance; tests replace it to see the start degrade.
-var inotifyInit = func() (int, error) { return syscall.InotifyInit1(syscall.IN_CLOEXEC | syscall.IN_NONBLOCK) }
+// inotifyInit opens an inotify instance, and watchFile watches the writer's file; tests replace them to see the
+// watch degrade.
+var (
+	inotifyInit = func() (int, error) { return syscall.InotifyInit1(syscall.IN_CLOEXEC | syscall.IN_NONBLOCK) }
+	watchFile   = func(b *writer.Writer, fd int, mask uint32) (int, error) { return b.WatchFile(fd, mask) }
+)
 
 // regionWatch is one generation's inotify watch of the region.
 type regionWatch struct {
@@ -257,7 +263,7 @@ func (rw *regionWatch) retarget() (moved bool) {
 	rw.mu.Lock()
 	defer rw.mu.Unlock()
 	// The instance is open: it is closed only after stop has taken the watch from the guard (guard.mu, held).
-	wd, werr := rw.w.cfg.Board.WatchFile(rw.fd, watchFileMask)
+	wd, werr := watchFile(rw.w.cfg.Board, rw.fd, watchFileMask)
 	if werr != nil {
 		if !rw.warned {
 			rw.warned = true

@@ -367,7 +367,8 @@ func TestWatchClosedWhenRunEnds(t *testing.T) {
 
 // A refused inotify instance (the user's limit) is one log line, and the periodic check alone repairs.
 func TestWatchRefusedDegradesToThePeriodicCheck(t *testing.T) {
-	defer func(orig func() (int, error)) { inotifyInit = orig }(inotifyInit)
+	orig := inotifyInit
+	t.Cleanup(func() { inotifyInit = orig }) // after Run has ended (cleanups run last first)
 	inotifyInit = func() (int, error) { return -1, syscall.EMFILE }
 	core, logs := observer.New(zapcore.InfoLevel)
 	w, path, checks := watchedWorker(t, Integrity{Interval: 5 * time.Millisecond}, zap.New(core))
@@ -439,5 +440,27 @@ func TestWatchCoversTheNewFileAtOnce(t *testing.T) {
 	}
 	if got := w.guardStatus().ThisGeneration.Repairs[writer.DamageReplaced]; got != 2 {
 		t.Fatalf("%d replaced repairs, want 2", got)
+	}
+}
+
+// Without a watch on the file (no /proc, say), the directory's watch is asked for the name's removal too: one log
+// line, and rm is still repaired without the periodic check.
+func TestWatchWithoutTheFileWatch(t *testing.T) {
+	orig := watchFile
+	t.Cleanup(func() { watchFile = orig }) // after Run has ended (cleanups run last first)
+	watchFile = func(*writer.Writer, int, uint32) (int, error) { return -1, syscall.ENOENT }
+	core, logs := observer.New(zapcore.InfoLevel)
+	w, path, checks := watchedWorker(t, Integrity{}, zap.New(core))
+	run(t, w, checks)
+	for i := range 2 {
+		if err := os.Remove(path); err != nil {
+			t.Fatal(err)
+		}
+		if d := nextDamage(t, checks, fmt.Sprint("rm ", i)); !d.Has(writer.DamageReplaced) {
+			t.Fatalf("found %v", d)
+		}
+	}
+	if n := logs.FilterMessageSnippet("no inotify watch on the region's file").Len(); n != 1 {
+		t.Fatalf("%d log lines about the file's watch, want 1", n)
 	}
 }
