@@ -4,9 +4,11 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/announcementd/announcementd/board"
+	"github.com/announcementd/announcementd/board/boardtest"
 	"github.com/announcementd/announcementd/board/reader"
 	"github.com/announcementd/announcementd/board/writer"
 )
@@ -241,4 +243,46 @@ func TestNextWriterRepairsASlotLeftMidPublish(t *testing.T) {
 		t.Fatalf("the next writer's first publish: %d, %v (want %d)", v2, err, v+1)
 	}
 	expectHealed(t, b, path, v)
+}
+
+// A repair writes the slots up to the larger of their counts, not the capacity: the slots must still be zero
+// past the count of each version published after it, whatever the two slots held before (a larger set, then a
+// smaller one, so that the slots' counts differ).
+func TestRepairsKeepTheSlotsZeroPastTheCount(t *testing.T) {
+	big := make([]board.Record, 40)
+	for i := range big {
+		big[i] = board.Record{ID: uint64(i + 1), Content: strings.Repeat("x", 200)}
+	}
+	for name, damage := range map[string]func(path string) error{
+		"truncated": func(p string) error { return os.Truncate(p, 4096) },
+		"grown":     func(p string) error { return os.Truncate(p, 1<<20) },
+		"removed":   os.Remove,
+	} {
+		t.Run(name, func(t *testing.T) {
+			path := tempRegion(t)
+			w := open(t, path, writer.Options{})
+			for _, set := range [][]board.Record{big, healSet()} {
+				if _, err := w.Publish(set); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := damage(path); err != nil {
+				t.Fatal(err)
+			}
+			f, d, err := w.Heal()
+			if err != nil || d.None() {
+				t.Fatalf("heal: %v, %v", d, err)
+			}
+			if f != nil {
+				f.Close()
+			}
+			boardtest.MustCheck(t, path, w.Version())
+			for _, set := range [][]board.Record{big[:10], healSet(), big, healSet()[:1]} {
+				if _, err := w.Publish(set); err != nil {
+					t.Fatal(err)
+				}
+				boardtest.MustCheck(t, path, w.Version())
+			}
+		})
+	}
 }
