@@ -35,6 +35,7 @@ import (
 	"github.com/announcementd/announcementd/board"
 	"github.com/announcementd/announcementd/board/reader"
 	"github.com/announcementd/announcementd/board/writer"
+	"github.com/announcementd/announcementd/internal/benchfmt"
 	"github.com/announcementd/announcementd/store"
 	"github.com/announcementd/announcementd/worker"
 )
@@ -46,7 +47,11 @@ var (
 	oneClients = flag.Int("clients", 0, "run one throughput case with this many clients (for profiling), not the tables")
 	oneNoSync  = flag.Bool("nosync", false, "with -clients: the store without fsync")
 	oneSet     = flag.Int("set", 0, "with -clients: preload this many announcements and replace them (0: each client its own 50)")
+	mdPath     = flag.String("md", "", "also write the tables into this markdown file's \"worker\" section (docs/BENCHMARKS.md)")
 )
+
+// out is where the tables go: stdout, and with -md a buffer for the section too.
+var out io.Writer = os.Stdout
 
 func main() {
 	flag.Parse()
@@ -295,10 +300,15 @@ func run() error {
 		if err != nil {
 			return err
 		}
-		fmt.Printf("%d clients, no fsync %v, set %d: %.0f publishes/s, p50 %s, p99 %s, CPU %s a publish, %.2f board versions a publish\n", *oneClients, *oneNoSync, *oneSet,
+		fmt.Fprintf(out, "%d clients, no fsync %v, set %d: %.0f publishes/s, p50 %s, p99 %s, CPU %s a publish, %.2f board versions a publish\n", *oneClients, *oneNoSync, *oneSet,
 			r.ops, ms(r.p50), ms(r.p99), us(r.cpu), r.versions)
 		return nil
 	}
+	var md bytes.Buffer
+	if *mdPath != "" {
+		out = io.MultiWriter(os.Stdout, &md)
+	}
+	started, load0 := time.Now(), loadAvg()
 	want := map[string]bool{}
 	for _, s := range strings.Split(*only, ",") {
 		want[strings.TrimSpace(s)] = true
@@ -318,7 +328,26 @@ func run() error {
 			return err
 		}
 	}
+	if *mdPath != "" {
+		head := fmt.Sprintf("## The worker: durable publishes and what a publish costs against the size of the set\n\n"+
+			"%s. Reproduce with `go run ./bench/workerbench -md docs/BENCHMARKS.md` (tables: -only %s); this run: %s UTC, %.0f s. "+
+			"Load average before %s, after %s: the throughput columns share the 2 cores with whatever else runs (its clients run in this "+
+			"process too), so read them as ratios within a row; the medians per operation and the CPU per publish move much less.\n\n",
+			benchfmt.Machine(), *only, started.UTC().Format("2006-01-02 15:04"), time.Since(started).Seconds(), load0, loadAvg())
+		if err := benchfmt.WriteSection(*mdPath, "worker", head+md.String()); err != nil {
+			return err
+		}
+	}
 	return nil
+}
+
+// loadAvg is /proc/loadavg's three load averages.
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(b)); err == nil && len(f) >= 3 {
+		return strings.Join(f[:3], " ")
+	}
+	return "unknown"
 }
 
 func throughputTable() error {
@@ -326,9 +355,9 @@ func throughputTable() error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("The disk under the store, same run: 4 KiB written and fdatasync'ed, median %s (a bbolt commit syncs twice: data, then meta).\n\n", ms(fsync))
-	fmt.Println("| durable publishes (HTTP on a Unix socket, bbolt, board) | publishes/s | p50 | p99 | no-fsync ceiling publishes/s | p50 | p99 | durable / ceiling | CPU per publish, durable / no fsync | board versions per publish, durable / no fsync |")
-	fmt.Println("|---|---|---|---|---|---|---|---|---|---|")
+	fmt.Fprintf(out, "The disk under the store, same run: 4 KiB written and fdatasync'ed, median %s (a bbolt commit syncs twice: data, then meta).\n\n", ms(fsync))
+	fmt.Fprintln(out, "| durable publishes (HTTP on a Unix socket, bbolt, board) | publishes/s | p50 | p99 | no-fsync ceiling publishes/s | p50 | p99 | durable / ceiling | CPU per publish, durable / no fsync | board versions per publish, durable / no fsync |")
+	fmt.Fprintln(out, "|---|---|---|---|---|---|---|---|---|---|")
 	for _, clients := range []int{1, 16, 64} {
 		sync, err := throughput(false, clients, 0)
 		if err != nil {
@@ -338,10 +367,10 @@ func throughputTable() error {
 		if err != nil {
 			return err
 		}
-		fmt.Printf("| %d clients | %.0f | %s | %s | %.0f | %s | %s | %.2f | %s / %s | %.2f / %.2f |\n", clients, sync.ops, ms(sync.p50), ms(sync.p99),
+		fmt.Fprintf(out, "| %d clients | %.0f | %s | %s | %.0f | %s | %s | %.2f | %s / %s | %.2f / %.2f |\n", clients, sync.ops, ms(sync.p50), ms(sync.p99),
 			nosync.ops, ms(nosync.p50), ms(nosync.p99), sync.ops/nosync.ops, us(sync.cpu), us(nosync.cpu), sync.versions, nosync.versions)
 	}
-	fmt.Println()
+	fmt.Fprintln(out)
 	return nil
 }
 
@@ -349,8 +378,14 @@ func throughputTable() error {
 var curveSizes = []int{10, 1000, 6000}
 
 func curveTable() error {
-	fmt.Println("| set size, one record changed per publish | board publish, whole set handed (Publish), median | board publish, the change handed (Update), median | worker Apply, no fsync, median | 64 clients durable publishes/s | p99 | CPU per publish | no-fsync publishes/s | p99 | CPU per publish | durable / no-fsync | compare the whole snapshot, median | CRC-32 of the whole snapshot, median |")
-	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+	fmt.Fprintln(out, "What a publish costs against the size of the set, one announcement changed per publish. Board publish: the "+
+		"board writer alone (writer.Publisher), handed the whole sorted set or only the change (as the worker does); worker "+
+		"Apply: one change through the worker without HTTP and without fsync, one at a time; 64 clients: HTTP, the set kept at "+
+		"its size. The last two columns are what touching every byte of the snapshot costs (64 + n × 320 bytes): a publish "+
+		"still checks the whole slot it writes, one CRC-32 pass (FORMAT.md §4: it writes or verifies the whole snapshot).")
+	fmt.Fprintln(out)
+	fmt.Fprintln(out, "| set size, one record changed per publish | board publish, whole set handed (Publish), median | board publish, the change handed (Update), median | worker Apply, no fsync, median | 64 clients durable publishes/s | p99 | CPU per publish | no-fsync publishes/s | p99 | CPU per publish | durable / no-fsync | compare the whole snapshot, median | CRC-32 of the whole snapshot, median |")
+	fmt.Fprintln(out, "|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 	for _, n := range curveSizes {
 		pub, err := boardCost(n, false)
 		if err != nil {
@@ -373,10 +408,10 @@ func curveTable() error {
 			return err
 		}
 		cmpCost, crcCost := snapshotCeilings(n)
-		fmt.Printf("| %d | %s | %s | %s | %.0f | %s | %s | %.0f | %s | %s | %.2f | %s | %s |\n", n, us(pub), us(delta), us(apply), sync.ops, ms(sync.p99),
+		fmt.Fprintf(out, "| %d | %s | %s | %s | %.0f | %s | %s | %.0f | %s | %s | %.2f | %s | %s |\n", n, us(pub), us(delta), us(apply), sync.ops, ms(sync.p99),
 			us(sync.cpu), nosync.ops, ms(nosync.p99), us(nosync.cpu), sync.ops/nosync.ops, us(cmpCost), us(crcCost))
 	}
-	fmt.Println()
+	fmt.Fprintln(out)
 	return nil
 }
 
@@ -514,10 +549,10 @@ func latenessTable() error {
 	if err != nil {
 		return err
 	}
-	fmt.Println("| scheduling lateness, seen by a futex reader (60 announcements) | p50 | p99 | max |")
-	fmt.Println("|---|---|---|---|")
-	fmt.Printf("| appearance | %s | %s | %s |\n", ms(pct(appear, 50)), ms(pct(appear, 99)), ms(appear[len(appear)-1]))
-	fmt.Printf("| expiry | %s | %s | %s |\n", ms(pct(expire, 50)), ms(pct(expire, 99)), ms(expire[len(expire)-1]))
+	fmt.Fprintln(out, "| scheduling lateness, seen by a futex reader (60 announcements) | p50 | p99 | max |")
+	fmt.Fprintln(out, "|---|---|---|---|")
+	fmt.Fprintf(out, "| appearance | %s | %s | %s |\n", ms(pct(appear, 50)), ms(pct(appear, 99)), ms(appear[len(appear)-1]))
+	fmt.Fprintf(out, "| expiry | %s | %s | %s |\n", ms(pct(expire, 50)), ms(pct(expire, 99)), ms(expire[len(expire)-1]))
 	return nil
 }
 
