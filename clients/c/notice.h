@@ -12,6 +12,12 @@
  * Dependencies: libc and the Linux futex(2) and mmap(2) syscalls. Requires a little-endian target with
  * always-lock-free 32- and 64-bit atomics (x86-64, arm64; checked at compile time).
  *
+ * CRC-32 (the snapshot's slot and record checksums) runs at hardware speed where the CPU allows, chosen at run
+ * time with no compiler flags needed: PCLMULQDQ folding on x86-64 (CPUID), the ARMv8 CRC32 instructions on arm64
+ * (getauxval(AT_HWCAP) & HWCAP_CRC32), slicing-by-8 tables everywhere else. The environment variable
+ * NOTICE_CRC=portable (read once, at the first CRC) forces slicing-by-8: for tests and comparisons; all compute the
+ * same CRC-32/IEEE (clients/crc_test.go checks each against Go's hash/crc32).
+ *
  * ---------------------------------------------------------------------------------------------------------------
  * Types
  * ---------------------------------------------------------------------------------------------------------------
@@ -211,9 +217,10 @@
  * with its own snapshot. A snapshot is not synchronised: refill it from one thread at a time (reading it from
  * several threads while nobody refills it is fine). notice_close must not race with other calls on that board.
  * A notice_follower changes as it follows: one thread at a time.
- * The CRC tables are static const data. The only global state is the fault guard's: its registry of mappings
- * (lock-free atomics, written by notice_open and notice_close, read by the handler), whether it is installed,
- * and the action it replaced; no lock anywhere. Each copy of the implementation (a program that compiles it in,
+ * The CRC tables are static const data; the CRC implementation is chosen once, at the first CRC, into an atomic
+ * (threads racing to choose choose the same). The only other global state is the fault guard's: its registry of
+ * mappings (lock-free atomics, written by notice_open and notice_close, read by the handler), whether it is
+ * installed, and the action it replaced; no lock anywhere. Each copy of the implementation (a program that compiles it in,
  * libnotice.so) has its own registry and guard; each guards the boards it opened, and passes other faults on.
  *
  * ---------------------------------------------------------------------------------------------------------------
@@ -333,7 +340,8 @@ typedef struct notice_board {
     uint32_t header_size, capacity, stride, slot_size;
     uint16_t major, minor;
     uint32_t off_content_len, off_id, off_effective_at, off_expires_at, off_priority, off_content;
-    uint32_t skip[4][256]; /* the CRC operator "append stride - 4 zero bytes", see notice__skip_init */
+    uint32_t skip[4][256]; /* the CRC operator "append stride zero bytes", see notice__skip_setup */
+    uint32_t skip_k;       /* "append stride - 4 zero bytes" applied to 0xFFFFFFFF */
 } notice_board;
 
 NOTICE_API int notice_open(const char *path, notice_board **out);
@@ -445,15 +453,25 @@ static inline uint64_t notice_version_inline(const notice_board *b)
 
 enum { NOTICE__T_U32 = 1, NOTICE__T_U64 = 2, NOTICE__T_I32 = 3, NOTICE__T_I64 = 4, NOTICE__T_BYTES = 5 };
 
-/* ---- little-endian decoding of plain (non-racing or already copied) bytes ---- */
-static uint16_t notice__le16(const unsigned char *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
-static uint32_t notice__le32(const unsigned char *p)
+/* ---- little-endian decoding of plain (non-racing or already copied) bytes ----
+ * The host is little-endian (checked above), so these are plain unaligned loads: memcpy compiles to one mov. */
+static inline uint16_t notice__le16(const unsigned char *p)
 {
-    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
+    uint16_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
 }
-static uint64_t notice__le64(const unsigned char *p)
+static inline uint32_t notice__le32(const unsigned char *p)
 {
-    return (uint64_t)notice__le32(p) | ((uint64_t)notice__le32(p + 4) << 32);
+    uint32_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+static inline uint64_t notice__le64(const unsigned char *p)
+{
+    uint64_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
 }
 static int32_t notice__i32(uint32_t u)
 {
@@ -655,7 +673,8 @@ NOTICE_API uint64_t notice_faults_caught(void)
  * Slicing-by-8: notice__crc_table[0] is the classic byte-at-a-time table, and notice__crc_table[k][i] is the CRC
  * register after byte i followed by k zero bytes, so eight input bytes are folded per step with eight independent
  * lookups. The tables are generated constants (8 KiB, read-only): no initialisation, nothing for threads to race
- * on. Functions named *_update work on the running register (pre-inverted); notice__crc32 is the whole CRC. */
+ * on. Functions named *_update work on the running register (pre-inverted); notice__crc32 is the whole CRC. The
+ * table is the portable implementation; faster ones by CPU follow. */
 static const uint32_t notice__crc_table[8][256] = {
     {
         0x00000000u, 0x77073096u, 0xee0e612cu, 0x990951bau, 0x076dc419u, 0x706af48fu, 0xe963a535u, 0x9e6495a3u,
@@ -931,18 +950,25 @@ static const uint32_t notice__crc_table[8][256] = {
     },
 };
 
-static uint32_t notice__crc_step8(uint32_t crc, uint64_t w) /* w: the next 8 input bytes, little-endian */
+static inline uint32_t notice__crc_step8(uint32_t crc, uint64_t w) /* w: the next 8 input bytes, little-endian */
 {
     const uint32_t(*t)[256] = notice__crc_table;
     uint32_t lo = (uint32_t)w ^ crc, hi = (uint32_t)(w >> 32);
     return t[7][lo & 0xff] ^ t[6][(lo >> 8) & 0xff] ^ t[5][(lo >> 16) & 0xff] ^ t[4][lo >> 24] ^
            t[3][hi & 0xff] ^ t[2][(hi >> 8) & 0xff] ^ t[1][(hi >> 16) & 0xff] ^ t[0][hi >> 24];
 }
-static uint32_t notice__crc_step1(uint32_t crc, unsigned char c)
+static inline uint32_t notice__crc_step4(uint32_t crc, uint32_t w) /* w: the next 4 input bytes, little-endian */
+{
+    const uint32_t(*t)[256] = notice__crc_table;
+    uint32_t x = crc ^ w;
+    return t[3][x & 0xff] ^ t[2][(x >> 8) & 0xff] ^ t[1][(x >> 16) & 0xff] ^ t[0][x >> 24];
+}
+static inline uint32_t notice__crc_step1(uint32_t crc, unsigned char c)
 {
     return notice__crc_table[0][(crc ^ c) & 0xff] ^ (crc >> 8);
 }
-static uint32_t notice__crc_update(uint32_t crc, const unsigned char *p, size_t n)
+/* The portable CRC (any CPU): slicing-by-8. */
+static uint32_t notice__crc_update_portable(uint32_t crc, const unsigned char *p, size_t n)
 {
     for (; n >= 8; p += 8, n -= 8)
         crc = notice__crc_step8(crc, notice__le64(p));
@@ -950,11 +976,212 @@ static uint32_t notice__crc_update(uint32_t crc, const unsigned char *p, size_t 
         crc = notice__crc_step1(crc, *p++);
     return crc;
 }
+
+/* ---- CRC-32 at hardware speed, chosen at run time (no global -m flags: each function carries its target) ----
+ * x86-64: carry-less multiplication (PCLMULQDQ) folding, the method of Intel's "Fast CRC Computation for Generic
+ * Polynomials Using PCLMULQDQ Instruction" (2009) with the bit-reflected constants for 0xEDB88320 that zlib's
+ * (Chromium's) crc32_simd.c and Linux's crc32-pclmul use: four 128-bit lanes fold 64 bytes per step, then one
+ * lane, then a Barrett reduction to 32 bits. Used when CPUID says PCLMULQDQ and SSE4.1.
+ * arm64: the ARMv8 CRC32 instructions (__crc32d: 8 bytes per instruction), when getauxval(AT_HWCAP) has
+ * HWCAP_CRC32. Anything else: slicing-by-8 above. NOTICE_CRC=portable in the environment (read once, at the
+ * first CRC) forces slicing-by-8 everywhere: the fallback stays reachable for tests and benchmarks.
+ * All implementations compute the same function (clients/crc_test.go checks them against Go's hash/crc32 for
+ * every length 0..4096 at every alignment 0..15). */
+enum { NOTICE__CRC_UNSET = 0, NOTICE__CRC_PORTABLE = 1, NOTICE__CRC_PCLMUL = 2, NOTICE__CRC_ARMV8 = 3 };
+static _Atomic int notice__crc_impl; /* the chosen one; NOTICE__CRC_UNSET until the first CRC */
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define NOTICE__HAVE_PCLMUL 1
+#include <cpuid.h>
+#include <immintrin.h>
+#define NOTICE__TARGET_PCLMUL __attribute__((target("pclmul,sse4.1")))
+
+/* The CRC register after the n bytes at p (n a multiple of 16, n >= 64), whose first 16 bytes, with the incoming
+ * register already xored into their low 4 bytes, are x1 (the caller may have masked them: see
+ * notice__crc_record_pclmul). */
+NOTICE__TARGET_PCLMUL static uint32_t notice__crc_fold_pclmul(__m128i x1, const unsigned char *p, size_t n)
+{
+    const __m128i k1k2 = _mm_set_epi64x(0x01c6e41596, 0x0154442bd4); /* x^(4*128+32), x^(4*128-32) mod P */
+    const __m128i k3k4 = _mm_set_epi64x(0x00ccaa009e, 0x01751997d0); /* x^(128+32), x^(128-32) mod P */
+    const __m128i k5k0 = _mm_set_epi64x(0, 0x0163cd6124);             /* x^64 mod P */
+    const __m128i poly = _mm_set_epi64x(0x01f7011641, 0x01db710641);  /* mu (Barrett), P */
+    const __m128i mask32 = _mm_setr_epi32(-1, 0, -1, 0);
+    __m128i x0, x2, x3, x4, x5, x6, x7, x8;
+
+    x2 = _mm_loadu_si128((const __m128i *)(const void *)(p + 16));
+    x3 = _mm_loadu_si128((const __m128i *)(const void *)(p + 32));
+    x4 = _mm_loadu_si128((const __m128i *)(const void *)(p + 48));
+    p += 64;
+    n -= 64;
+    x0 = k1k2;
+    for (; n >= 64; p += 64, n -= 64) { /* four independent lanes, 64 bytes per step */
+        x5 = _mm_clmulepi64_si128(x1, x0, 0x00);
+        x6 = _mm_clmulepi64_si128(x2, x0, 0x00);
+        x7 = _mm_clmulepi64_si128(x3, x0, 0x00);
+        x8 = _mm_clmulepi64_si128(x4, x0, 0x00);
+        x1 = _mm_clmulepi64_si128(x1, x0, 0x11);
+        x2 = _mm_clmulepi64_si128(x2, x0, 0x11);
+        x3 = _mm_clmulepi64_si128(x3, x0, 0x11);
+        x4 = _mm_clmulepi64_si128(x4, x0, 0x11);
+        x1 = _mm_xor_si128(_mm_xor_si128(x1, x5), _mm_loadu_si128((const __m128i *)(const void *)p));
+        x2 = _mm_xor_si128(_mm_xor_si128(x2, x6), _mm_loadu_si128((const __m128i *)(const void *)(p + 16)));
+        x3 = _mm_xor_si128(_mm_xor_si128(x3, x7), _mm_loadu_si128((const __m128i *)(const void *)(p + 32)));
+        x4 = _mm_xor_si128(_mm_xor_si128(x4, x8), _mm_loadu_si128((const __m128i *)(const void *)(p + 48)));
+    }
+    /* Fold the four lanes into one, then the remaining 16-byte blocks into it. */
+    x0 = k3k4;
+    x5 = _mm_clmulepi64_si128(x1, x0, 0x00);
+    x1 = _mm_clmulepi64_si128(x1, x0, 0x11);
+    x1 = _mm_xor_si128(_mm_xor_si128(x1, x2), x5);
+    x5 = _mm_clmulepi64_si128(x1, x0, 0x00);
+    x1 = _mm_clmulepi64_si128(x1, x0, 0x11);
+    x1 = _mm_xor_si128(_mm_xor_si128(x1, x3), x5);
+    x5 = _mm_clmulepi64_si128(x1, x0, 0x00);
+    x1 = _mm_clmulepi64_si128(x1, x0, 0x11);
+    x1 = _mm_xor_si128(_mm_xor_si128(x1, x4), x5);
+    for (; n >= 16; p += 16, n -= 16) {
+        x5 = _mm_clmulepi64_si128(x1, x0, 0x00);
+        x1 = _mm_clmulepi64_si128(x1, x0, 0x11);
+        x1 = _mm_xor_si128(_mm_xor_si128(x1, _mm_loadu_si128((const __m128i *)(const void *)p)), x5);
+    }
+    /* 128 bits to 64, then to 32 by Barrett reduction. */
+    x2 = _mm_clmulepi64_si128(x1, x0, 0x10);
+    x1 = _mm_xor_si128(_mm_srli_si128(x1, 8), x2);
+    x2 = _mm_srli_si128(x1, 4);
+    x1 = _mm_and_si128(x1, mask32);
+    x1 = _mm_xor_si128(_mm_clmulepi64_si128(x1, k5k0, 0x00), x2);
+    x2 = _mm_and_si128(x1, mask32);
+    x2 = _mm_clmulepi64_si128(x2, poly, 0x10);
+    x2 = _mm_and_si128(x2, mask32);
+    x2 = _mm_clmulepi64_si128(x2, poly, 0x00);
+    x1 = _mm_xor_si128(x1, x2);
+    return (uint32_t)_mm_extract_epi32(x1, 1);
+}
+
+NOTICE__TARGET_PCLMUL static uint32_t notice__crc_update_pclmul(uint32_t crc, const unsigned char *p, size_t n)
+{
+    size_t head = n & 15; /* the folding takes whole 16-byte blocks: the first n mod 16 bytes go by table */
+    if (n < 64 + head)
+        return notice__crc_update_portable(crc, p, n);
+    crc = notice__crc_update_portable(crc, p, head);
+    p += head;
+    n -= head;
+    return notice__crc_fold_pclmul(
+        _mm_xor_si128(_mm_loadu_si128((const __m128i *)(const void *)p), _mm_cvtsi32_si128((int)crc)), p, n);
+}
+
+/* The register of record bytes [4, len) from 0xFFFFFFFF (the record CRC before its final xor), len a multiple of
+ * 16 (>= 64), read as the whole record [0, len): bytes [0, 4) (the crc word) are masked to zero, which leaves a
+ * zero register zero, and the initial 0xFFFFFFFF is xored into bytes [4, 8). No byte goes through the table. */
+NOTICE__TARGET_PCLMUL static uint32_t notice__crc_record_pclmul(const unsigned char *r, size_t len)
+{
+    __m128i x = _mm_loadu_si128((const __m128i *)(const void *)r);
+    x = _mm_xor_si128(_mm_and_si128(x, _mm_setr_epi32(0, -1, -1, -1)), _mm_setr_epi32(0, -1, 0, 0));
+    return notice__crc_fold_pclmul(x, r, len);
+}
+
+static int notice__cpu_pclmul(void)
+{
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d))
+        return 0;
+    return (c & bit_PCLMUL) != 0 && (c & bit_SSE4_1) != 0;
+}
+#endif /* x86-64 */
+
+#if defined(__aarch64__) && (defined(__GNUC__) || defined(__clang__))
+#define NOTICE__HAVE_ARMV8_CRC 1
+#include <arm_acle.h>
+#include <sys/auxv.h>
+#ifndef HWCAP_CRC32
+#define HWCAP_CRC32 (1 << 7)
+#endif
+#ifdef __clang__
+#define NOTICE__TARGET_CRC __attribute__((target("crc")))
+#else
+#define NOTICE__TARGET_CRC __attribute__((target("+crc")))
+#endif
+NOTICE__TARGET_CRC static uint32_t notice__crc_update_armv8(uint32_t crc, const unsigned char *p, size_t n)
+{
+    for (; n >= 32; p += 32, n -= 32) {
+        crc = __crc32d(crc, notice__le64(p));
+        crc = __crc32d(crc, notice__le64(p + 8));
+        crc = __crc32d(crc, notice__le64(p + 16));
+        crc = __crc32d(crc, notice__le64(p + 24));
+    }
+    for (; n >= 8; p += 8, n -= 8)
+        crc = __crc32d(crc, notice__le64(p));
+    if (n >= 4) {
+        crc = __crc32w(crc, notice__le32(p));
+        p += 4;
+        n -= 4;
+    }
+    while (n--)
+        crc = __crc32b(crc, *p++);
+    return crc;
+}
+#endif /* arm64 */
+
+/* The implementation to use: chosen once (a benign race: every thread picks the same). */
+static int notice__crc_pick(void)
+{
+    int impl = atomic_load_explicit(&notice__crc_impl, memory_order_relaxed);
+    const char *env;
+    if (impl != NOTICE__CRC_UNSET)
+        return impl;
+    impl = NOTICE__CRC_PORTABLE;
+    env = getenv("NOTICE_CRC");
+    if (env == NULL || strcmp(env, "portable") != 0) {
+#if defined(NOTICE__HAVE_PCLMUL)
+        if (notice__cpu_pclmul())
+            impl = NOTICE__CRC_PCLMUL;
+#elif defined(NOTICE__HAVE_ARMV8_CRC)
+        if (getauxval(AT_HWCAP) & HWCAP_CRC32)
+            impl = NOTICE__CRC_ARMV8;
+#endif
+    }
+    atomic_store_explicit(&notice__crc_impl, impl, memory_order_relaxed);
+    return impl;
+}
+static inline const char *notice__crc_impl_name(int impl)
+{
+    return impl == NOTICE__CRC_PCLMUL ? "pclmul" : impl == NOTICE__CRC_ARMV8 ? "armv8-crc32" : "slicing-by-8";
+}
+
+static uint32_t notice__crc_update_with(int impl, uint32_t crc, const unsigned char *p, size_t n)
+{
+#if defined(NOTICE__HAVE_PCLMUL)
+    if (impl == NOTICE__CRC_PCLMUL)
+        return notice__crc_update_pclmul(crc, p, n);
+#elif defined(NOTICE__HAVE_ARMV8_CRC)
+    if (impl == NOTICE__CRC_ARMV8)
+        return notice__crc_update_armv8(crc, p, n);
+#endif
+    (void)impl;
+    return notice__crc_update_portable(crc, p, n);
+}
+static uint32_t notice__crc_update(uint32_t crc, const unsigned char *p, size_t n)
+{
+    return notice__crc_update_with(notice__crc_pick(), crc, p, n);
+}
+/* The record CRC register: bytes [4, stride) of the record at r from 0xFFFFFFFF (before the final xor). */
+static inline uint32_t notice__crc_record(int impl, const unsigned char *r, uint32_t stride)
+{
+#if defined(NOTICE__HAVE_PCLMUL)
+    if (impl == NOTICE__CRC_PCLMUL && stride % 16 == 0 && stride >= 64) /* the 1.0 stride, 320, is */
+        return notice__crc_record_pclmul(r, stride);
+#endif
+    return notice__crc_update_with(impl, 0xffffffffu, r + 4, (size_t)stride - 4);
+}
+
 /* Appending bytes to a CRC is affine over GF(2): for the running register R and bytes B of length L,
  *     update(R, B) = Z_L(R) ^ update(0, B) = Z_L(R ^ 0xFFFFFFFF) ^ update(0xFFFFFFFF, B)
- * where Z_L is the linear map "append L zero bytes". update(0xFFFFFFFF, B) over a record's bytes [4, stride) is
- * that record's own CRC register, so the slot CRC can be advanced over the record by applying Z_(stride-4) to it
- * instead of reading the bytes a second time (zlib's crc32_combine). Z_L is kept as four byte-indexed tables. */
+ * where Z_L is the linear map "append L zero bytes". So the slot CRC can be advanced over a record from the
+ * record's own CRC register instead of reading its bytes a second time (zlib's crc32_combine): with w the record's
+ * crc word (its bytes [0, 4)), s the stride and rc = update(0xFFFFFFFF, record bytes [4, s)),
+ *     update(R, record) = Z_4(R ^ w) advanced over [4, s) = Z_s(R ^ w) ^ Z_(s-4)(0xFFFFFFFF) ^ rc,
+ * one step of four independent table lookups per record (the board keeps Z_s as four byte-indexed tables and the
+ * constant K = Z_(s-4)(0xFFFFFFFF)). */
 static uint32_t notice__gf2_times(const uint32_t *mat, uint32_t vec) /* mat[j] is the image of bit j */
 {
     uint32_t sum = 0;
@@ -993,25 +1220,42 @@ static void notice__skip_init(uint32_t t[4][256], uint32_t len)
         }
     }
 }
-static uint32_t notice__skip(const uint32_t t[4][256], uint32_t x)
+static inline uint32_t notice__skip(const uint32_t t[4][256], uint32_t x)
 {
     return t[0][x & 0xff] ^ t[1][(x >> 8) & 0xff] ^ t[2][(x >> 16) & 0xff] ^ t[3][x >> 24];
+}
+/* Fills b->skip with Z_stride and b->skip_k with Z_(stride-4)(0xFFFFFFFF) (see above). */
+static void notice__skip_setup(notice_board *b)
+{
+    int k, i;
+    notice__skip_init(b->skip, b->stride - 4);
+    b->skip_k = notice__skip((const uint32_t(*)[256])b->skip, 0xffffffffu);
+    for (k = 0; k < 4; k++) /* Z_stride = Z_4 after Z_(stride-4) */
+        for (i = 0; i < 256; i++)
+            b->skip[k][i] = notice__crc_step4(b->skip[k][i], 0);
 }
 static uint32_t notice__crc32(const unsigned char *p, size_t n)
 {
     return notice__crc_update(0xffffffffu, p, n) ^ 0xffffffffu;
 }
 
-/* ---- strict UTF-8 (what Go's utf8.Valid and Python's decode accept: no overlongs, surrogates, > U+10FFFF) ---- */
+/* ---- strict UTF-8 (what Go's utf8.Valid and Python's decode accept: no overlongs, surrogates, > U+10FFFF) ----
+ * ASCII runs go 32 bytes per step (four 8-byte words), then 8; other bytes one sequence at a time. */
 static int notice__utf8_valid(const unsigned char *s, size_t n)
 {
+    const uint64_t hi_bits = 0x8080808080808080ull;
     size_t i = 0;
     while (i < n) {
         unsigned c;
         size_t need, k;
         unsigned lo = 0x80, hi = 0xbf; /* allowed range of the second byte */
-        while (n - i >= 8 && (notice__le64(s + i) & 0x8080808080808080ull) == 0)
-            i += 8; /* fast path: eight ASCII bytes */
+        for (; i + 32 <= n; i += 32)
+            if (((notice__le64(s + i) | notice__le64(s + i + 8) | notice__le64(s + i + 16) |
+                  notice__le64(s + i + 24)) & hi_bits) != 0)
+                break;
+        for (; i + 8 <= n; i += 8)
+            if ((notice__le64(s + i) & hi_bits) != 0)
+                break;
         if (i == n)
             break;
         c = s[i];
@@ -1207,7 +1451,7 @@ static int notice__open(const char *path, notice_board **out, int *fd_out, struc
         return rc;
     }
     *b = tmp;
-    notice__skip_init(b->skip, b->stride - 4);
+    notice__skip_setup(b);
     *out = b;
     if (fd_out != NULL) {
         *fd_out = fd;
@@ -1336,30 +1580,56 @@ static int notice__grow(void **p, size_t *cap, size_t need, size_t elem)
     return 0;
 }
 
-/* Step 6 on a consistent copy of count records; bad_crc is the index of the first record whose crc failed (count
- * if none), computed during step 5. Checks only, in record order; decoding comes after, so that a failure leaves
- * the snapshot's previous records untouched. */
-static int notice__check_records(const notice_board *b, const unsigned char *recs, uint32_t count, uint32_t bad_crc)
+/* Step 6's checks of record r (index i; prev_id is record i-1's id): 1 if it is not a bad_record (content_len
+ * <= 256, the content valid UTF-8, id non-zero and above prev_id). Its crc is checked with the slot crc, in the same
+ * pass (notice__take), and so is this, while the record is in cache; the results are used only once the copy is
+ * known to be consistent, and in record order: a record's crc is checked before the rest. */
+static inline int notice__record_ok(const notice_board *b, const unsigned char *r, uint32_t i, uint64_t prev_id)
 {
-    uint32_t i;
+    uint32_t len = notice__le32(r + b->off_content_len);
+    uint64_t id = notice__le64(r + b->off_id);
+    if (len > NOTICE_MAX_CONTENT) /* 256 whatever the size of the content field (FORMAT.md §5 rules) */
+        return 0;
+    if (id == 0 || (i > 0 && id <= prev_id)) /* ids non-zero and strictly ascending */
+        return 0;
+    return notice__utf8_valid(r + b->off_content, len);
+}
+
+/* dst[0, 257) = the first len bytes of src, then zeros. src has 256 readable bytes (the content field is at
+ * least 256 bytes long). Whole 8-byte words, masked past len: no variable-length clear (which compilers turn
+ * into a slow "rep stos" for a 50-byte tail). */
+static inline void notice__copy_content(char *dst, const unsigned char *src, uint32_t len)
+{
+    memcpy(dst, src, NOTICE_MAX_CONTENT);
+    memset(dst + len, 0, NOTICE_MAX_CONTENT + 1 - len);
+}
+/* Steps 5 and 6 in one pass over a copied slot (its header hdr, its count records at recs): returns the slot CRC
+ * (over [12, 64 + count*stride)) and sets *bad_crc to the index of the first record whose crc fails and *bad_rec to
+ * the first that fails notice__record_ok, each count if none. The record CRCs are folded into the slot CRC
+ * (notice__skip_setup), so every byte is read once, and the other record checks run while the record is in cache. */
+static uint32_t notice__slot_pass(const notice_board *b, int impl, const unsigned char *hdr,
+                                  const unsigned char *recs, uint32_t count, uint32_t *bad_crc, uint32_t *bad_rec)
+{
+    uint32_t crc, i, bc = count, br = count;
     uint64_t prev_id = 0;
+    crc = notice__crc_update_with(impl, 0xffffffffu, hdr + NOTICE__SLOT_CRC_START,
+                                  NOTICE__SLOT_HDR - NOTICE__SLOT_CRC_START);
     for (i = 0; i < count; i++) {
         const unsigned char *r = recs + (size_t)i * b->stride;
-        uint32_t len;
-        uint64_t id;
-        if (i == bad_crc)
-            return NOTICE_ERECORDCHECKSUM;
-        len = notice__le32(r + b->off_content_len);
-        if (len > NOTICE_MAX_CONTENT) /* 256 whatever the size of the content field (FORMAT.md §5 rules) */
-            return NOTICE_EBADRECORD;
-        id = notice__le64(r + b->off_id);
-        if (id == 0 || (i > 0 && id <= prev_id)) /* ids non-zero and strictly ascending */
-            return NOTICE_EBADRECORD;
-        prev_id = id;
-        if (!notice__utf8_valid(r + b->off_content, len))
-            return NOTICE_EBADRECORD;
+        uint32_t w = notice__le32(r), rcrc = notice__crc_record(impl, r, b->stride);
+        if (bc == count && (rcrc ^ 0xffffffffu) != w)
+            bc = i;
+        /* the record's crc word w, then its bytes [4, stride) */
+        crc = notice__skip((const uint32_t(*)[256])b->skip, crc ^ w) ^ b->skip_k ^ rcrc;
+        if (br == count) { /* step 6's other checks, up to the first bad record */
+            if (!notice__record_ok(b, r, i, prev_id))
+                br = i;
+            prev_id = notice__le64(r + b->off_id);
+        }
     }
-    return NOTICE_OK;
+    *bad_crc = bc;
+    *bad_rec = br;
+    return crc ^ 0xffffffffu;
 }
 
 static void notice__decode_record(const notice_board *b, const unsigned char *r, notice_record *out)
@@ -1370,8 +1640,7 @@ static void notice__decode_record(const notice_board *b, const unsigned char *r,
     out->expires_at = notice__i64(notice__le64(r + b->off_expires_at));
     out->priority = notice__i32(notice__le32(r + b->off_priority));
     out->content_len = len;
-    memcpy(out->content, r + b->off_content, len);
-    memset(out->content + len, 0, sizeof out->content - len);
+    notice__copy_content(out->content, r + b->off_content, len);
 }
 
 /* Called after a failed attempt. A writer preempted in the middle of a publish can keep a slot odd for a whole
@@ -1392,13 +1661,14 @@ static int notice__take(notice_board *b, struct notice_snapshot *s)
     uint64_t prev_v = 0, prev_q = 0;
     int prev_fail = NOTICE__FAIL_NONE;
     uint32_t attempt;
+    int impl = notice__crc_pick();
 
     for (attempt = 1; attempt <= NOTICE_MAX_ATTEMPTS; attempt++) {
         uint64_t v, q1, q2, slot_off, copy_version, generation, heartbeat;
-        uint32_t count, crc, bad_crc, i, state, writer_pid;
+        uint32_t count, crc, bad_crc, bad_rec, i, state, writer_pid;
         size_t rec_bytes;
         const unsigned char *slot;
-        int fail, rc;
+        int fail;
 
         /* A fault in this board's mapping (caught by the guard) in an earlier attempt or call: the file shrank
          * under the mapping, and some of its pages are zeros now. Nothing read from it is trusted again. */
@@ -1468,20 +1738,11 @@ static int notice__take(notice_board *b, struct notice_snapshot *s)
 
         /* Step 5, on the copy: slot crc over [12, 64 + count*stride), and version == V (a later one of V's parity
          * is a race: publishes overtook the copy; one below V, or of the other parity, is corruption: the slot of V
-         * only ever holds versions of that parity). The record crcs of step 6 (over [4, stride) of each record, the crc word being at offset 0) are computed in the same pass
-         * and folded into the slot CRC (notice__skip), so the bytes are read once; only the first record
-         * mismatch is remembered, and only used if step 5 passes. */
-        crc = notice__crc_update(0xffffffffu, hdr + NOTICE__SLOT_CRC_START, NOTICE__SLOT_HDR - NOTICE__SLOT_CRC_START);
-        bad_crc = count;
-        for (i = 0; i < count; i++) {
-            const unsigned char *r = s->priv_raw + (size_t)i * b->stride;
-            uint32_t rcrc = notice__crc_update(0xffffffffu, r + 4, b->stride - 4);
-            if (bad_crc == count && (rcrc ^ 0xffffffffu) != notice__le32(r))
-                bad_crc = i;
-            crc = notice__crc_update(crc, r, 4); /* the record's crc word, then its bytes [4, stride): */
-            crc = notice__skip((const uint32_t(*)[256])b->skip, crc ^ 0xffffffffu) ^ rcrc;
-        }
-        crc ^= 0xffffffffu;
+         * only ever holds versions of that parity). The record crcs of step 6 (over [4, stride) of each record,
+         * the crc word being at offset 0) are computed in the same pass and folded into the slot CRC
+         * (notice__skip), so the bytes are read once; only the first record mismatch is remembered, and only used
+         * if step 5 passes. */
+        crc = notice__slot_pass(b, impl, hdr, s->priv_raw, count, &bad_crc, &bad_rec);
         copy_version = notice__le64(hdr + NOTICE__SLOT_OFF_VERSION);
         if (crc != notice__le32(hdr + NOTICE__SLOT_OFF_CRC))
             fail = NOTICE__FAIL_CRC;
@@ -1507,9 +1768,8 @@ static int notice__take(notice_board *b, struct notice_snapshot *s)
         }
 
         /* Step 6: the copy is consistent; record errors are real errors, not torn reads. */
-        rc = notice__check_records(b, s->priv_raw, count, bad_crc);
-        if (rc != NOTICE_OK)
-            return rc;
+        if (bad_crc < count || bad_rec < count) /* the first bad record decides; its crc first */
+            return bad_crc <= bad_rec ? NOTICE_ERECORDCHECKSUM : NOTICE_EBADRECORD;
         /* The dynamic header words, read before anything is written into s, so that a fault in them (the guard
          * flags it) leaves s as it was. */
         state = notice__load32(b, NOTICE__OFF_STATE, memory_order_acquire);
