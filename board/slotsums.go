@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // A slot carries two checksums over the same bytes (FORMAT.md §3): the slot crc over [12, 64 + count × stride),
@@ -101,42 +102,79 @@ func (s *SlotSums) Check(img []byte, count uint32) (slot uint32, badRecord int) 
 	return sum, badRecord
 }
 
-// contentChunk bounds the strings DecodeRecords allocates for contents.
-const contentChunk = 32 << 10
+// contentChunk bounds the strings DecodeRecords allocates for new contents. A content shared with a later snapshot
+// (Contents) keeps its whole chunk alive: 1 KiB bounds that to 1 KiB per live content, and still packs four or more
+// contents of up to 256 bytes per allocation.
+const contentChunk = 1 << 10
+
+// Contents is a reader's memory of the contents it decoded last, by id. DecodeRecords gives a record whose content
+// is byte for byte the one remembered for its id the remembered string (strings are immutable, so snapshots may
+// share them; bytes equal to a string that passed the UTF-8 check pass it too), and allocates and validates only
+// the contents that changed: between two versions, most records usually did not. It holds the last snapshot's
+// contents alive, no more. The zero value is empty; not safe for concurrent use.
+type Contents struct {
+	ids  []uint64 // ascending, as a slot's records
+	strs []string
+}
 
 // DecodeRecords decodes the count records of a slot image (FORMAT.md §5 step 6) whose record crcs Check has
 // verified. It checks what DecodeRecord checks (content_len, id, UTF-8) and that ids ascend, with one allocation
-// per 32 KiB of contents and one UTF-8 pass over them. It returns ok = false, and no records, when any record fails
-// a check; DecodeRecord, record by record, then says which and why.
-func DecodeRecords(img []byte, count uint32, h *Header) (recs []Record, ok bool) {
+// per 1 KiB of new contents and one UTF-8 pass over them; with a non-nil prev, contents unchanged since the last
+// call are shared, not copied (Contents), and prev then remembers these records. It returns ok = false, and no
+// records, when any record fails a check; DecodeRecord, record by record, then says which and why.
+func DecodeRecords(img []byte, count uint32, h *Header, prev *Contents) (recs []Record, ok bool) {
 	le := binary.LittleEndian
 	l := &h.Layout
 	stride := int(h.Stride)
 	body := img[SlotHeaderSize : SlotHeaderSize+int(count)*stride]
+	content := func(i int) []byte {
+		rec := body[i*stride : (i+1)*stride]
+		return rec[l.Content : l.Content+le.Uint32(rec[l.ContentLen:])]
+	}
 	recs = make([]Record, count)
-	var prev uint64
+	var last uint64
+	p := 0 // prev's entries below p have ids below the record's
+	// aligned: prev holds these ids at the same positions, so only the entries of new contents need rewriting
+	aligned := prev != nil && len(prev.ids) == len(recs)
 	for i := range recs {
 		rec := body[i*stride : (i+1)*stride]
 		n := le.Uint32(rec[l.ContentLen:])
 		id := le.Uint64(rec[l.ID:])
-		if n > MaxContent || id == 0 || (i > 0 && id <= prev) {
+		if n > MaxContent || id == 0 || (i > 0 && id <= last) {
 			return nil, false
 		}
-		prev = id
+		last = id
 		recs[i] = Record{
 			ID:          id,
 			EffectiveAt: int64(le.Uint64(rec[l.EffectiveAt:])),
 			ExpiresAt:   int64(le.Uint64(rec[l.ExpiresAt:])),
 			Priority:    int32(le.Uint32(rec[l.Priority:])),
 		}
+		if prev != nil {
+			for p < len(prev.ids) && prev.ids[p] < id {
+				p++
+			}
+			aligned = aligned && p == i && prev.ids[p] == id
+		}
+		if prev != nil && n > 0 {
+			if p < len(prev.ids) && prev.ids[p] == id && prev.strs[p] == string(rec[l.Content:l.Content+n]) {
+				recs[i].Content = prev.strs[p]
+			}
+		}
 	}
-	// The contents go into strings of at most 32 KiB (the largest small-object size: a larger one is a page-level
-	// allocation, and its fresh pages fault in), each built without zeroing: a Builder's String is its buffer.
+	// A record still without its content, and with content_len > 0, needs a new string. The new contents go into
+	// strings of at most contentChunk bytes, each built without zeroing: a Builder's String is its buffer.
+	fresh := func(i int) int {
+		if recs[i].Content != "" {
+			return 0
+		}
+		return len(content(i))
+	}
 	for i := 0; i < len(recs); {
 		size, j := 0, i
 		for ; j < len(recs); j++ {
-			n := int(le.Uint32(body[j*stride+int(l.ContentLen):]))
-			if size+n > contentChunk {
+			n := fresh(j)
+			if size+n > contentChunk && size > 0 {
 				break
 			}
 			size += n
@@ -144,8 +182,9 @@ func DecodeRecords(img []byte, count uint32, h *Header) (recs []Record, ok bool)
 		var sb strings.Builder
 		sb.Grow(size)
 		for k := i; k < j; k++ {
-			rec := body[k*stride : (k+1)*stride]
-			sb.Write(rec[l.Content : l.Content+le.Uint32(rec[l.ContentLen:])])
+			if fresh(k) > 0 {
+				sb.Write(content(k))
+			}
 		}
 		all := sb.String()
 		// Each content is valid UTF-8 exactly when their concatenation is and none starts with a continuation
@@ -155,15 +194,31 @@ func DecodeRecords(img []byte, count uint32, h *Header) (recs []Record, ok bool)
 		}
 		off := 0
 		for k := i; k < j; k++ {
-			n := int(le.Uint32(body[k*stride+int(l.ContentLen):]))
+			n := fresh(k)
+			if n == 0 {
+				continue
+			}
 			c := all[off : off+n]
-			if n > 0 && c[0]&0xc0 == 0x80 {
+			if c[0]&0xc0 == 0x80 {
 				return nil, false
 			}
 			recs[k].Content = c
 			off += n
 		}
 		i = j
+	}
+	if aligned {
+		for i, r := range recs {
+			if unsafe.StringData(prev.strs[i]) != unsafe.StringData(r.Content) || len(prev.strs[i]) != len(r.Content) {
+				prev.strs[i] = r.Content
+			}
+		}
+	} else if prev != nil {
+		prev.ids, prev.strs = prev.ids[:0], prev.strs[:0]
+		for _, r := range recs {
+			prev.ids = append(prev.ids, r.ID)
+			prev.strs = append(prev.strs, r.Content)
+		}
 	}
 	return recs, true
 }

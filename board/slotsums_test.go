@@ -7,6 +7,7 @@ import (
 	"slices"
 	"testing"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/announcementd/announcementd/board"
 	"github.com/announcementd/announcementd/internal/proctest"
@@ -92,6 +93,7 @@ func TestSlotSumsAndDecodeRecords(t *testing.T) {
 		h := layout(t, stride)
 		sums := board.SlotSumsFor(stride)
 		accepted, rejected := 0, 0
+		var mem board.Contents
 		for range 3000 {
 			count := rng.IntN(9)
 			img := slot(rng, &h, count, rng.IntN(2) == 0)
@@ -113,10 +115,15 @@ func TestSlotSumsAndDecodeRecords(t *testing.T) {
 			if bad >= 0 {
 				continue
 			}
-			got, ok := board.DecodeRecords(img, uint32(count), &h)
+			got, ok := board.DecodeRecords(img, uint32(count), &h, nil)
 			want, wantOK := reference(img, uint32(count), &h)
 			if ok != wantOK || !slices.Equal(got, want) {
 				t.Fatalf("stride %d: DecodeRecords %v %+v, record by record %v %+v", stride, ok, got, wantOK, want)
+			}
+			// The same with a memory of earlier contents: the records are the same, whatever it remembers.
+			got, ok = board.DecodeRecords(img, uint32(count), &h, &mem)
+			if ok != wantOK || !slices.Equal(got, want) {
+				t.Fatalf("stride %d: DecodeRecords with Contents %v %+v, record by record %v %+v", stride, ok, got, wantOK, want)
 			}
 			if ok {
 				accepted++
@@ -180,8 +187,57 @@ func BenchmarkDecodeRecords1000(b *testing.B) {
 	img, h := benchSlot(b)
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, ok := board.DecodeRecords(img, 1000, &h); !ok {
+		if _, ok := board.DecodeRecords(img, 1000, &h, nil); !ok {
 			b.Fatal("refused")
 		}
+	}
+}
+
+// BenchmarkDecodeRecords1000Unchanged: the same with the contents remembered from the last call (Contents), all
+// unchanged, as a Reader decodes a version that changed none of them.
+func BenchmarkDecodeRecords1000Unchanged(b *testing.B) {
+	img, h := benchSlot(b)
+	var mem board.Contents
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, ok := board.DecodeRecords(img, 1000, &h, &mem); !ok {
+			b.Fatal("refused")
+		}
+	}
+}
+
+// TestContentsShared: a content unchanged since the last decode is the same string (no copy), a changed one is
+// new, and a refused slot leaves the memory as it was.
+func TestContentsShared(t *testing.T) {
+	h := layout(t, board.Stride)
+	enc := func(recs ...board.Record) []byte {
+		img := make([]byte, board.SlotHeaderSize+len(recs)*board.Stride)
+		for i := range recs {
+			board.EncodeRecord(img[board.SlotHeaderSize+i*board.Stride:board.SlotHeaderSize+(i+1)*board.Stride], &h, &recs[i])
+		}
+		return img
+	}
+	var mem board.Contents
+	a, ok := board.DecodeRecords(enc(board.Record{ID: 1, Content: "one"}, board.Record{ID: 2, Content: "two"},
+		board.Record{ID: 3, Content: "three"}), 3, &h, &mem)
+	if !ok {
+		t.Fatal("refused")
+	}
+	// Record 1 unchanged, 2 gone, 3 changed, 4 new; then a refused slot (ids not ascending).
+	b, ok := board.DecodeRecords(enc(board.Record{ID: 1, Content: "one"}, board.Record{ID: 3, Content: "thr3e"},
+		board.Record{ID: 4, Content: "two"}), 3, &h, &mem)
+	if !ok || b[0].Content != "one" || b[1].Content != "thr3e" || b[2].Content != "two" {
+		t.Fatalf("second decode %v %+v", ok, b)
+	}
+	same := func(x, y string) bool { return unsafe.StringData(x) == unsafe.StringData(y) }
+	if !same(a[0].Content, b[0].Content) || same(a[1].Content, b[2].Content) {
+		t.Fatal("an unchanged content is not shared, or a content was shared across ids")
+	}
+	if _, ok := board.DecodeRecords(enc(board.Record{ID: 2, Content: "x"}, board.Record{ID: 1, Content: "one"}), 2, &h, &mem); ok {
+		t.Fatal("accepted ids out of order")
+	}
+	c, ok := board.DecodeRecords(enc(board.Record{ID: 3, Content: "thr3e"}), 1, &h, &mem)
+	if !ok || !same(c[0].Content, b[1].Content) {
+		t.Fatalf("after a refused slot, the memory is not the last accepted one: %v %+v", ok, c)
 	}
 }

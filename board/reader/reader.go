@@ -122,30 +122,32 @@ func (b *Board) Stale(threshold time.Duration) bool { return b.HeartbeatAge() > 
 func (b *Board) Snapshot() (*board.Snapshot, error) {
 	buf := copyBufs.Get().(*[]byte)
 	defer copyBufs.Put(buf)
-	return b.snapshot(buf)
+	return b.snapshot(buf, nil)
 }
 
 // copyBufs are Board.Snapshot's copy buffers: a decoded snapshot keeps nothing of its copy (the contents are
 // copied out of it), so the next call may reuse it.
 var copyBufs = sync.Pool{New: func() any { return new([]byte) }}
 
-// Reader takes snapshots repeatedly without allocating a copy buffer each time. Not safe for concurrent use.
+// Reader takes snapshots repeatedly without allocating a copy buffer each time, and shares with its next snapshot
+// the content strings that did not change (board.Contents). Not safe for concurrent use.
 type Reader struct {
-	b   *Board
-	buf []byte
+	b        *Board
+	buf      []byte
+	contents board.Contents
 }
 
 // NewReader returns a Reader of b.
 func (b *Board) NewReader() *Reader { return &Reader{b: b} }
 
 // Snapshot is Board.Snapshot, reusing the Reader's buffer.
-func (r *Reader) Snapshot() (*board.Snapshot, error) { return r.b.snapshot(&r.buf) }
+func (r *Reader) Snapshot() (*board.Snapshot, error) { return r.b.snapshot(&r.buf, &r.contents) }
 
 // errTorn is a failed step-5 check of a stable slot copy (FORMAT.md §5): a retry may cure it, the same failure on
 // the same V and seq twice in a row is corruption.
 var errTorn = errors.New("torn")
 
-func (b *Board) snapshot(buf *[]byte) (*board.Snapshot, error) {
+func (b *Board) snapshot(buf *[]byte, contents *board.Contents) (*board.Snapshot, error) {
 	var prevV, prevSeq uint64
 	prevFailed := false // the previous attempt copied a stable slot that failed a step-5 check
 	for attempt := 1; attempt <= board.MaxAttempts; attempt++ {
@@ -160,7 +162,7 @@ func (b *Board) snapshot(buf *[]byte) (*board.Snapshot, error) {
 		img, seq, err := b.copySlot(v, buf)
 		if err == nil {
 			var snap *board.Snapshot
-			snap, err = b.decode(img, v, attempt)
+			snap, err = b.decode(img, v, attempt, contents)
 			if err == nil || !errors.Is(err, errTorn) && !errors.Is(err, errRaced) {
 				return snap, err
 			}
@@ -213,9 +215,10 @@ func (b *Board) copySlot(v uint64, buf *[]byte) ([]byte, uint64, error) {
 }
 
 // decode checks and decodes a slot copy (steps 5-6). One CRC pass gives the slot checksum and every record's
-// (board.SlotSums); the records are decoded with one allocation per 32 KiB of contents (board.DecodeRecords).
+// (board.SlotSums); the records are decoded with one allocation per 1 KiB of new contents (board.DecodeRecords),
+// a Reader's unchanged contents shared with its last snapshot.
 // When a record fails a check, decodeRecords decodes them again one by one to name the failure.
-func (b *Board) decode(img []byte, v uint64, attempt int) (*board.Snapshot, error) {
+func (b *Board) decode(img []byte, v uint64, attempt int, contents *board.Contents) (*board.Snapshot, error) {
 	le := binary.LittleEndian
 	count := le.Uint32(img[board.SlotOffCount:])
 	slotSum, badRecord := b.sums.Check(img, count)
@@ -242,7 +245,7 @@ func (b *Board) decode(img []byte, v uint64, attempt int) (*board.Snapshot, erro
 		HeartbeatNS: int64(b.mem.Load64(board.OffHeartbeat)),
 	}
 	if badRecord < 0 {
-		if recs, ok := board.DecodeRecords(img, count, &b.hdr); ok {
+		if recs, ok := board.DecodeRecords(img, count, &b.hdr, contents); ok {
 			snap.Records = recs
 			return snap, nil
 		}
