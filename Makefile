@@ -8,7 +8,7 @@ FUZZTIME  ?= 30s
 BUILDVCS  ?= auto
 export PATH := /usr/local/go/bin:$(PATH)
 
-.PHONY: help build man run test test-short bench scale lint fuzz storm clean setup check-setup go-check
+.PHONY: help build man run test test-short bench fanout scale profile lint fuzz storm clean setup check-setup go-check
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -35,13 +35,17 @@ test: build ## vet, then every test with the race detector (Go, C, Python, cross
 test-short: go-check ## the unit tests with the race detector, in under a minute: the slow ones (the built daemon, readers in three languages, stress, the storm) skip with -short
 	$(GO) test -short -race -count=1 -timeout 5m ./...
 
-bench: build ## measure the board, the worker's API, the region guard, reload vs cold restart, and the scale report (runs bin/announcementd); print the tables
+bench: build ## measure the board, the worker's API, the region guard, damage repair, reload vs cold restart, futex fan-out and the scale report (runs bin/announcementd); print the tables, write docs/BENCHMARKS.md and docs/bench/
 	$(GO) run ./bench/boardbench
-	$(GO) run ./bench/workerbench
+	$(GO) run ./bench/workerbench -md docs/BENCHMARKS.md
 	$(GO) run ./bench/guardbench
 	$(GO) run ./bench/reloadbench -daemon $(BIN)/announcementd
-	$(GO) run ./bench/healbench -daemon $(BIN)/announcementd
+	$(GO) run ./bench/healbench -daemon $(BIN)/announcementd -md docs/BENCHMARKS.md -raw docs/bench/heal.txt
+	$(MAKE) --no-print-directory fanout
 	$(MAKE) --no-print-directory scale
+
+fanout: build ## futex fan-out: 1, 100, 10,000 readers blocked on the board (C pthreads and Go locked threads over processes) against a bare futex wake in the same run, about 1.5 min; writes docs/BENCHMARKS.md (fanout) and docs/bench/fanout.txt (FANOUTFLAGS=... adds flags: go run ./bench/fanout -h)
+	$(GO) run ./bench/fanout -md docs/BENCHMARKS.md -raw docs/bench/fanout.txt $(FANOUTFLAGS)
 
 scale: build ## 250,000 simulated clients polling the board (C, Go, Python readers) vs HTTP polling, about 6 min; writes docs/BENCHMARKS.md and docs/bench/scale.txt (SCALEFLAGS=... adds flags: go run ./bench/scale -h)
 	$(GO) run ./bench/scale -daemon $(BIN)/announcementd -md docs/BENCHMARKS.md -raw docs/bench/scale.txt $(SCALEFLAGS)
