@@ -3,6 +3,7 @@ package board
 import (
 	"encoding/binary"
 	"hash/crc32"
+	"math/bits"
 	"strings"
 	"sync"
 	"unicode/utf8"
@@ -36,24 +37,51 @@ func (m *crcMap) apply(c uint32) uint32 {
 	return m[0][byte(c)] ^ m[1][byte(c>>8)] ^ m[2][byte(c>>16)] ^ m[3][byte(c>>24)]
 }
 
-// newCRCMap tabulates the linear map f.
+// newCRCMap tabulates the linear map f from its values on the 32 bits.
 func newCRCMap(f func(uint32) uint32) *crcMap {
+	var basis [32]uint32
+	for i := range basis {
+		basis[i] = f(1 << i)
+	}
 	m := new(crcMap)
 	for j := range 4 {
 		for b := 1; b < 256; b++ {
 			low := b & -b
-			m[j][b] = m[j][b^low] ^ f(uint32(low)<<(8*j))
+			m[j][b] = m[j][b^low] ^ basis[8*j+bits.TrailingZeros(uint(low))]
 		}
 	}
 	return m
 }
 
-// shift is shift_n(c): n zero bytes through the CRC-32/IEEE register, without the initial and final inversions.
-func shift(c uint32, n uint32) uint32 {
-	for range n {
-		c = crc32.IEEETable[byte(c)] ^ c>>8
+// shifter returns shift_n: n zero bytes through the CRC-32/IEEE register (without the initial and final
+// inversions), which is a product by x^(8n) modulo the polynomial. x^(8n) is found by squaring, so a hostile
+// stride of a gigabyte costs microseconds, not a gigabyte of steps (zlib's x2nmodp and multmodp).
+func shifter(n uint64) func(uint32) uint32 {
+	xn := uint32(1) << 31 // x^0, reflected
+	sq := uint32(1) << 30 // x^1, squared at each bit of 8n
+	for n *= 8; n != 0; n >>= 1 {
+		if n&1 != 0 {
+			xn = mulModP(sq, xn)
+		}
+		sq = mulModP(sq, sq)
 	}
-	return c
+	return func(c uint32) uint32 { return mulModP(xn, c) }
+}
+
+// mulModP is a·b modulo the CRC-32/IEEE polynomial, both in reflected bit order.
+func mulModP(a, b uint32) uint32 {
+	var p uint32
+	for m := uint32(1) << 31; m != 0; m >>= 1 {
+		if a&m != 0 {
+			p ^= b
+		}
+		if b&1 != 0 {
+			b = b>>1 ^ crc32.IEEE
+		} else {
+			b >>= 1
+		}
+	}
+	return p
 }
 
 var defaultSums = sync.OnceValue(func() *SlotSums { return newSlotSums(Stride) })
@@ -67,15 +95,16 @@ func SlotSumsFor(stride uint32) *SlotSums {
 }
 
 func newSlotSums(stride uint32) *SlotSums {
+	shiftRec := shifter(uint64(stride) - 4)
 	crc4 := func(c uint32) uint32 {
 		var w [4]byte
 		binary.LittleEndian.PutUint32(w[:], c)
-		return shift(crc32.ChecksumIEEE(w[:]), stride-4)
+		return shiftRec(crc32.ChecksumIEEE(w[:]))
 	}
 	k := crc4(0)
 	return &SlotSums{
 		stride: stride,
-		slot:   *newCRCMap(func(c uint32) uint32 { return shift(c, stride) }),
+		slot:   *newCRCMap(shifter(uint64(stride))),
 		rec:    *newCRCMap(func(c uint32) uint32 { return crc4(c) ^ k }),
 		recK:   k,
 	}

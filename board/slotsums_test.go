@@ -89,7 +89,7 @@ func reference(img []byte, count uint32, h *board.Header) ([]board.Record, bool)
 // DecodeRecords accepts exactly what record-by-record decoding accepts, with the same records.
 func TestSlotSumsAndDecodeRecords(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
-	for _, stride := range []uint32{board.Stride, board.MinStride + 4, 296, 328, 512} {
+	for _, stride := range []uint32{board.Stride, board.MinStride + 4, 296, 328, 512, 4104} {
 		h := layout(t, stride)
 		sums := board.SlotSumsFor(stride)
 		accepted, rejected := 0, 0
@@ -239,5 +239,15 @@ func TestContentsShared(t *testing.T) {
 	c, ok := board.DecodeRecords(enc(board.Record{ID: 3, Content: "thr3e"}), 1, &h, &mem)
 	if !ok || !same(c[0].Content, b[1].Content) {
 		t.Fatalf("after a refused slot, the memory is not the last accepted one: %v %+v", ok, c)
+	}
+}
+
+// TestSlotSumsHugeStride: the tables of any stride a header may declare are built by squaring, not by feeding the
+// stride's bytes through the register (a hostile 512 MiB stride would otherwise take seconds at every open).
+func TestSlotSumsHugeStride(t *testing.T) {
+	for _, stride := range []uint32{1 << 29, 1<<30 - 8} {
+		if board.SlotSumsFor(stride) == nil {
+			t.Fatal("no tables")
+		}
 	}
 }
