@@ -1,10 +1,11 @@
 // Package shm gives the board's writer and reader word-sized atomic access to a shared mapping, and the futex
 // calls that wait on and wake a word of it.
 //
-// Every access to the mapping that may race with another process goes through Mem's atomic methods: Go's atomics
-// are sequentially consistent, so copies made with CopyOut cannot be reordered past a later Load, and stores made
-// with CopyIn cannot be reordered before an earlier Add (FORMAT.md §5, "Memory ordering"). On amd64 the loads are
-// plain MOVs; on arm64 they are LDAR.
+// Every store to the mapping goes through Mem's atomic methods, and so does every load except the reader's slot
+// copy on amd64: Go's atomics are sequentially consistent, so copies made with CopyOut cannot be reordered past a
+// later Load, and stores made with CopyIn cannot be reordered before an earlier Add (FORMAT.md §5, "Memory
+// ordering"). On amd64 the loads are plain MOVs; on arm64 they are LDAR. board/reader copies a slot with one
+// memmove on amd64 instead (TSO keeps its loads before the later atomic load of seq; board/reader/copy_amd64.go).
 package shm
 
 import (
