@@ -47,6 +47,7 @@ var (
 	cDir  = flag.String("c", "clients/c", "directory of the built C reader")
 	pyDir = flag.String("python", "clients/python", "directory of the Python reader")
 	secs  = flag.Duration("stress", 3*time.Second, "how long the retry measurement runs")
+	mdOut = flag.String("md", "", "also write the table into this markdown file, between <!-- board:begin --> and <!-- board:end -->")
 )
 
 func main() {
@@ -68,6 +69,7 @@ func main() {
 type row struct{ what, value, baseline, ratio string }
 
 func run() error {
+	started, loadBefore := time.Now(), loadAverage()
 	dir, err := os.MkdirTemp("/dev/shm", "boardbench")
 	if err != nil {
 		return err
@@ -151,13 +153,19 @@ func run() error {
 	}
 	rows = append(rows, stressRows...)
 
-	fmt.Printf("machine: %s\n\n", benchfmt.Machine())
-	fmt.Println("| measure | value | baseline (same run) | ratio |")
-	fmt.Println("|---|---|---|---|")
+	var t strings.Builder
+	t.WriteString("| measure | value | baseline (same run) | ratio |\n|---|---|---|---|\n")
 	for _, r := range rows {
-		fmt.Printf("| %s | %s | %s | %s |\n", r.what, r.value, r.baseline, r.ratio)
+		fmt.Fprintf(&t, "| %s | %s | %s | %s |\n", r.what, r.value, r.baseline, r.ratio)
 	}
-	return nil
+	fmt.Printf("machine: %s\n\n%s", benchfmt.Machine(), t.String())
+	if *mdOut == "" {
+		return nil
+	}
+	return benchfmt.WriteSection(*mdOut, "board", fmt.Sprintf("## The board: polls, verified snapshots, publish → observe, retries\n\n"+
+		"%s. Reproduce with `go run ./bench/boardbench -md docs/BENCHMARKS.md` (`make bench` runs it); this run: %s UTC, "+
+		"load average before %s. Every figure is beside its baseline or limit, measured in the same run.\n\n%s",
+		benchfmt.Machine(), started.UTC().Format("2006-01-02 15:04"), loadBefore, t.String()))
 }
 
 var sink uint64
@@ -581,3 +589,12 @@ func pct(xs []float64, p float64) float64 {
 func ns(v float64) string  { return fmt.Sprintf("%.2f ns", v) }
 func ms(v float64) string  { return fmt.Sprintf("%.3f ms", v/1e6) }
 func gbs(v float64) string { return fmt.Sprintf("%.2f GB/s", v/1e9) }
+
+// loadAverage is /proc/loadavg's first three fields, or "unknown".
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(b)); err == nil && len(f) >= 3 {
+		return strings.Join(f[:3], " ")
+	}
+	return "unknown"
+}
