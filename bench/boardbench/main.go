@@ -69,7 +69,7 @@ func main() {
 type row struct{ what, value, baseline, ratio string }
 
 func run() error {
-	started, loadBefore := time.Now(), loadAverage()
+	started, loadBefore := time.Now(), benchfmt.LoadAverage()
 	dir, err := os.MkdirTemp("/dev/shm", "boardbench")
 	if err != nil {
 		return err
@@ -589,12 +589,3 @@ func pct(xs []float64, p float64) float64 {
 func ns(v float64) string  { return fmt.Sprintf("%.2f ns", v) }
 func ms(v float64) string  { return fmt.Sprintf("%.3f ms", v/1e6) }
 func gbs(v float64) string { return fmt.Sprintf("%.2f GB/s", v/1e9) }
-
-// loadAverage is /proc/loadavg's first three fields, or "unknown".
-func loadAverage() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if f := strings.Fields(string(b)); err == nil && len(f) >= 3 {
-		return strings.Join(f[:3], " ")
-	}
-	return "unknown"
-}

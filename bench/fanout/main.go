@@ -89,7 +89,7 @@ var self string
 
 func run() error {
 	started := time.Now()
-	loadBefore := loadavg()
+	loadBefore := benchfmt.LoadAverage()
 	counts, err := ints(*readersF)
 	if err != nil {
 		return err
@@ -161,7 +161,7 @@ func run() error {
 				us(pct(ph.last[1], 50)), us(pct(ph.last[0], 50)))
 		}
 	}
-	rep := &report{started: started, elapsed: time.Since(started), loadBefore: loadBefore, loadAfter: loadavg(),
+	rep := &report{started: started, elapsed: time.Since(started), loadBefore: loadBefore, loadAfter: benchfmt.LoadAverage(),
 		idle: idle, phases: phases, set: *setF}
 	if probs := rep.problems(); len(probs) > 0 {
 		return fmt.Errorf("figures that could not be measured:\n  %s", strings.Join(probs, "\n  "))

@@ -255,18 +255,6 @@ func ints(s string) ([]int, error) {
 	return out, nil
 }
 
-func loadavg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "?"
-	}
-	return strings.Join(f[:3], " ")
-}
-
 // ticks is the first line of /proc/stat: busy and total jiffies of all CPUs.
 type ticks struct{ busy, total uint64 }
 

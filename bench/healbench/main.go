@@ -114,7 +114,7 @@ func run() error {
 		return fmt.Errorf("-watch-runs %d must be a multiple of -runs %d", *watchRuns, *runs)
 	}
 	began := time.Now()
-	load0 := loadavg()
+	load0 := benchfmt.LoadAverage()
 	periodic := &mode{name: "periodic check only (`--region-watch=false`)", key: "periodic"}
 	watch := &mode{name: "watch (the default)", key: "watch"}
 	for _, m := range []*mode{periodic, watch} {
@@ -377,7 +377,7 @@ func report(periodic, watch *mode, st stormResult, began time.Time, load0 string
 	}
 	fmt.Fprintf(&md, "## Damage to the board → readers hold the set again\n\n%s. Reproduce with `%s`; this run: %s, %s. Load average before %s, after %s; "+
 		"the host's CPUs busy while the damages ran: %.2f of %d, of which this command (its reader polls every 100 µs) %.2f, the rest the daemons and any other work.\n\n",
-		benchfmt.Machine(), cmdline, began.UTC().Format("2006-01-02 15:04 UTC"), time.Since(began).Round(time.Second), load0, loadavg(), hostBusy, runtime.NumCPU(), selfBusy)
+		benchfmt.Machine(), cmdline, began.UTC().Format("2006-01-02 15:04 UTC"), time.Since(began).Round(time.Second), load0, benchfmt.LoadAverage(), hostBusy, runtime.NumCPU(), selfBusy)
 	fmt.Fprintf(&md, "Two daemons side by side in one run, damages alternating between them (%d records, 4 MiB board, each daemon's own region in /dev/shm): "+
 		"one with the region watch (inotify: the board's file for IN_MODIFY, IN_ATTRIB, IN_MOVE_SELF, IN_DELETE_SELF, and its directory for IN_MOVED_TO of its name; worker/watch.go), "+
 		"the baseline with `--region-watch=false`, the periodic check every 250 ms alone. A damage's time runs from the damage to a reader (polling the path every 100 µs: "+
@@ -573,15 +573,6 @@ func cpuOf(pid int) time.Duration {
 		}
 	}
 	return time.Duration(ns)
-}
-
-func loadavg() string {
-	b, _ := os.ReadFile("/proc/loadavg")
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "?"
-	}
-	return strings.Join(f[:3], " ")
 }
 
 func snapshot(path string) (*board.Snapshot, error) {

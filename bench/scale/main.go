@@ -53,6 +53,7 @@ import (
 	"time"
 
 	"github.com/announcementd/announcementd/bench/scale/internal/sim"
+	"github.com/announcementd/announcementd/internal/benchfmt"
 )
 
 var (
@@ -170,7 +171,7 @@ func run(ctx context.Context) (err error) {
 	if *clients < 1 || *cProcs+*goProcs < 1 || *interval <= 0 || *waiters < 0 {
 		return errors.New("-clients, -interval and the reader processes must be positive")
 	}
-	rep := &report{started: time.Now(), loadBefore: loadavg(), args: os.Args[1:]}
+	rep := &report{started: time.Now(), loadBefore: benchfmt.LoadAverage(), args: os.Args[1:]}
 	b := &bench{clk: sim.NewClock(), t0: time.Now()}
 	b.dir, err = os.MkdirTemp("", "scalebench")
 	if err != nil {
@@ -267,7 +268,7 @@ func run(ctx context.Context) (err error) {
 		}
 		rep.http = append(rep.http, s)
 	}
-	rep.loadAfter = loadavg()
+	rep.loadAfter = benchfmt.LoadAverage()
 	rep.elapsed = time.Since(rep.started)
 	return rep.write()
 }

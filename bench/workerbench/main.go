@@ -308,7 +308,7 @@ func run() error {
 	if *mdPath != "" {
 		out = io.MultiWriter(os.Stdout, &md)
 	}
-	started, load0 := time.Now(), loadAvg()
+	started, load0 := time.Now(), benchfmt.LoadAverage()
 	want := map[string]bool{}
 	for _, s := range strings.Split(*only, ",") {
 		want[strings.TrimSpace(s)] = true
@@ -333,21 +333,12 @@ func run() error {
 			"%s. Reproduce with `go run ./bench/workerbench -md docs/BENCHMARKS.md` (tables: -only %s); this run: %s UTC, %.0f s. "+
 			"Load average before %s, after %s: the throughput columns share the 2 cores with whatever else runs (its clients run in this "+
 			"process too), so read them as ratios within a row; the medians per operation and the CPU per publish move much less.\n\n",
-			benchfmt.Machine(), *only, started.UTC().Format("2006-01-02 15:04"), time.Since(started).Seconds(), load0, loadAvg())
+			benchfmt.Machine(), *only, started.UTC().Format("2006-01-02 15:04"), time.Since(started).Seconds(), load0, benchfmt.LoadAverage())
 		if err := benchfmt.WriteSection(*mdPath, "worker", head+md.String()); err != nil {
 			return err
 		}
 	}
 	return nil
-}
-
-// loadAvg is /proc/loadavg's three load averages.
-func loadAvg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if f := strings.Fields(string(b)); err == nil && len(f) >= 3 {
-		return strings.Join(f[:3], " ")
-	}
-	return "unknown"
 }
 
 func throughputTable() error {

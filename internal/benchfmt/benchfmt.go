@@ -35,3 +35,13 @@ func Ratio(a, b float64) string {
 	}
 	return fmt.Sprintf("%.2f×", a/b)
 }
+
+// LoadAverage is /proc/loadavg's three load averages ("0.52 0.58 0.59"), or "unknown": what the benches print
+// beside their figures, before and after a run, so that a reader can tell a quiet machine from a busy one.
+func LoadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(b)); err == nil && len(f) >= 3 {
+		return strings.Join(f[:3], " ")
+	}
+	return "unknown"
+}
