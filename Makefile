@@ -36,7 +36,7 @@ test-short: go-check ## the unit tests with the race detector, in under a minute
 	$(GO) test -short -race -count=1 -timeout 5m ./...
 
 bench: build ## measure the board, the worker's API, the region guard, damage repair, reload vs cold restart, futex fan-out and the scale report (runs bin/announcementd); print the tables, write docs/BENCHMARKS.md and docs/bench/
-	$(GO) run ./bench/boardbench -md docs/BENCHMARKS.md
+	$(GO) run ./bench/boardbench -md docs/BENCHMARKS.md -raw docs/bench/board.txt
 	$(GO) run ./bench/workerbench -md docs/BENCHMARKS.md
 	$(GO) run ./bench/guardbench
 	$(GO) run ./bench/reloadbench -daemon $(BIN)/announcementd

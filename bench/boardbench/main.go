@@ -44,10 +44,11 @@ import (
 const roleEnv = "BOARDBENCH_ROLE"
 
 var (
-	cDir  = flag.String("c", "clients/c", "directory of the built C reader")
-	pyDir = flag.String("python", "clients/python", "directory of the Python reader")
-	secs  = flag.Duration("stress", 3*time.Second, "how long the retry measurement runs")
-	mdOut = flag.String("md", "", "also write the table into this markdown file, between <!-- board:begin --> and <!-- board:end -->")
+	cDir   = flag.String("c", "clients/c", "directory of the built C reader")
+	pyDir  = flag.String("python", "clients/python", "directory of the Python reader")
+	secs   = flag.Duration("stress", 3*time.Second, "how long the retry measurement runs")
+	mdOut  = flag.String("md", "", "also write the table into this markdown file, between <!-- board:begin --> and <!-- board:end -->")
+	rawOut = flag.String("raw", "", "also write every figure and its baseline into this file, one benchstat line each (BenchmarkBoard/NAME 1 VALUE UNIT)")
 )
 
 func main() {
@@ -67,6 +68,13 @@ func main() {
 }
 
 type row struct{ what, value, baseline, ratio string }
+
+// rawLines are the figures as benchstat reads them: "BenchmarkBoard/NAME 1 VALUE UNIT", in ns, B/s or a count.
+type rawLines []string
+
+func (r *rawLines) add(name string, v float64, unit string) {
+	*r = append(*r, fmt.Sprintf("BenchmarkBoard/%s 1 %g %s", name, v, unit))
+}
 
 func run() error {
 	started, loadBefore := time.Now(), benchfmt.LoadAverage()
@@ -92,18 +100,32 @@ func run() error {
 	var rows []row
 
 	// Version poll.
+	var raw rawLines
 	goPoll, limit := pollGo(path)
+	raw.add("poll/go", goPoll, "ns/op")
+	raw.add("poll/atomic-load", limit, "ns/op")
 	rows = append(rows, row{"version poll, Go `Version()`", ns(goPoll), ns(limit) + " bare atomic load", benchfmt.Ratio(goPoll, limit)})
 	c, err := runJSON(filepath.Join(*cDir, "notice_bench"), path, "50000000")
 	if err != nil {
 		return err
 	}
+	raw.add("poll/c", num(c, "version_ns"), "ns/op")
+	raw.add("poll/c-atomic-load", num(c, "atomic_load_ns"), "ns/op")
 	rows = append(rows, row{"version poll, C `notice_version()`", ns(num(c, "version_ns")), ns(num(c, "atomic_load_ns")) + " bare atomic load",
 		benchfmt.Ratio(num(c, "version_ns"), num(c, "atomic_load_ns"))})
 
 	// Snapshot copy.
 	snapBytes := float64(board.SlotHeaderSize + len(set)*board.Stride)
 	goSnap, goCold, goLimit, goCopy := snapshotGo(path, snapBytes)
+	raw.add("snapshot/go-reader", goSnap, "B/s")
+	raw.add("snapshot/go-board", goCold, "B/s")
+	raw.add("snapshot/go-limit", goLimit, "B/s")
+	raw.add("copy/go", goCopy, "B/s")
+	raw.add("snapshot/c", num(c, "snapshot_bytes_per_s"), "B/s")
+	raw.add("snapshot/c-portable-crc", num(c, "snapshot_portable_bytes_per_s"), "B/s")
+	raw.add("snapshot/c-limit", num(c, "limit_bytes_per_s"), "B/s")
+	raw.add("crc/c", num(c, "crc_bytes_per_s"), "B/s")
+	raw.add("crc/c-portable", num(c, "crc_portable_bytes_per_s"), "B/s")
 	rows = append(rows, row{"verified snapshot, Go `Reader.Snapshot()` (1000 records, 320 KB; contents unchanged since its last snapshot, shared)", gbs(goSnap),
 		gbs(goLimit) + " limit: copy + CRC-32 + UTF-8 of the same bytes", benchfmt.Ratio(goSnap, goLimit) + " of the limit"})
 	rows = append(rows, row{"verified snapshot, Go `Board.Snapshot()` (same; every content a new string)", gbs(goCold),
@@ -121,6 +143,7 @@ func run() error {
 			benchfmt.Ratio(num(c, "crc_bytes_per_s"), z)})
 	}
 	if py, err := snapshotPython(path); err == nil {
+		raw.add("snapshot/python", py*snapBytes, "B/s")
 		rows = append(rows, row{"snapshot, Python (same)", gbs(py * snapBytes), gbs(goCopy) + " memcpy (Go)", benchfmt.Ratio(goCopy, py*snapBytes)})
 	} else {
 		return err
@@ -129,6 +152,8 @@ func run() error {
 	// A publish of one change: the writer compares the target slot with the new image and writes the chunks that
 	// differ (every publish makes its snapshot whole); the baseline is writing the whole snapshot.
 	pub, whole := publishOne(w, set, snapBytes)
+	raw.add("publish-one-change", pub, "ns/op")
+	raw.add("copy-whole-snapshot", whole, "ns/op")
 	rows = append(rows, row{"publish one change among 1000 records (encode, CRC, compare with the slot, write what differs)", us(pub),
 		us(whole) + " copying the whole 320 KB snapshot", benchfmt.Ratio(pub, whole)})
 
@@ -138,6 +163,15 @@ func run() error {
 		return err
 	}
 	w.Close()
+	for _, q := range []float64{50, 99, 100} {
+		name := fmt.Sprintf("p%g", q)
+		if q == 100 {
+			name = "max"
+		}
+		raw.add("observe/futex-waiter-"+name, pct(wait, q), "ns")
+		raw.add("observe/bare-futex-waiter-"+name, pct(bare, q), "ns")
+		raw.add("observe/50ms-poller-"+name, pct(poll, q), "ns")
+	}
 	rows = append(rows,
 		row{"publish→observe p50, futex waiter (`Board.Wait`, other process)", us(pct(wait, 50)),
 			us(pct(bare, 50)) + " bare futex waiter (same Go runtime, no board)", benchfmt.Ratio(pct(wait, 50), pct(bare, 50))},
@@ -159,12 +193,19 @@ func run() error {
 		fmt.Fprintf(&t, "| %s | %s | %s | %s |\n", r.what, r.value, r.baseline, r.ratio)
 	}
 	fmt.Printf("machine: %s\n\n%s", benchfmt.Machine(), t.String())
+	if *rawOut != "" {
+		head := fmt.Sprintf("# go run ./bench/boardbench, %s UTC\n# %s\n", started.UTC().Format("2006-01-02 15:04"), benchfmt.Machine())
+		if err := os.WriteFile(*rawOut, []byte(head+strings.Join(raw, "\n")+"\n"), 0o644); err != nil {
+			return err
+		}
+	}
 	if *mdOut == "" {
 		return nil
 	}
 	return benchfmt.WriteSection(*mdOut, "board", fmt.Sprintf("## The board: polls, verified snapshots, publish → observe, retries\n\n"+
 		"%s. Reproduce with `go run ./bench/boardbench -md docs/BENCHMARKS.md` (`make bench` runs it); this run: %s UTC, "+
-		"load average before %s. Every figure is beside its baseline or limit, measured in the same run.\n\n%s",
+		"load average before %s. Every figure is beside its baseline or limit, measured in the same run; raw figures "+
+		"(with `-raw docs/bench/board.txt`, as `make bench` runs it): [bench/board.txt](bench/board.txt).\n\n%s",
 		benchfmt.Machine(), started.UTC().Format("2006-01-02 15:04"), loadBefore, t.String()))
 }
 
