@@ -55,6 +55,7 @@ var (
 	setF     = flag.Int("set", 20, "announcements on the board (each board publish changes one)")
 	gapMinF  = flag.Duration("gap-min", 2*time.Millisecond, "least pause between all readers blocking and the publish")
 	gapMaxF  = flag.Duration("gap-max", 10*time.Millisecond, "most pause (uniformly random in between, the same sequence for both modes)")
+	awakeF   = flag.Float64("max-awake", 0.01, "the largest share of reader-publishes that may see the change without having slept on the futex (they measured no wake-up); above it the run fails")
 	cDirF    = flag.String("c", "clients/c", "directory of notice.h")
 	mdPath   = flag.String("md", "", "write the tables into this markdown file, between <!-- fanout:begin --> and <!-- fanout:end -->")
 	rawPath  = flag.String("raw", "", "write the raw results, benchstat-friendly, to this file")

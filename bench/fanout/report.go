@@ -45,9 +45,9 @@ func (rep *report) problems() []string {
 				out = append(out, fmt.Sprintf("%s, %s: a latency or a publish read as 0", name, mode))
 			}
 			// A reader that was not asleep when the publish came did not measure a wake-up.
-			if limit := ph.readers * ph.rounds / 2 / 100; ph.notSlept[m] > limit {
-				out = append(out, fmt.Sprintf("%s, %s: %d reader-publishes saw the change without having slept on the futex (more than 1%%): lengthen -gap-min",
-					name, mode, ph.notSlept[m]))
+			if limit := int(float64(ph.readers*ph.rounds/2) * *awakeF); ph.notSlept[m] > limit {
+				out = append(out, fmt.Sprintf("%s, %s: %d reader-publishes saw the change without having slept on the futex (more than %g%%): lengthen -gap-min",
+					name, mode, ph.notSlept[m], *awakeF*100))
 			}
 		}
 		if len(ph.wake) == 0 || pct(ph.wake, 50) <= 0 {
@@ -84,7 +84,7 @@ func (rep *report) markdown() string {
 		"(a /dev/shm file, no board) and calls FUTEX_WAKE; each thread waits on that word in that round and stamps "+
 		"when it sees the change (no snapshot). Before each publish every reader has entered the round, and the "+
 		"bench pauses %v to %v (random, the same sequence for both) so that all are asleep; readers that saw the "+
-		"change without having slept are counted (at most 1%% is accepted). Latency is per publish: until the last "+
+		"change without having slept are counted (at most 1%% is accepted, -max-awake). Latency is per publish: until the last "+
 		"reader holds the snapshot, and until the median reader does; p50 / p99 / max are over the publishes.\n\n",
 		rep.set, rep.set*320+64, *gapMinF, *gapMaxF)
 
