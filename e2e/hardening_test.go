@@ -104,6 +104,7 @@ func TestDaemonNeverFollowsASymlinkAtTheRegionPath(t *testing.T) {
 	if err := os.Symlink(victim, shm); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { os.Remove(shm) }) // the link itself, when the daemon never replaced it (a failed start)
 	d := newDaemonAt(t, shm, filepath.Join(binDir, "announcementd"))
 	d.mustCtl("publish", "--id", "1", "not through the link")
 	sameFile(t, victim, "", 0)
