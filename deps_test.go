@@ -47,7 +47,7 @@ var deps = map[string]rule{
 	"board":              {},
 	"board/internal/shm": {ext: xsys},
 	"board/reader":       {mod: []string{"board", "board/internal/shm"}, ext: xsys},
-	"board/writer":       {mod: []string{"board", "board/internal/shm", "internal/fdutil", "internal/securefs"}, ext: xsys},
+	"board/writer":       {mod: []string{"board", "board/internal/shm", "internal/fdutil", "internal/rounds", "internal/securefs"}, ext: xsys},
 	"board/golden":       {mod: []string{"board", "board/writer"}},
 	"board/boardtest":    {mod: []string{"board"}},
 
@@ -59,7 +59,7 @@ var deps = map[string]rule{
 	"wire":        {mod: []string{"healthcheck"}},
 
 	"worker": {
-		mod: []string{"announcement", "board", "board/writer", "healthcheck", "store", "wire"},
+		mod: []string{"announcement", "board", "board/writer", "healthcheck", "internal/rounds", "store", "wire"},
 		ext: join(zap, prometheus),
 	},
 	"supervisor": {mod: []string{"handoff", "healthcheck", "internal/procfs", "wire"}, ext: zap},
@@ -78,6 +78,7 @@ var deps = map[string]rule{
 	// The harness of the tests that run processes (and of bench/reloadbench): helper roles, the daemon, the waits.
 	"internal/proctest":  {mod: []string{"internal/procfs"}, ext: join(xsys, []string{"go.uber.org/goleak"})},
 	"internal/sandbox":   {mod: []string{"internal/proctest"}, ext: xsys},
+	"internal/rounds":    {}, // rounds that concurrent callers share (the worker's apply groups, the writer's publishes)
 	"internal/securefs":  {ext: xsys},
 	"internal/sdsandbox": {},
 	"internal/stress":    {mod: []string{"board", "board/reader", "board/writer"}},
@@ -86,7 +87,7 @@ var deps = map[string]rule{
 	"bench/fanout":      {mod: []string{"board", "board/reader", "board/writer", "internal/benchfmt"}, ext: xsys},
 	"bench/profile":     {mod: []string{"internal/benchfmt", "internal/proctest", "wire"}},
 	"bench/guardbench":  {mod: []string{"board", "board/writer", "internal/benchfmt", "store", "worker"}, ext: xsys},
-	"bench/healbench":   {mod: []string{"board", "board/reader", "internal/benchfmt"}},
+	"bench/healbench":   {mod: []string{"board", "board/reader", "internal/benchfmt", "internal/proctest"}},
 	"bench/reloadbench": {mod: []string{"internal/benchfmt", "internal/proctest", "wire"}},
 	"bench/workerbench": {mod: []string{"announcement", "board", "board/reader", "board/writer", "internal/benchfmt", "store", "worker"}},
 

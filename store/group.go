@@ -15,7 +15,9 @@ import (
 // starts as soon as it ends. So a lone caller never waits for company (bbolt's DB.Batch waits MaxBatchDelay for it
 // first, which bounded a sequential client to about one apply a millisecond with no fsync at all) and a busy store
 // commits as many callers at a time as arrived during the previous commit. A lazy call (doLazy) no client waits for
-// rides along with the next eager one, or commits alone after lazyDelay.
+// rides along with the next eager one, or commits alone after lazyDelay. (That lazy kind of caller, who starts no
+// round of its own, is why this is not an internal/rounds.Runner, which the worker's apply groups and the board
+// writer's publishes share.)
 //
 // As with DB.Batch, a function may run more than once: when one fails, the transaction is rolled back, the failed
 // one runs alone (its error is its caller's) and the others run again together. So each must start from scratch

@@ -2,14 +2,14 @@ package worker
 
 import (
 	"fmt"
-	"sync"
 
 	"github.com/announcementd/announcementd/announcement"
 	"github.com/announcementd/announcementd/store"
 )
 
-// Concurrent Applies are applied in groups: a caller that finds no group running runs its own at once, with any
-// callers already waiting; callers that arrive meanwhile form the next group, run as soon as that one ends. A group
+// Concurrent Applies are applied in groups (internal/rounds): a caller that finds no group running runs its own at
+// once, with any callers already waiting; callers that arrive meanwhile form the next group, run as soon as that
+// one ends. A group
 // is one store commit (each change still atomic and refused on its own: store.ApplyAll), one reload of the changed
 // ids into the set, and one board publish, which shows every change of the group. So N concurrent requests cost
 // one fsync and one publish, not N of each (the board shows the latest set: one version showing them all is what
@@ -23,14 +23,6 @@ type applyCall struct {
 
 type applyGroup struct {
 	calls []*applyCall
-	done  chan struct{}
-}
-
-// applyGroups is the Worker's state for grouping Applies.
-type applyGroups struct {
-	mu      sync.Mutex
-	pending *applyGroup // the group new callers join; nil when none is waiting
-	running bool        // a group is being applied
 }
 
 // apply makes one change durable and visible, in a group with concurrent ones (see above).
@@ -41,39 +33,8 @@ func (w *Worker) apply(puts []announcement.Announcement, deletes []uint64) (Resu
 		}
 	}
 	c := &applyCall{change: store.Change{Puts: puts, Deletes: deletes}}
-	gs := &w.groups
-	gs.mu.Lock()
-	if gs.pending == nil {
-		gs.pending = &applyGroup{done: make(chan struct{})}
-	}
-	g := gs.pending
-	g.calls = append(g.calls, c)
-	lead := !gs.running
-	if lead {
-		gs.running, gs.pending = true, nil
-	}
-	gs.mu.Unlock()
-	if lead {
-		w.runGroups(g)
-	}
-	<-g.done
+	w.groups.Join(func(g *applyGroup) { g.calls = append(g.calls, c) })
 	return c.res, c.err
-}
-
-// runGroups applies g, then hands the pending group, if any, to a new goroutine (so that no caller waits for groups
-// other than its own), or marks the worker idle.
-func (w *Worker) runGroups(g *applyGroup) {
-	w.applyGroup(g)
-	close(g.done)
-	gs := &w.groups
-	gs.mu.Lock()
-	defer gs.mu.Unlock()
-	if next := gs.pending; next != nil {
-		gs.pending = nil
-		go w.runGroups(next)
-		return
-	}
-	gs.running = false
 }
 
 // applyGroup stores every change of g in one commit, reloads what the stored ones changed, and publishes once.

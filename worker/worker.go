@@ -37,6 +37,7 @@ import (
 	"github.com/announcementd/announcementd/board"
 	"github.com/announcementd/announcementd/board/writer"
 	"github.com/announcementd/announcementd/healthcheck"
+	"github.com/announcementd/announcementd/internal/rounds"
 	"github.com/announcementd/announcementd/store"
 )
 
@@ -96,7 +97,7 @@ type Worker struct {
 	health *healthcheck.Monitor
 	guard  guard
 
-	groups applyGroups // concurrent Applies share a store commit and a publish (group.go)
+	groups *rounds.Runner[applyGroup] // concurrent Applies share a store commit and a publish (group.go)
 }
 
 // New loads the store and publishes it, continuing the board's version.
@@ -120,6 +121,7 @@ func New(cfg Config) (*Worker, error) {
 	if err != nil {
 		w.log.Warn("some of the service's counters could not be read; they start from 0", zap.Error(err))
 	}
+	w.groups = rounds.New(w.applyGroup)
 	w.counters = newCounters(stored, func() { w.poke(w.housework) })
 	w.metrics = newMetrics(w.counters)
 	all, err := cfg.Store.List()
