@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"cmp"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/announcementd/announcementd/internal/proctest"
 	"github.com/announcementd/announcementd/wire"
 )
 
@@ -266,9 +266,7 @@ func union(elems []any) any {
 // status, content type and body.
 func (d *daemon) send(sock, method, path, body string, header http.Header) (int, string, []byte) {
 	d.t.Helper()
-	c := &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		return (&net.Dialer{}).DialContext(ctx, "unix", filepath.Join(d.runtime, sock))
-	}}}
+	c := proctest.UnixClient(filepath.Join(d.runtime, sock), 60*time.Second, true)
 	req, _ := http.NewRequest(method, "http://announcementd"+path, strings.NewReader(body))
 	for k, v := range header {
 		req.Header[k] = v

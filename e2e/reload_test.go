@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -378,11 +377,7 @@ type loadCounts struct {
 // a new connection, as a CLI client does.
 func startLoad(t *testing.T, d *daemon, clients, idsEach int, pause time.Duration) *load {
 	l := &load{d: d, done: make(chan struct{}), ids: map[uint64]*idState{},
-		client: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
-			DisableKeepAlives: true,
-			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-				return (&net.Dialer{}).DialContext(ctx, "unix", filepath.Join(d.runtime, "api.sock"))
-			}}}}
+		client: proctest.UnixClient(filepath.Join(d.runtime, "api.sock"), 30*time.Second, false)}
 	for c := range clients {
 		for i := range idsEach {
 			l.ids[uint64(1+c*idsEach+i)] = &idState{unknown: map[uint64]bool{}}
@@ -796,11 +791,7 @@ func boardMap(s *board.Snapshot) map[uint64]string {
 
 // controlClient talks to the supervisor's control socket.
 func (d *daemon) controlClient() *http.Client {
-	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
-		DisableKeepAlives: true,
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			return (&net.Dialer{}).DialContext(ctx, "unix", filepath.Join(d.runtime, "control.sock"))
-		}}}
+	return proctest.UnixClient(filepath.Join(d.runtime, "control.sock"), 10*time.Second, false)
 }
 
 // controlStatus asks the supervisor for its status on its control socket; unlike `status`, it needs no worker.

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -60,16 +59,9 @@ func newDaemon(bin, ctl, shm, runtime, state, logPath string, extra ...string) (
 	d := &daemon{bin: bin, ctl: ctl, shm: shm, runtime: runtime, state: state, logPath: logPath, logFile: f,
 		loopDone: make(chan struct{})}
 	d.args = append([]string{"--shm", shm, "--shm-size", "64KiB", "--state-dir", state, "--runtime-dir", runtime}, extra...)
-	d.control = unixClient(filepath.Join(runtime, "control.sock"), 2*time.Second)
-	d.api = unixClient(filepath.Join(runtime, "api.sock"), 2*time.Second)
+	d.control = proctest.UnixClient(filepath.Join(runtime, "control.sock"), 2*time.Second, false)
+	d.api = proctest.UnixClient(filepath.Join(runtime, "api.sock"), 2*time.Second, false)
 	return d, nil
-}
-
-func unixClient(socket string, timeout time.Duration) *http.Client {
-	return &http.Client{Timeout: timeout, Transport: &http.Transport{DisableKeepAlives: true,
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			return (&net.Dialer{}).DialContext(ctx, "unix", socket)
-		}}}
 }
 
 // start starts the first supervisor and the loop that restarts it.

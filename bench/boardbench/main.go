@@ -193,11 +193,9 @@ func run() error {
 		fmt.Fprintf(&t, "| %s | %s | %s | %s |\n", r.what, r.value, r.baseline, r.ratio)
 	}
 	fmt.Printf("machine: %s\n\n%s", benchfmt.Machine(), t.String())
-	if *rawOut != "" {
-		head := fmt.Sprintf("# go run ./bench/boardbench, %s UTC\n# %s\n", started.UTC().Format("2006-01-02 15:04"), benchfmt.Machine())
-		if err := os.WriteFile(*rawOut, []byte(head+strings.Join(raw, "\n")+"\n"), 0o644); err != nil {
-			return err
-		}
+	head := fmt.Sprintf("# go run ./bench/boardbench, %s UTC\n# %s\n", started.UTC().Format("2006-01-02 15:04"), benchfmt.Machine())
+	if err := benchfmt.WriteRaw(*rawOut, head+strings.Join(raw, "\n")+"\n"); err != nil {
+		return err
 	}
 	if *mdOut == "" {
 		return nil

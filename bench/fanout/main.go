@@ -174,13 +174,8 @@ func run() error {
 			return err
 		}
 	}
-	if *rawPath != "" {
-		if err := os.MkdirAll(filepath.Dir(*rawPath), 0o755); err != nil {
-			return err
-		}
-		if err := os.WriteFile(*rawPath, []byte(rep.raw()), 0o644); err != nil {
-			return err
-		}
+	if err := benchfmt.WriteRaw(*rawPath, rep.raw()); err != nil {
+		return err
 	}
 	return nil
 }

@@ -24,13 +24,10 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -39,13 +36,13 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
 	"github.com/announcementd/announcementd/board"
 	"github.com/announcementd/announcementd/board/reader"
 	"github.com/announcementd/announcementd/internal/benchfmt"
+	"github.com/announcementd/announcementd/internal/proctest"
 )
 
 var (
@@ -440,13 +437,8 @@ func report(periodic, watch *mode, st stormResult, began time.Time, load0 string
 		"the wake-up of the worker's watch goroutine and the repair (a recreation lays out, maps and locks a new 4 MiB file; a size repair " +
 		"restores and republishes in place), then the reader's next poll. Bytes overwritten through a mapping raise no event: the periodic check finds them in both.\n")
 	fmt.Print(md.String())
-	if *rawPath != "" {
-		if err := os.MkdirAll(filepath.Dir(*rawPath), 0o755); err != nil {
-			return err
-		}
-		if err := os.WriteFile(*rawPath, []byte(raw.String()), 0o644); err != nil {
-			return err
-		}
+	if err := benchfmt.WriteRaw(*rawPath, raw.String()); err != nil {
+		return err
 	}
 	if *mdPath != "" {
 		section := md.String()
@@ -469,7 +461,7 @@ type daemon struct {
 	cmd     *exec.Cmd
 	shm     string
 	runtime string
-	logs    *syncBuffer
+	logs    *proctest.Buffer
 	hc      *http.Client
 	expect  []string                  // the damage kinds, in order: each should have one repair
 	marks   []int                     // the log's length just before each damage
@@ -479,7 +471,7 @@ type daemon struct {
 
 func startDaemon(bin, dir, shm string, args ...string) (*daemon, error) {
 	os.Remove(shm)
-	d := &daemon{shm: shm, runtime: filepath.Join(dir, "run"), logs: &syncBuffer{}}
+	d := &daemon{shm: shm, runtime: filepath.Join(dir, "run"), logs: &proctest.Buffer{}}
 	d.cmd = exec.Command(bin, append([]string{"--shm", shm, "--state-dir", filepath.Join(dir, "state"), "--runtime-dir", d.runtime, "--log-format", "json"}, args...)...)
 	d.cmd.Stdout, d.cmd.Stderr = d.logs, d.logs
 	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -494,9 +486,7 @@ func startDaemon(bin, dir, shm string, args ...string) (*daemon, error) {
 			return d, fmt.Errorf("the daemon did not start:\n%s", d.logs.String())
 		}
 	}
-	d.hc = &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		return (&net.Dialer{}).DialContext(ctx, "unix", filepath.Join(d.runtime, "api.sock"))
-	}}}
+	d.hc = proctest.UnixClient(filepath.Join(d.runtime, "api.sock"), 0, true)
 	for id := 1; id <= *records; id++ {
 		body := fmt.Sprintf(`{"content":"announcement %d of the healbench set"}`, id)
 		req, _ := http.NewRequest("PUT", fmt.Sprintf("http://a/v1/announcements/%d", id), strings.NewReader(body))
@@ -621,21 +611,3 @@ func pct(sorted []time.Duration, p int) time.Duration {
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d)/1e6) }
 func us(d time.Duration) string { return fmt.Sprintf("%.0f µs", float64(d)/1e3) }
-
-// syncBuffer is a bytes.Buffer the daemon's output goroutine writes while the bench reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}

@@ -71,7 +71,7 @@ func startDaemon(ctx context.Context, bin string, extra []string) (d *daemon, er
 	if err != nil {
 		return nil, fmt.Errorf("start %s: %w\n%s", bin, err, d.p.Log())
 	}
-	d.api = unixClient(filepath.Join(dir, "run", "api.sock"), 30*time.Second)
+	d.api = proctest.UnixClient(filepath.Join(dir, "run", "api.sock"), 30*time.Second, true)
 	return d, nil
 }
 
@@ -86,14 +86,6 @@ func (d *daemon) close() {
 	}
 	os.Remove(d.shm)
 	os.RemoveAll(d.dir)
-}
-
-// unixClient is an HTTP client whose every connection goes to the Unix socket path, kept alive.
-func unixClient(path string, timeout time.Duration) *http.Client {
-	return &http.Client{Timeout: timeout, Transport: &http.Transport{MaxIdleConnsPerHost: 1,
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			return (&net.Dialer{}).DialContext(ctx, "unix", path)
-		}}}
 }
 
 // freeLoopback is a loopback TCP address nobody listens on now.

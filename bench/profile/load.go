@@ -10,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/announcementd/announcementd/internal/proctest"
 )
 
 // load is the publishing load: clients goroutines, each with its own keep-alive connection to the API socket,
@@ -32,7 +34,7 @@ func startLoad(d *daemon, clients, set int) *load {
 		l.wg.Add(1)
 		go func() {
 			defer l.wg.Done()
-			hc := unixClient(sock, 30*time.Second)
+			hc := proctest.UnixClient(sock, 30*time.Second, true)
 			defer hc.CloseIdleConnections()
 			for n := 0; ctx.Err() == nil; n++ {
 				id := 1 + (c+n*clients)%set

@@ -160,16 +160,6 @@ func (d *daemon) close() {
 	os.RemoveAll(d.dir)
 }
 
-// unixClient is an HTTP client whose every connection goes to the Unix socket path.
-func unixClient(path string, timeout time.Duration, keepAlive bool) *http.Client {
-	return &http.Client{Timeout: timeout, Transport: &http.Transport{
-		DisableKeepAlives:   !keepAlive,
-		MaxIdleConnsPerHost: 1,
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			return (&net.Dialer{}).DialContext(ctx, "unix", path)
-		}}}
-}
-
 // Outcomes of one request.
 const (
 	okay = iota
@@ -233,7 +223,7 @@ func startLoad(sock string, n int) *load {
 		go func() {
 			defer l.wg.Done()
 			ka := keepAliveClient(c)
-			hc := unixClient(sock, *reqTimeout, ka)
+			hc := proctest.UnixClient(sock, *reqTimeout, ka)
 			mine := make([]sample, 0, 1<<16)
 			for i := 0; ; i++ {
 				select {
@@ -432,7 +422,7 @@ func run(ctx context.Context) (err error) {
 	base.to = l.now()
 
 	// Reloads, one after another.
-	control := unixClient(d.controlSock(), 0, false)
+	control := proctest.UnixClient(d.controlSock(), 0, false)
 	rl := make([]reloadRun, 0, *reloads)
 	phase := window{from: l.now()}
 	for range *reloads {

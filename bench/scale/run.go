@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -107,10 +106,7 @@ func startDaemon(ctx context.Context, bin, dir string, args ...string) (*daemon,
 		d.close()
 		return nil, err
 	}
-	d.api = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 1,
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			return (&net.Dialer{}).DialContext(ctx, "unix", d.sock)
-		}}}
+	d.api = proctest.UnixClient(d.sock, 30*time.Second, true)
 	if d.st, err = d.status(ctx); err != nil {
 		d.close()
 		return nil, err

@@ -1,12 +1,9 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -116,9 +113,7 @@ func TestListenersStayNonBlockingAcrossReloads(t *testing.T) {
 	dir := t.TempDir()
 	d := proctest.StartDaemon(t, daemonConfig(t, path, dir, "--metrics", "127.0.0.1:0"))
 	logs := d.Log()
-	control := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		return (&net.Dialer{}).DialContext(ctx, "unix", dir+"/run/control.sock")
-	}}}
+	control := proctest.UnixClient(dir+"/run/control.sock", 0, true)
 	const reloads = 10
 	for i := range reloads {
 		resp, err := control.Post("http://supervisor/v1/reload?wait=1", "", nil)

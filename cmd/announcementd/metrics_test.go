@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"io"
 	"net"
@@ -36,7 +35,7 @@ func TestMetrics(t *testing.T) {
 	t.Cleanup(func() { os.Remove(path) })
 	dir := t.TempDir()
 	d := proctest.StartDaemon(t, daemonConfig(t, path, dir, "--metrics", addr))
-	control := unixHTTP(dir + "/run/control.sock")
+	control := proctest.UnixClient(dir+"/run/control.sock", 0, true)
 	resp, err := control.Post("http://supervisor/v1/reload?wait=1", "", nil)
 	if err != nil {
 		t.Fatal(err)
@@ -112,12 +111,6 @@ func TestMetrics(t *testing.T) {
 		}
 	}
 	d.Stop(30 * time.Second)
-}
-
-func unixHTTP(socket string) *http.Client {
-	return &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		return (&net.Dialer{}).DialContext(ctx, "unix", socket)
-	}}}
 }
 
 // families lists the metric families of an exposition (from its # TYPE lines).

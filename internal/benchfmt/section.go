@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 )
 
 // WriteSection replaces the section named name in the markdown file at path (between the lines
@@ -33,4 +34,16 @@ func WriteSection(path, name, section string) error {
 		return fmt.Errorf("%s: one of the markers %s / %s is missing or they are out of order: fix it by hand", path, begin, end)
 	}
 	return os.WriteFile(path, out, 0o644)
+}
+
+// WriteRaw writes a bench's raw figures (benchstat lines) to path, creating its directory; an empty path writes
+// nothing (the command was not asked for them).
+func WriteRaw(path, text string) error {
+	if path == "" {
+		return nil
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(path, []byte(text), 0o644)
 }

@@ -19,6 +19,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"slices"
@@ -120,13 +121,8 @@ func (m *Merged) Quantile(q float64, missing uint64) (d time.Duration, ok bool) 
 	if rank == m.N && missing == 0 {
 		return time.Duration(m.Max), true
 	}
-	bins := make([]uint64, 0, len(m.counts))
-	for b := range m.counts {
-		bins = append(bins, b)
-	}
-	slices.Sort(bins)
 	var seen uint64
-	for _, b := range bins {
+	for _, b := range m.sortedBins() {
 		seen += m.counts[b]
 		if seen >= rank {
 			return min(time.Duration(b+1)*Bin, time.Duration(m.Max)), true
@@ -143,13 +139,8 @@ func (m *Merged) CDF(missing uint64) (at []time.Duration, frac []float64) {
 	if total == 0 {
 		return nil, nil
 	}
-	bins := make([]uint64, 0, len(m.counts))
-	for b := range m.counts {
-		bins = append(bins, b)
-	}
-	slices.Sort(bins)
 	var seen uint64
-	for _, b := range bins {
+	for _, b := range m.sortedBins() {
 		seen += m.counts[b]
 		at = append(at, min(time.Duration(b+1)*Bin, time.Duration(m.Max)))
 		frac = append(frac, float64(seen)/total)
@@ -356,4 +347,9 @@ func PrintReport(r *Report) error {
 	}
 	_, err = os.Stdout.Write(append(b, '\n'))
 	return err
+}
+
+// sortedBins are the non-empty bins, in ascending order.
+func (m *Merged) sortedBins() []uint64 {
+	return slices.Sorted(maps.Keys(m.counts))
 }
