@@ -7,7 +7,6 @@ import (
 	"strings"
 	"sync"
 	"unicode/utf8"
-	"unsafe"
 )
 
 // A slot carries two checksums over the same bytes (FORMAT.md §3): the slot crc over [12, 64 + count × stride),
@@ -26,6 +25,7 @@ import (
 type SlotSums struct {
 	stride uint32
 	slot   crcMap // shift_stride
+	run    crcMap // shift_{MemoryRun × stride}: a run of records at once (Memory)
 	rec    crcMap // c ↦ shift_{stride−4}(crc of the 4 bytes c) ⊕ recK
 	recK   uint32 // shift_{stride−4}(crc of 4 zero bytes)
 }
@@ -105,6 +105,7 @@ func newSlotSums(stride uint32) *SlotSums {
 	return &SlotSums{
 		stride: stride,
 		slot:   *newCRCMap(shifter(uint64(stride))),
+		run:    *newCRCMap(shifter(uint64(stride) * MemoryRun)),
 		rec:    *newCRCMap(func(c uint32) uint32 { return crc4(c) ^ k }),
 		recK:   k,
 	}
@@ -113,22 +114,131 @@ func newSlotSums(stride uint32) *SlotSums {
 // Check computes the slot checksum of a slot image (its 64-byte header, then count records of the stride) and
 // checks every record's crc, in one CRC pass. It returns the slot checksum (SlotChecksum's value) and the index
 // of the first record whose crc does not match its bytes, or -1.
-func (s *SlotSums) Check(img []byte, count uint32) (slot uint32, badRecord int) {
+//
+// With a non-nil m, a record m knows (Memory) is not read again: its crc is the one remembered, since it is a
+// function of the same bytes, and a run of MemoryRun known records is folded into the slot checksum at once (the
+// fold of a run from 0, G, is remembered too: S ← shift_{run}(S) ⊕ G, shift being linear). m keeps the crcs of the
+// others, to be trusted once DecodeRecords has accepted them.
+func (s *SlotSums) Check(img []byte, count uint32, m *Memory) (slot uint32, badRecord int) {
 	stride := int(s.stride)
-	end := SlotHeaderSize + int(count)*stride
-	recs := img[SlotHeaderSize:end]
+	n := int(count)
 	sum := crc32.ChecksumIEEE(img[SlotCRCStart:SlotHeaderSize])
+	if m != nil {
+		m.grow(n)
+	}
 	badRecord = -1
-	for off := 0; off+stride <= len(recs); off += stride {
-		rec := recs[off : off+stride]
+	for i := 0; i < n; {
+		if m != nil && i%MemoryRun == 0 && i+MemoryRun <= n {
+			if g, ok := m.runSum(i/MemoryRun, &s.slot); ok {
+				sum = s.run.apply(sum) ^ g
+				i += MemoryRun
+				continue
+			}
+		}
+		if m != nil && m.known[i] {
+			sum = s.slot.apply(sum) ^ m.sums[i]
+			i++
+			continue
+		}
+		rec := img[SlotHeaderSize+i*stride : SlotHeaderSize+(i+1)*stride]
 		f := crc32.ChecksumIEEE(rec)
 		sum = s.slot.apply(sum) ^ f
+		if m != nil {
+			m.sums[i] = f
+		}
 		stored := binary.LittleEndian.Uint32(rec)
 		if f^s.rec.apply(stored)^s.recK != stored && badRecord < 0 {
-			badRecord = off / stride
+			badRecord = i
 		}
+		i++
 	}
 	return sum, badRecord
+}
+
+// MemoryRun is how many records a Memory folds into the slot checksum at once, and how many a reader compares at
+// once against its buffer: a run that did not change (most of them, between two versions) costs one step.
+const MemoryRun = 16
+
+// Memory is a reader's memory of the last slot image it verified, so that its next snapshot reads again, checks
+// and decodes only the records that changed. The reader keeps the image (its copy buffer, records at the same
+// offsets from one snapshot to the next); Memory keeps, by record index, what those bytes gave: the crc of the
+// whole record (what the slot checksum folds, SlotSums) and the decoded record.
+//
+// Invariant: when Knows(i), record i of the reader's buffer holds exactly the bytes of record i of the last
+// snapshot DecodeRecords accepted, which passed every check of a record (crc, content_len, id, UTF-8), and
+// sums[i] and recs[i] are what they gave. A reader that writes record i of its buffer calls Forget(i) first. The
+// checks of the next snapshot stay exact: a record's crc and decoding depend on its bytes alone, so a known
+// record's are the values computing them again would give; what depends on more than one record (the slot
+// checksum, the count, ascending ids) is computed afresh every time.
+//
+// Between versions most records usually did not change. A record that did, or moved to another index, is read,
+// checked and decoded as new; its content, when byte for byte the one remembered for its id, is shared with the
+// last snapshot rather than allocated again (strings are immutable). Memory holds the last snapshot's records (a
+// copy: a caller may change the ones it was given) and their contents alive, no more. The zero value knows
+// nothing; not safe for concurrent use.
+type Memory struct {
+	known []bool   // by record index; len = the most records a checked image has had
+	sums  []uint32 // crc of the whole record, where known, or as last computed by Check
+	recs  []Record // the last accepted snapshot's, ids ascending
+
+	// By run of MemoryRun records from index 0: runOK[r] says that every record of run r is known and runs[r]
+	// is the fold of their sums from 0. Forget clears it.
+	runs  []uint32
+	runOK []bool
+}
+
+// runSum returns the fold of run r's sums from 0 (slot: shift_stride), when all its records are known.
+func (m *Memory) runSum(r int, slot *crcMap) (uint32, bool) {
+	if m.runOK[r] {
+		return m.runs[r], true
+	}
+	var g uint32
+	for i := r * MemoryRun; i < (r+1)*MemoryRun; i++ {
+		if !m.known[i] {
+			return 0, false
+		}
+		g = slot.apply(g) ^ m.sums[i]
+	}
+	m.runs[r], m.runOK[r] = g, true
+	return g, true
+}
+
+// Knows reports whether record i of the reader's buffer holds bytes m verified (the invariant above).
+func (m *Memory) Knows(i int) bool { return i < len(m.known) && m.known[i] }
+
+// Forget marks record i of the reader's buffer as overwritten.
+func (m *Memory) Forget(i int) {
+	if i < len(m.known) {
+		m.known[i], m.runOK[i/MemoryRun] = false, false
+	}
+}
+
+func (m *Memory) grow(n int) {
+	if n > len(m.known) {
+		m.known = append(m.known, make([]bool, n-len(m.known))...)
+		m.sums = append(m.sums, make([]uint32, n-len(m.sums))...)
+		runs := (n + MemoryRun - 1) / MemoryRun
+		m.runs = append(m.runs, make([]uint32, runs-len(m.runs))...)
+		m.runOK = append(m.runOK, make([]bool, runs-len(m.runOK))...)
+	}
+}
+
+// remember makes recs, just accepted, what m knows: records [0, len(recs)) of the image hold their bytes. A
+// record m knew already is the one DecodeRecords copied from m, so only the others are written.
+func (m *Memory) remember(recs []Record) {
+	n := len(recs)
+	m.grow(n)
+	if n < len(m.recs) {
+		clear(m.recs[n:]) // their contents no longer held
+	}
+	m.recs = append(m.recs[:min(len(m.recs), n)], make([]Record, max(0, n-len(m.recs)))...)
+	for i := range recs {
+		if !m.known[i] {
+			m.known[i], m.recs[i] = true, recs[i]
+		}
+	}
+	clear(m.known[n:]) // older bytes, whose records m no longer holds
+	clear(m.runOK[n/MemoryRun:])
 }
 
 // contentChunk bounds the strings DecodeRecords allocates for new contents. A content shared with a later snapshot
@@ -136,22 +246,13 @@ func (s *SlotSums) Check(img []byte, count uint32) (slot uint32, badRecord int) 
 // contents of up to 256 bytes per allocation.
 const contentChunk = 1 << 10
 
-// Contents is a reader's memory of the contents it decoded last, by id. DecodeRecords gives a record whose content
-// is byte for byte the one remembered for its id the remembered string (strings are immutable, so snapshots may
-// share them; bytes equal to a string that passed the UTF-8 check pass it too), and allocates and validates only
-// the contents that changed: between two versions, most records usually did not. It holds the last snapshot's
-// contents alive, no more. The zero value is empty; not safe for concurrent use.
-type Contents struct {
-	ids  []uint64 // ascending, as a slot's records
-	strs []string
-}
-
 // DecodeRecords decodes the count records of a slot image (FORMAT.md §5 step 6) whose record crcs Check has
 // verified. It checks what DecodeRecord checks (content_len, id, UTF-8) and that ids ascend, with one allocation
-// per 1 KiB of new contents and one UTF-8 pass over them; with a non-nil prev, contents unchanged since the last
-// call are shared, not copied (Contents), and prev then remembers these records. It returns ok = false, and no
-// records, when any record fails a check; DecodeRecord, record by record, then says which and why.
-func DecodeRecords(img []byte, count uint32, h *Header, prev *Contents) (recs []Record, ok bool) {
+// per 1 KiB of new contents and one UTF-8 pass over them. With a non-nil m (Memory), a record m knows is copied
+// from m without reading its bytes again, a content unchanged since the last snapshot is shared, not copied, and m
+// then knows these records. It returns ok = false, and no records, when any record fails a check (m unchanged);
+// DecodeRecord, record by record, then says which and why.
+func DecodeRecords(img []byte, count uint32, h *Header, m *Memory) (recs []Record, ok bool) {
 	le := binary.LittleEndian
 	l := &h.Layout
 	stride := int(h.Stride)
@@ -160,36 +261,49 @@ func DecodeRecords(img []byte, count uint32, h *Header, prev *Contents) (recs []
 		rec := body[i*stride : (i+1)*stride]
 		return rec[l.Content : l.Content+le.Uint32(rec[l.ContentLen:])]
 	}
+	var prev []Record
+	if m != nil {
+		prev = m.recs
+	}
 	recs = make([]Record, count)
-	var last uint64
-	p := 0 // prev's entries below p have ids below the record's
-	// aligned: prev holds these ids at the same positions, so only the entries of new contents need rewriting
-	aligned := prev != nil && len(prev.ids) == len(recs)
-	for i := range recs {
+	firstNew, endNew := len(recs), 0 // the records that need a new content string are among [firstNew, endNew)
+	p := 0                           // prev's records below p have ids below the record's
+	for i := 0; i < len(recs); {
+		if m != nil && m.Knows(i) {
+			// A run of known records: the same bytes at the same index as in the last snapshot, so the same
+			// records, in ascending order among themselves. Only the id before the run is compared.
+			j := i + 1
+			for j < len(recs) && m.Knows(j) {
+				j++
+			}
+			copy(recs[i:j], prev[i:j])
+			if i > 0 && recs[i].ID <= recs[i-1].ID {
+				return nil, false
+			}
+			i = j
+			continue
+		}
 		rec := body[i*stride : (i+1)*stride]
-		n := le.Uint32(rec[l.ContentLen:])
 		id := le.Uint64(rec[l.ID:])
-		if n > MaxContent || id == 0 || (i > 0 && id <= last) {
+		n := le.Uint32(rec[l.ContentLen:])
+		if n > MaxContent || id == 0 || (i > 0 && id <= recs[i-1].ID) {
 			return nil, false
 		}
-		last = id
 		recs[i] = Record{
 			ID:          id,
 			EffectiveAt: int64(le.Uint64(rec[l.EffectiveAt:])),
 			ExpiresAt:   int64(le.Uint64(rec[l.ExpiresAt:])),
 			Priority:    int32(le.Uint32(rec[l.Priority:])),
 		}
-		if prev != nil {
-			for p < len(prev.ids) && prev.ids[p] < id {
-				p++
-			}
-			aligned = aligned && p == i && prev.ids[p] == id
+		for p < len(prev) && prev[p].ID < id {
+			p++
 		}
-		if prev != nil && n > 0 {
-			if p < len(prev.ids) && prev.ids[p] == id && prev.strs[p] == string(rec[l.Content:l.Content+n]) {
-				recs[i].Content = prev.strs[p]
-			}
+		if n > 0 && p < len(prev) && prev[p].ID == id && prev[p].Content == string(rec[l.Content:l.Content+n]) {
+			recs[i].Content = prev[p].Content
+		} else if n > 0 {
+			firstNew, endNew = min(firstNew, i), i+1
 		}
+		i++
 	}
 	// A record still without its content, and with content_len > 0, needs a new string. The new contents go into
 	// strings of at most contentChunk bytes, each built without zeroing: a Builder's String is its buffer.
@@ -199,14 +313,18 @@ func DecodeRecords(img []byte, count uint32, h *Header, prev *Contents) (recs []
 		}
 		return len(content(i))
 	}
-	for i := 0; i < len(recs); {
+	for i := firstNew; i < endNew; {
 		size, j := 0, i
-		for ; j < len(recs); j++ {
+		for ; j < endNew; j++ {
 			n := fresh(j)
 			if size+n > contentChunk && size > 0 {
 				break
 			}
 			size += n
+		}
+		if size == 0 {
+			i = j
+			continue
 		}
 		var sb strings.Builder
 		sb.Grow(size)
@@ -236,18 +354,8 @@ func DecodeRecords(img []byte, count uint32, h *Header, prev *Contents) (recs []
 		}
 		i = j
 	}
-	if aligned {
-		for i, r := range recs {
-			if unsafe.StringData(prev.strs[i]) != unsafe.StringData(r.Content) || len(prev.strs[i]) != len(r.Content) {
-				prev.strs[i] = r.Content
-			}
-		}
-	} else if prev != nil {
-		prev.ids, prev.strs = prev.ids[:0], prev.strs[:0]
-		for _, r := range recs {
-			prev.ids = append(prev.ids, r.ID)
-			prev.strs = append(prev.strs, r.Content)
-		}
+	if m != nil {
+		m.remember(recs)
 	}
 	return recs, true
 }

@@ -13,3 +13,8 @@ import "github.com/announcementd/announcementd/board/internal/shm"
 func copyOut(dst []byte, mem shm.Mem, off uint64) {
 	copy(dst, mem[off:off+uint64(len(dst))])
 }
+
+// equalOut reports whether the mapping holds dst's bytes at off: one comparison, read as copyOut reads.
+func equalOut(dst []byte, mem shm.Mem, off uint64) bool {
+	return string(dst) == string(mem[off:off+uint64(len(dst))])
+}

@@ -126,28 +126,33 @@ func (b *Board) Snapshot() (*board.Snapshot, error) {
 }
 
 // copyBufs are Board.Snapshot's copy buffers: a decoded snapshot keeps nothing of its copy (the contents are
-// copied out of it), so the next call may reuse it.
+// copied out of it), so the next call may reuse it. They carry no memory: each Board.Snapshot copies and checks
+// every record.
 var copyBufs = sync.Pool{New: func() any { return new([]byte) }}
 
-// Reader takes snapshots repeatedly without allocating a copy buffer each time, and shares with its next snapshot
-// the content strings that did not change (board.Contents). Not safe for concurrent use.
+// Reader takes snapshots repeatedly, and each one reads, checks and decodes again only the records that changed
+// since its last: its copy buffer holds the last slot image it verified, and a record of the mapping that is byte
+// for byte the buffer's at the same index is not copied, its crc and decoding are remembered (board.Memory), and its
+// content string is shared with the last snapshot. Every check of FORMAT.md §5 is still made on every snapshot,
+// exactly: what depends on the bytes of one record alone is remembered, what depends on more is computed afresh.
+// Not safe for concurrent use.
 type Reader struct {
-	b        *Board
-	buf      []byte
-	contents board.Contents
+	b   *Board
+	buf []byte
+	mem board.Memory
 }
 
 // NewReader returns a Reader of b.
 func (b *Board) NewReader() *Reader { return &Reader{b: b} }
 
 // Snapshot is Board.Snapshot, reusing the Reader's buffer.
-func (r *Reader) Snapshot() (*board.Snapshot, error) { return r.b.snapshot(&r.buf, &r.contents) }
+func (r *Reader) Snapshot() (*board.Snapshot, error) { return r.b.snapshot(&r.buf, &r.mem) }
 
 // errTorn is a failed step-5 check of a stable slot copy (FORMAT.md §5): a retry may cure it, the same failure on
 // the same V and seq twice in a row is corruption.
 var errTorn = errors.New("torn")
 
-func (b *Board) snapshot(buf *[]byte, contents *board.Contents) (*board.Snapshot, error) {
+func (b *Board) snapshot(buf *[]byte, m *board.Memory) (*board.Snapshot, error) {
 	var prevV, prevSeq uint64
 	prevFailed := false // the previous attempt copied a stable slot that failed a step-5 check
 	for attempt := 1; attempt <= board.MaxAttempts; attempt++ {
@@ -159,10 +164,10 @@ func (b *Board) snapshot(buf *[]byte, contents *board.Contents) (*board.Snapshot
 		if v == 0 {
 			return nil, board.Errorf(board.CodeNotPublished, "nothing published yet")
 		}
-		img, seq, err := b.copySlot(v, buf)
+		img, seq, err := b.copySlot(v, buf, m)
 		if err == nil {
 			var snap *board.Snapshot
-			snap, err = b.decode(img, v, attempt, contents)
+			snap, err = b.decode(img, v, attempt, m)
 			if err == nil || !errors.Is(err, errTorn) && !errors.Is(err, errRaced) {
 				return snap, err
 			}
@@ -186,8 +191,9 @@ func (b *Board) snapshot(buf *[]byte, contents *board.Contents) (*board.Snapshot
 // errTorn is a copy of a stable slot that failed a check: retry, and twice in a row it is corruption.
 var errRaced = errors.New("raced a publish")
 
-// copySlot copies the slot of version v under its sequence (steps 2-4) and returns the copy and its even seq.
-func (b *Board) copySlot(v uint64, buf *[]byte) ([]byte, uint64, error) {
+// copySlot copies the slot of version v under its sequence (steps 2-4) and returns the copy and its even seq. With
+// a non-nil m, the records m knows that are unchanged in the mapping are left as they are in buf (copyRecords).
+func (b *Board) copySlot(v uint64, buf *[]byte, m *board.Memory) ([]byte, uint64, error) {
 	off := b.hdr.SlotOffset(v)
 	q1 := b.mem.Load64(off + board.SlotOffSeq)
 	if q1&1 == 1 {
@@ -195,6 +201,9 @@ func (b *Board) copySlot(v uint64, buf *[]byte) ([]byte, uint64, error) {
 	}
 	if cap(*buf) < int(b.hdr.SlotSize) {
 		*buf = make([]byte, b.hdr.SlotSize)
+		if m != nil {
+			*m = board.Memory{} // it described the records of another buffer
+		}
 	}
 	img := (*buf)[:board.SlotHeaderSize]
 	copyOut(img, b.mem, off)
@@ -207,7 +216,11 @@ func (b *Board) copySlot(v uint64, buf *[]byte) ([]byte, uint64, error) {
 	}
 	end := board.SlotHeaderSize + count*b.hdr.Stride
 	img = (*buf)[:end]
-	copyOut(img[board.SlotHeaderSize:], b.mem, off+board.SlotHeaderSize)
+	if m != nil {
+		copyRecords(img, b.mem, off, int(count), int(b.hdr.Stride), m)
+	} else {
+		copyOut(img[board.SlotHeaderSize:], b.mem, off+board.SlotHeaderSize)
+	}
 	if q2 := b.mem.Load64(off + board.SlotOffSeq); q2 != q1 {
 		return nil, 0, errRaced
 	}
@@ -215,13 +228,13 @@ func (b *Board) copySlot(v uint64, buf *[]byte) ([]byte, uint64, error) {
 }
 
 // decode checks and decodes a slot copy (steps 5-6). One CRC pass gives the slot checksum and every record's
-// (board.SlotSums); the records are decoded with one allocation per 1 KiB of new contents (board.DecodeRecords),
-// a Reader's unchanged contents shared with its last snapshot.
+// (board.SlotSums); the records are decoded with one allocation per 1 KiB of new contents (board.DecodeRecords).
+// With a Reader's memory, the records it knows are neither read again nor decoded again.
 // When a record fails a check, decodeRecords decodes them again one by one to name the failure.
-func (b *Board) decode(img []byte, v uint64, attempt int, contents *board.Contents) (*board.Snapshot, error) {
+func (b *Board) decode(img []byte, v uint64, attempt int, m *board.Memory) (*board.Snapshot, error) {
 	le := binary.LittleEndian
 	count := le.Uint32(img[board.SlotOffCount:])
-	slotSum, badRecord := b.sums.Check(img, count)
+	slotSum, badRecord := b.sums.Check(img, count, m)
 	if slotSum != le.Uint32(img[board.SlotOffCRC:]) {
 		return nil, fmt.Errorf("%w: slot checksum", errTorn)
 	}
@@ -245,7 +258,7 @@ func (b *Board) decode(img []byte, v uint64, attempt int, contents *board.Conten
 		HeartbeatNS: int64(b.mem.Load64(board.OffHeartbeat)),
 	}
 	if badRecord < 0 {
-		if recs, ok := board.DecodeRecords(img, count, &b.hdr, contents); ok {
+		if recs, ok := board.DecodeRecords(img, count, &b.hdr, m); ok {
 			snap.Records = recs
 			return snap, nil
 		}

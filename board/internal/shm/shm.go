@@ -48,6 +48,16 @@ func (m Mem) CopyOut(dst []byte, off uint64) {
 	}
 }
 
+// EqualOut reports whether the len(b) bytes at off equal b, with one atomic load per 8-byte word.
+func (m Mem) EqualOut(b []byte, off uint64) bool {
+	for i := 0; i+8 <= len(b); i += 8 {
+		if atomic.LoadUint64(m.p64(off+uint64(i))) != binary.NativeEndian.Uint64(b[i:]) {
+			return false
+		}
+	}
+	return true
+}
+
 // CopyIn copies src to off with one atomic store per 8-byte word.
 func (m Mem) CopyIn(off uint64, src []byte) {
 	for i := 0; i+8 <= len(src); i += 8 {
