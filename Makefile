@@ -37,7 +37,7 @@ test-short: go-check ## the unit tests with the race detector, in under a minute
 
 bench: build ## measure the board, the worker's API, the region guard, damage repair, reload vs cold restart, futex fan-out and the scale report (runs bin/announcementd); print the tables, write docs/BENCHMARKS.md and docs/bench/
 	$(GO) run ./bench/boardbench -md docs/BENCHMARKS.md -raw docs/bench/board.txt
-	$(GO) run ./bench/workerbench -md docs/BENCHMARKS.md
+	$(GO) run ./bench/workerbench -md docs/BENCHMARKS.md -raw docs/bench/worker.txt
 	$(GO) run ./bench/guardbench
 	$(GO) run ./bench/reloadbench -daemon $(BIN)/announcementd
 	$(GO) run ./bench/healbench -daemon $(BIN)/announcementd -md docs/BENCHMARKS.md -raw docs/bench/heal.txt
@@ -48,7 +48,7 @@ fanout: build ## futex fan-out: 1, 100, 10,000 readers blocked on the board (C p
 	$(GO) run ./bench/fanout -md docs/BENCHMARKS.md -raw docs/bench/fanout.txt $(FANOUTFLAGS)
 
 profile: build ## CPU profile of the worker under 64 publishing clients, about 1 min: docs/bench/profile/ (cpu.pb.gz, flamegraph.html, top.txt) and docs/BENCHMARKS.md (PROFILEFLAGS=-perf adds perf record -g; go run ./bench/profile -h)
-	$(GO) run ./bench/profile -daemon $(BIN)/announcementd -go $(GO) -md docs/BENCHMARKS.md $(PROFILEFLAGS)
+	$(GO) run ./bench/profile -daemon $(BIN)/announcementd -go $(GO) -md docs/BENCHMARKS.md -raw docs/bench/profile.txt $(PROFILEFLAGS)
 
 scale: build ## 250,000 simulated clients polling the board (C, Go, Python readers) vs HTTP polling, about 6 min; writes docs/BENCHMARKS.md and docs/bench/scale.txt (SCALEFLAGS=... adds flags: go run ./bench/scale -h)
 	$(GO) run ./bench/scale -daemon $(BIN)/announcementd -md docs/BENCHMARKS.md -raw docs/bench/scale.txt $(SCALEFLAGS)

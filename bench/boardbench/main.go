@@ -198,7 +198,7 @@ func run() error {
 		fmt.Fprintf(&t, "| %s | %s | %s | %s |\n", r.what, r.value, r.baseline, r.ratio)
 	}
 	fmt.Printf("machine: %s\n\n%s", benchfmt.Machine(), t.String())
-	head := fmt.Sprintf("# go run ./bench/boardbench, %s UTC\n# %s\n", started.UTC().Format("2006-01-02 15:04"), benchfmt.Machine())
+	head := benchfmt.RawHeader("bench/boardbench", "go run ./bench/boardbench", started, "load average before "+loadBefore)
 	if err := benchfmt.WriteRaw(*rawOut, head+strings.Join(raw, "\n")+"\n"); err != nil {
 		return err
 	}

@@ -174,8 +174,7 @@ func (rep *report) bounds(p func(string, ...any)) {
 func (rep *report) raw() string {
 	var b strings.Builder
 	p := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
-	p("goos: linux\ngoarch: %s\npkg: github.com/announcementd/announcementd/bench/fanout\ncpu: %s\n", runtime.GOARCH, benchfmt.Machine())
-	p("# %s, %s; load average before %s, after %s\n", rep.command(), rep.started.UTC().Format(time.RFC3339), rep.loadBefore, rep.loadAfter)
+	b.WriteString(benchfmt.RawHeader("bench/fanout", rep.command(), rep.started, "load average before "+rep.loadBefore+", after "+rep.loadAfter))
 	p("BenchmarkFanout/board/readers=0 %d %.0f publish-p50-ns %.0f publish-p99-ns\n",
 		len(rep.idle.publish[modeBoard]), pct(rep.idle.publish[modeBoard], 50), pct(rep.idle.publish[modeBoard], 99))
 	p("BenchmarkFanout/bare/readers=0 %d %.0f wake-p50-ns %.0f wake-p99-ns\n",

@@ -382,8 +382,7 @@ func report(periodic, watch *mode, st stormResult, began time.Time, load0 string
 		"Between damages a pause puts the next one at a random point of the periodic check's cycle. p99 is the nearest rank: of %d samples (watch) it is the %dth, of %d (periodic) the largest.\n\n",
 		*records, *watchRuns, (*watchRuns*99+99)/100, *runs)
 	md.WriteString("| damage | periodic only: p50 / p99 / max | watch: p50 / p99 / max | p99, periodic / watch | watch p99 ≤ 10 ms | repair itself, p50 / p99 (watch) | found by (watch) |\n|---|---|---|---|---|---|---|\n")
-	fmt.Fprintf(&raw, "goos: linux\ngoarch: amd64\npkg: github.com/announcementd/announcementd/bench/healbench\ncpu: %s\n# %s, %s\n",
-		benchfmt.Machine(), cmdline, began.UTC().Format(time.RFC3339))
+	raw.WriteString(benchfmt.RawHeader("bench/healbench", cmdline, began, ""))
 	for _, k := range kinds {
 		p, w := periodic.took[k.key], watch.took[k.key]
 		slices.Sort(p)

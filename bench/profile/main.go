@@ -46,6 +46,7 @@ var (
 	set       = flag.Int("set", 1000, "announcements on the board; the load replaces them in turn")
 	outDir    = flag.String("out", "docs/bench/profile", "where cpu.pb.gz, flamegraph.html and top.txt (and the perf files) go")
 	md        = flag.String("md", "", "write a summary into this markdown file, between <!-- profile:begin --> and <!-- profile:end -->")
+	rawPath   = flag.String("raw", "", "also write each window's figures into this file, one benchstat line each (docs/bench/profile.txt)")
 	perfOn    = flag.Bool("perf", false, "also record the worker with `perf record -g` (Debian's linux-perf) for -perf-duration, after the pprof window")
 	perfBin   = flag.String("perf-bin", "perf", "the perf command")
 	perfFreq  = flag.Int("perf-freq", 499, "perf's samples per second per CPU")
@@ -83,6 +84,7 @@ func run(ctx context.Context) error {
 		return err
 	}
 	profile := filepath.Join(*outDir, "cpu.pb.gz")
+	started := time.Now()
 
 	d, err := startDaemon(ctx, *daemonBin, nil)
 	if err != nil {
@@ -175,7 +177,13 @@ func run(ctx context.Context) error {
 	logf("wrote %s and %s", topFile, flame)
 
 	summary := report(windows, sampledCPU, flat, perfNote)
+	if *rawPath != "" {
+		summary += "\nRaw figures of the windows: [bench/profile.txt](bench/profile.txt).\n"
+	}
 	fmt.Print(summary)
+	if err := benchfmt.WriteRaw(*rawPath, rawWindows(windows, sampledCPU, started)); err != nil {
+		return err
+	}
 	if *md != "" {
 		if err := benchfmt.WriteSection(*md, "profile", summary); err != nil {
 			return err
@@ -212,6 +220,21 @@ func perfOutputs(data string) (string, error) {
 	}
 	return fmt.Sprintf("perf: %d samples at %d Hz, kernel and Go frames: `perf-top.txt` (self time by symbol), "+
 		"`perf.folded` (folded stacks for flamegraph.pl, speedscope or inferno).", n, *perfFreq), nil
+}
+
+// rawWindows is each window as a benchstat line (its name in the benchmark's, spaces as dashes), and the CPU the
+// profile holds.
+func rawWindows(ws []window, sampledCPU time.Duration, started time.Time) string {
+	var b strings.Builder
+	b.WriteString(benchfmt.RawHeader("bench/profile", "go run ./bench/profile "+strings.Join(os.Args[1:], " "), started,
+		fmt.Sprintf("%d clients over a set of %d announcements", *clients, *set)))
+	for _, w := range ws {
+		name := strings.NewReplacer(" ", "-", ",", "").Replace(w.name)
+		fmt.Fprintf(&b, "BenchmarkProfileWindow/%s 1 %.0f publishes/s %.4f worker-cores %.0f worker-cpu-ns/publish\n", name,
+			w.perSecond(), w.cores(), float64(w.cpu.Nanoseconds())/float64(w.publishes))
+	}
+	fmt.Fprintf(&b, "BenchmarkProfileSampled 1 %d sampled-cpu-ns\n", sampledCPU.Nanoseconds())
+	return b.String()
 }
 
 // header says what top.txt is: the command, the machine, the load and the windows.

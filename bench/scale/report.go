@@ -179,7 +179,11 @@ func (rep *report) markdown() string {
 		"`Board.version()` (one `pread`). A process sleeps until its next client is due (at least 1 ms) and then serves "+
 		"every client due by then. When a client sees a new version it takes a verified snapshot: with **own copies** every "+
 		"client takes its own (the whole reader algorithm: copy, seq check, slot and record CRCs, UTF-8 check, decoding: "+
-		"`notice_snapshot_reuse`, `Reader.Snapshot`, `Board.snapshot()`), exactly the CPU a process of its own would spend; "+
+		"`notice_snapshot_reuse`, `Reader.Snapshot`, `Board.snapshot()`), the CPU a process of its own would spend (one "+
+		"difference: a Go process's clients share one `Reader`, which copies, checks and decodes again only the records "+
+		"that changed since its last snapshot, so the first client of a process to see a version pays for the records the "+
+		"publish changed and the others for none, where a real client, holding the version before, would pay for them "+
+		"too: one record here, the gap between boardbench's \"next version\" and \"unchanged\" snapshots); "+
 		"with **shared copies** the first client of a process to see the version takes one and the others use it (one copy "+
 		"per process per version: a different, cheaper deployment, reported apart). The copies go into one buffer per "+
 		"process, so the simulation is honest about CPU, not about memory (each real client would hold its own). The "+
@@ -540,8 +544,7 @@ func quant(xs []time.Duration, q float64) time.Duration {
 func (rep *report) raw() string {
 	var b strings.Builder
 	p := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
-	p("goos: linux\ngoarch: %s\npkg: github.com/announcementd/announcementd/bench/scale\ncpu: %s\n", runtime.GOARCH, benchfmt.Machine())
-	p("# %s, %s; load average before %s, after %s\n", rep.command(), rep.started.UTC().Format(time.RFC3339), rep.loadBefore, rep.loadAfter)
+	b.WriteString(benchfmt.RawHeader("bench/scale", rep.command(), rep.started, "load average before "+rep.loadBefore+", after "+rep.loadAfter))
 	line := func(name string, r *result) {
 		sched, stat := r.serverCores()
 		p("%s 1 %.4f server-cpu%% %.4f server-stat-cpu%%", name, 100*sched, 100*stat)

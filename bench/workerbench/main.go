@@ -26,6 +26,7 @@ import (
 	"path/filepath"
 	"runtime/pprof"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -48,10 +49,16 @@ var (
 	oneNoSync  = flag.Bool("nosync", false, "with -clients: the store without fsync")
 	oneSet     = flag.Int("set", 0, "with -clients: preload this many announcements and replace them (0: each client its own 50)")
 	mdPath     = flag.String("md", "", "also write the tables into this markdown file's \"worker\" section (docs/BENCHMARKS.md)")
+	rawPath    = flag.String("raw", "", "also write every figure into this file, one benchstat line each (docs/bench/worker.txt)")
 )
 
 // out is where the tables go: stdout, and with -md a buffer for the section too.
 var out io.Writer = os.Stdout
+
+// raw collects the figures as benchstat lines (-raw).
+var raw strings.Builder
+
+func rawLine(format string, args ...any) { fmt.Fprintf(&raw, format+"\n", args...) }
 
 func main() {
 	flag.Parse()
@@ -221,6 +228,12 @@ func throughput(noSync bool, clients, set int) (result, error) {
 		cpu: cpu / time.Duration(max(1, len(lat))), versions: float64(e.w.Version()-v0) / float64(max(1, len(lat)))}, nil
 }
 
+// raw writes r as a benchstat line named name.
+func (r result) raw(name string) {
+	rawLine("%s 1 %.0f publishes/s %d p50-ns %d p99-ns %d cpu-ns/publish %.3f versions/publish", name, r.ops,
+		r.p50.Nanoseconds(), r.p99.Nanoseconds(), r.cpu.Nanoseconds(), r.versions)
+}
+
 func pct(xs []time.Duration, p float64) time.Duration {
 	if len(xs) == 0 {
 		return 0
@@ -330,13 +343,21 @@ func run() error {
 	}
 	if *mdPath != "" {
 		head := fmt.Sprintf("## The worker: durable publishes and what a publish costs against the size of the set\n\n"+
-			"%s. Reproduce with `go run ./bench/workerbench -md docs/BENCHMARKS.md` (tables: -only %s); this run: %s UTC, %.0f s. "+
+			"%s. Reproduce with `go run ./bench/workerbench -md docs/BENCHMARKS.md -raw docs/bench/worker.txt` (tables: -only %s); this run: %s UTC, %.0f s. "+
 			"Load average before %s, after %s: the throughput columns share the 2 cores with whatever else runs (its clients run in this "+
 			"process too), so read them as ratios within a row; the medians per operation and the CPU per publish move much less.\n\n",
 			benchfmt.Machine(), *only, started.UTC().Format("2006-01-02 15:04"), time.Since(started).Seconds(), load0, benchfmt.LoadAverage())
+		if *rawPath != "" {
+			head += "Raw figures: [bench/worker.txt](bench/worker.txt).\n\n"
+		}
 		if err := benchfmt.WriteSection(*mdPath, "worker", head+md.String()); err != nil {
 			return err
 		}
+	}
+	command := "go run ./bench/workerbench -only " + *only
+	if err := benchfmt.WriteRaw(*rawPath, benchfmt.RawHeader("bench/workerbench", command, started,
+		"load average before "+load0+", after "+benchfmt.LoadAverage())+raw.String()); err != nil {
+		return err
 	}
 	return nil
 }
@@ -347,6 +368,7 @@ func throughputTable() error {
 		return err
 	}
 	fmt.Fprintf(out, "The disk under the store, same run: 4 KiB written and fdatasync'ed, median %s (a bbolt commit syncs twice: data, then meta).\n\n", ms(fsync))
+	rawLine("BenchmarkDiskSync/4KiB 1 %d ns/op", fsync.Nanoseconds())
 	fmt.Fprintln(out, "| durable publishes (HTTP on a Unix socket, bbolt, board) | publishes/s | p50 | p99 | no-fsync ceiling publishes/s | p50 | p99 | durable / ceiling | CPU per publish, durable / no fsync | board versions per publish, durable / no fsync |")
 	fmt.Fprintln(out, "|---|---|---|---|---|---|---|---|---|---|")
 	for _, clients := range []int{1, 16, 64} {
@@ -360,6 +382,8 @@ func throughputTable() error {
 		}
 		fmt.Fprintf(out, "| %d clients | %.0f | %s | %s | %.0f | %s | %s | %.2f | %s / %s | %.2f / %.2f |\n", clients, sync.ops, ms(sync.p50), ms(sync.p99),
 			nosync.ops, ms(nosync.p50), ms(nosync.p99), sync.ops/nosync.ops, us(sync.cpu), us(nosync.cpu), sync.versions, nosync.versions)
+		sync.raw("BenchmarkDurable/clients=" + strconv.Itoa(clients))
+		nosync.raw("BenchmarkNoFsync/clients=" + strconv.Itoa(clients))
 	}
 	fmt.Fprintln(out)
 	return nil
@@ -401,6 +425,11 @@ func curveTable() error {
 		cmpCost, crcCost := snapshotCeilings(n)
 		fmt.Fprintf(out, "| %d | %s | %s | %s | %.0f | %s | %s | %.0f | %s | %s | %.2f | %s | %s |\n", n, us(pub), us(delta), us(apply), sync.ops, ms(sync.p99),
 			us(sync.cpu), nosync.ops, ms(nosync.p99), us(nosync.cpu), sync.ops/nosync.ops, us(cmpCost), us(crcCost))
+		set := "/set=" + strconv.Itoa(n)
+		rawLine("BenchmarkCurve%s 1 %d publish-ns %d update-ns %d apply-ns %d compare-snapshot-ns %d crc-snapshot-ns", set,
+			pub.Nanoseconds(), delta.Nanoseconds(), apply.Nanoseconds(), cmpCost.Nanoseconds(), crcCost.Nanoseconds())
+		sync.raw("BenchmarkDurable/clients=64" + set)
+		nosync.raw("BenchmarkNoFsync/clients=64" + set)
 	}
 	fmt.Fprintln(out)
 	return nil
@@ -544,6 +573,12 @@ func latenessTable() error {
 	fmt.Fprintln(out, "|---|---|---|---|")
 	fmt.Fprintf(out, "| appearance | %s | %s | %s |\n", ms(pct(appear, 50)), ms(pct(appear, 99)), ms(appear[len(appear)-1]))
 	fmt.Fprintf(out, "| expiry | %s | %s | %s |\n", ms(pct(expire, 50)), ms(pct(expire, 99)), ms(expire[len(expire)-1]))
+	for _, l := range []struct {
+		name string
+		ds   []time.Duration
+	}{{"appearance", appear}, {"expiry", expire}} {
+		rawLine("BenchmarkLateness/%s 1 %d p50-ns %d p99-ns %d max-ns", l.name, pct(l.ds, 50).Nanoseconds(), pct(l.ds, 99).Nanoseconds(), l.ds[len(l.ds)-1].Nanoseconds())
+	}
 	return nil
 }
 

@@ -3,6 +3,7 @@ package reader
 import (
 	"encoding/binary"
 	"hash/crc32"
+	"slices"
 	"testing"
 
 	"github.com/announcementd/announcementd/board"
@@ -40,6 +41,19 @@ func check(t *testing.T, data []byte) {
 		}
 		return
 	}
+	// A Reader, which remembers what it verified, gives what Board.Snapshot gives: first, then after a byte of the
+	// region changed under what it remembers (in the first record's content, where the header places it), then
+	// with the byte back.
+	r := b.NewReader()
+	sameAsReader(t, b, r)
+	at := b.hdr.SlotOffset(b.Version()) + board.SlotHeaderSize + 40
+	if at >= uint64(len(buf)) {
+		at = uint64(len(buf)) / 2
+	}
+	buf[at] ^= 0x5a
+	sameAsReader(t, b, r)
+	buf[at] ^= 0x5a
+	sameAsReader(t, b, r)
 	snap, err := b.Snapshot()
 	if err != nil {
 		if board.CodeOf(err) == board.CodeIO {
@@ -54,6 +68,19 @@ func check(t *testing.T, data []byte) {
 		if r.Validate() != nil {
 			t.Fatalf("accepted an invalid record %+v", r)
 		}
+	}
+}
+
+// sameAsReader checks that r's snapshot is Board.Snapshot's: the same records, or an error of the same code.
+func sameAsReader(t *testing.T, b *Board, r *Reader) {
+	t.Helper()
+	want, wantErr := b.Snapshot()
+	got, err := r.Snapshot()
+	if board.CodeOf(err) != board.CodeOf(wantErr) || (err == nil) != (wantErr == nil) {
+		t.Fatalf("Reader: %v; Board.Snapshot: %v", err, wantErr)
+	}
+	if err == nil && !slices.Equal(got.Records, want.Records) {
+		t.Fatalf("Reader: %+v; Board.Snapshot: %+v", got.Records, want.Records)
 	}
 }
 

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
+	"time"
 )
 
 // WriteSection replaces the section named name in the markdown file at path (between the lines
@@ -46,4 +48,16 @@ func WriteRaw(path, text string) error {
 		return err
 	}
 	return os.WriteFile(path, []byte(text), 0o644)
+}
+
+// RawHeader is the head of a bench's raw figures, as `go test -bench` prints it so that benchstat groups them
+// (goos, goarch, pkg, cpu), and a comment naming the command that wrote them, when, and anything else worth
+// keeping beside the figures (note).
+func RawHeader(pkg, command string, started time.Time, note string) string {
+	h := fmt.Sprintf("goos: %s\ngoarch: %s\npkg: github.com/announcementd/announcementd/%s\ncpu: %s\n# %s, %s",
+		runtime.GOOS, runtime.GOARCH, pkg, Machine(), command, started.UTC().Format(time.RFC3339))
+	if note != "" {
+		h += "; " + note
+	}
+	return h + "\n"
 }
