@@ -278,21 +278,32 @@ func publishOne(w *writer.Writer, set []board.Record, bytesPer float64) (pubNs, 
 
 func us(ns float64) string { return fmt.Sprintf("%.1f µs", ns/1e3) }
 
+// openBoth opens the board at path twice: as a reader.Board, and as a bare read-only mapping of the file, for the
+// limits measured on the same bytes. closeBoth unmaps both.
+func openBoth(path string) (b *reader.Board, mem []byte, closeBoth func()) {
+	b, err := reader.Open(path)
+	if err != nil {
+		panic(err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		panic(err)
+	}
+	defer f.Close()
+	if mem, err = unix.Mmap(int(f.Fd()), 0, 4<<20, unix.PROT_READ, unix.MAP_SHARED); err != nil {
+		panic(err)
+	}
+	return b, mem, func() { unix.Munmap(mem); b.Close() }
+}
+
 // snapshotGo returns the bytes/s of verified snapshots through a reader.Reader and through Board.Snapshot, of
 // their limit (copying the same bytes out of the mapping, one CRC-32 pass and one UTF-8 validation of them), and
 // of the copy alone. They run in turns, 200 ms each, five times; each keeps its best turn (the least disturbed by
 // the machine).
 func snapshotGo(path string, bytesPer float64) (snapBps, coldBps, limitBps, copyBps float64) {
-	b, err := reader.Open(path)
-	if err != nil {
-		panic(err)
-	}
-	defer b.Close()
+	b, mem, closeBoth := openBoth(path)
+	defer closeBoth()
 	r := b.NewReader()
-	f, _ := os.Open(path)
-	defer f.Close()
-	mem, _ := unix.Mmap(int(f.Fd()), 0, 4<<20, unix.PROT_READ, unix.MAP_SHARED)
-	defer unix.Munmap(mem)
 	dst := make([]byte, int(bytesPer))
 	h := b.Header()
 	off := int(h.SlotOffset(b.Version()))
@@ -338,16 +349,9 @@ func snapshotGo(path string, bytesPer float64) (snapBps, coldBps, limitBps, copy
 // same way (after its own publish, on the new version's slot): what a client pays when its poll sees the version
 // move, with the writer's stores fresh in the caches. Five turns of 200 of each; each keeps its best turn.
 func snapshotNext(w *writer.Writer, path string, set []board.Record, bytesPer float64) (snapBps, limitBps float64) {
-	b, err := reader.Open(path)
-	if err != nil {
-		panic(err)
-	}
-	defer b.Close()
+	b, mem, closeBoth := openBoth(path)
+	defer closeBoth()
 	r := b.NewReader()
-	f, _ := os.Open(path)
-	defer f.Close()
-	mem, _ := unix.Mmap(int(f.Fd()), 0, 4<<20, unix.PROT_READ, unix.MAP_SHARED)
-	defer unix.Munmap(mem)
 	h := b.Header()
 	set = slices.Clone(set)
 	dst := make([]byte, int(bytesPer))

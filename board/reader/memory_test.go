@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"path/filepath"
 	"slices"
 	"testing"
 	"unsafe"
@@ -12,29 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/announcementd/announcementd/board"
-	"github.com/announcementd/announcementd/board/reader"
-	"github.com/announcementd/announcementd/board/writer"
 )
-
-// openBoard makes a board of size bytes and returns its writer, its path and a reader.
-func openBoard(t *testing.T, size uint64) (*writer.Writer, string, *reader.Board) {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), "notice")
-	w, err := writer.Open(path, writer.Options{Size: size})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { w.Close() })
-	if _, err := w.Publish(nil); err != nil {
-		t.Fatal(err)
-	}
-	b, err := reader.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { b.Close() })
-	return w, path, b
-}
 
 // TestReaderMemoryFollowsEveryChange: through versions that change, add, remove and move records (so runs of known
 // records break and records shift to other indexes), a Reader's snapshot, which reads again only what changed,

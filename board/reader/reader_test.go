@@ -19,8 +19,15 @@ func TestMain(m *testing.M) { proctest.Main(m, nil) }
 // newBoard makes a board with a first version, and returns its writer, a reader and its futex word.
 func newBoard(t *testing.T) (*writer.Writer, *reader.Board, proctest.FutexWord) {
 	t.Helper()
+	w, path, b := openBoard(t, 64<<10)
+	return w, b, proctest.FutexWord{Path: path, Offset: board.OffFutex}
+}
+
+// openBoard makes a board of size bytes with a first version, and returns its writer, its path and a reader.
+func openBoard(t *testing.T, size uint64) (*writer.Writer, string, *reader.Board) {
+	t.Helper()
 	path := filepath.Join(t.TempDir(), "notice")
-	w, err := writer.Open(path, writer.Options{Size: 64 << 10})
+	w, err := writer.Open(path, writer.Options{Size: size})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -33,7 +40,7 @@ func newBoard(t *testing.T) (*writer.Writer, *reader.Board, proctest.FutexWord) 
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { b.Close() })
-	return w, b, proctest.FutexWord{Path: path, Offset: board.OffFutex}
+	return w, path, b
 }
 
 // waitBlocked waits until a goroutine of the test sleeps in futex(2) on the board's word: a waiter that has not
