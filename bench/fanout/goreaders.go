@@ -20,8 +20,8 @@ const roleEnv = "FANOUT_ROLE"
 
 // goReadersMain is a process of Go readers, the counterpart of waiters.c with the same arguments (CTL BOARD
 // ROUNDS TOTAL FIRST THREADS) and the same control file: each reader is a goroutine locked to an OS thread of its
-// own, blocking in the bare futex word's FUTEX_WAIT on even rounds and in Board.Wait on odd rounds, where it then
-// takes a verified snapshot (Reader.Snapshot). Board.Wait does not say whether it slept: a reader counts as asleep
+// own, blocking in the bare futex word's FUTEX_WAIT on even rounds and in Reader.Wait on odd rounds, where it then
+// takes a verified snapshot (Reader.Snapshot). Reader.Wait does not say whether it slept: a reader counts as asleep
 // when the version it entered the round with was still the board's just before it called Wait.
 func goReadersMain(args []string) int {
 	if len(args) != 6 {
@@ -102,7 +102,7 @@ func goReader(c *ctl, b *reader.Board, gid int) error {
 			}
 		} else {
 			slept = b.Version() == last
-			if _, err := b.Wait(context.Background(), last, 0); err != nil {
+			if _, err := rd.Wait(context.Background(), last, 0); err != nil {
 				return fmt.Errorf("wait: %w", err)
 			}
 			snap, err := rd.Snapshot()

@@ -75,7 +75,7 @@ func (rep *report) markdown() string {
 		"several processes: **C** readers are pthreads (`bench/fanout/waiters/waiters.c`, built with gcc against "+
 		"`clients/c/notice.h`) that block as `notice_wait` does (FORMAT.md §6) and, woken, take a verified snapshot "+
 		"with `notice_snapshot_reuse`; **Go** readers are goroutines locked to an OS thread each (this command, "+
-		"re-executed) that block in `Board.Wait` and take a verified snapshot with `Reader.Snapshot` (every check of "+
+		"re-executed) that block in `Reader.Wait` (Board.Wait, the next snapshot's memory made ready first) and take a verified snapshot with `Reader.Snapshot` (every check of "+
 		"FORMAT.md §5 in both). The board holds %d announcements (%d bytes of slot); a reader stamps CLOCK_MONOTONIC "+
 		"when it holds the snapshot. The writer is `board/writer` in the bench process, on a locked OS thread; the publish is stamped just "+
 		"before its slot write (the writer's `Options.Now` call), which precedes the version store and the "+

@@ -15,7 +15,7 @@
 // over all (client, publish) pairs, the readers' CPU (getrusage of each reader process) and snapshots per second.
 // A real-process point runs -real C processes of one client each, beside one C process simulating as many.
 // Beside the clients of every board run (the runs with 0 clients included), -waiters Go processes each block in
-// Board.Wait on the board's futex and take a verified snapshot when woken: the futex waiter's latency, from the
+// Reader.Wait on the board's futex and take a verified snapshot when woken: the futex waiter's latency, from the
 // same runs.
 //
 // Memory: at the end of each run's publishing it reads the server's processes' memory (VmRSS and its anonymous,
@@ -77,7 +77,7 @@ var (
 	httpProcs = flag.Int("http-procs", 2, "HTTP client processes")
 	mdPath    = flag.String("md", "", "write the tables into this markdown file, between <!-- scale:begin --> and <!-- scale:end -->")
 	rawPath   = flag.String("raw", "", "write the raw results, benchstat-friendly, to this file, and the plots (SVG) beside it")
-	waiters   = flag.Int("waiters", 8, "futex waiters (Go processes blocked in Board.Wait, one each) beside the clients of every board run, 0 runs included")
+	waiters   = flag.Int("waiters", 8, "futex waiters (Go processes blocked in Reader.Wait, one each) beside the clients of every board run, 0 runs included")
 	memSets   = flag.String("mem-sets", "10,1000,6000", "set sizes (announcements) at which a fresh daemon's memory is read, no client (empty: none)")
 )
 

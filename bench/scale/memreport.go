@@ -118,7 +118,7 @@ func (rep *report) futexMarkdown(b *strings.Builder) {
 	}
 	p := func(format string, args ...any) { fmt.Fprintf(b, format, args...) }
 	p("\n### Futex waiters in the same runs\n\n")
-	p("Beside the clients of every board run, %d Go processes (board/reader, `Board.Wait`) each block on the board's "+
+	p("Beside the clients of every board run, %d Go processes (board/reader, `Reader.Wait`) each block on the board's "+
 		"futex and take a verified snapshot when woken: latency is from the same stamp (just before the publish request "+
 		"is sent, so the API request, the store's commit and fsync and the board write are in it) to the waiter holding "+
 		"the snapshot, exact (not binned). The publish request's own time at the API (it returns once the board is "+

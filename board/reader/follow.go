@@ -275,7 +275,7 @@ func (f *Follower) Next(ctx context.Context, last uint64) (Update, error) {
 		}
 		var err error
 		if usable && c.bad == nil {
-			f.touch(func() { _, err = c.b.Wait(ctx, v, f.opts.CheckEvery) })
+			f.touch(func() { _, err = c.r.Wait(ctx, v, f.opts.CheckEvery) })
 		}
 		if be := (*board.Error)(nil); !usable || errors.As(err, &be) && be.Code == board.CodeIO {
 			// No file to wait on, or futex(2) failed (EFAULT: the file shrank, which the next refresh sees).

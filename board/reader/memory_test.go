@@ -1,11 +1,15 @@
 package reader_test
 
 import (
+	"context"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"os"
+	"runtime"
 	"slices"
 	"testing"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -122,5 +126,52 @@ func TestReaderMemoryDetectsOverwrite(t *testing.T) {
 	s, err := r.Snapshot()
 	if err != nil || !slices.Equal(s.Records, set) {
 		t.Fatalf("put back: %v %+v", err, s)
+	}
+}
+
+// TestReaderWaitReadiesTheNextSnapshot: after Reader.Wait, the snapshot of the new version allocates nothing (its
+// records, its new contents and the Snapshot were allocated, and their pages touched, before the wait), where one
+// without Wait allocates each of them.
+func TestReaderWaitReadiesTheNextSnapshot(t *testing.T) {
+	w, _, b := openBoard(t, 1<<20)
+	set := make([]board.Record, 3*board.MemoryRun)
+	for i := range set {
+		set[i] = board.Record{ID: uint64(i + 1), Content: fmt.Sprint("announcement ", i+1)}
+	}
+	r := b.NewReader()
+	// mallocs is the fewest heap allocations one snapshot of a new version made, over a few tries (the count is
+	// process-wide: the fewest is the snapshot's own).
+	mallocs := func(wait bool) uint64 {
+		fewest := uint64(math.MaxUint64)
+		for i := range 5 {
+			last := b.Version()
+			set[7].Content = fmt.Sprint("changed ", i, wait)
+			if _, err := w.Publish(set); err != nil {
+				t.Fatal(err)
+			}
+			if wait {
+				if _, err := r.Wait(context.Background(), last, time.Second); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var m0, m1 runtime.MemStats
+			runtime.ReadMemStats(&m0)
+			s, err := r.Snapshot()
+			runtime.ReadMemStats(&m1)
+			if err != nil || s.Records[7].Content != set[7].Content {
+				t.Fatalf("%v %+v", err, s)
+			}
+			fewest = min(fewest, m1.Mallocs-m0.Mallocs)
+		}
+		return fewest
+	}
+	if _, err := r.Snapshot(); err != nil {
+		t.Fatal(err)
+	}
+	if n := mallocs(false); n < 3 {
+		t.Fatalf("a snapshot without Wait made %d allocations, want its records, a content and the Snapshot", n)
+	}
+	if n := mallocs(true); n != 0 {
+		t.Fatalf("a snapshot after Wait made %d allocations, want none", n)
 	}
 }

@@ -148,6 +148,15 @@ func (b *Board) NewReader() *Reader { return &Reader{b: b} }
 // Snapshot is Board.Snapshot, reusing the Reader's buffer.
 func (r *Reader) Snapshot() (*board.Snapshot, error) { return r.b.snapshot(&r.buf, &r.mem) }
 
+// Wait is Board.Wait for a reader that takes its next snapshot when Wait returns: before it sleeps, it allocates
+// that snapshot's memory and writes to its pages (board.Memory.Ready), so that the snapshot after the wake-up does
+// not pay for a page fault, which in a virtual machine costs tens of µs (bench/fanout measured a Go waiter's
+// snapshot after a wake-up at p50 11 µs, p90 70 µs, its slow ones all with a fault, against 3 µs here).
+func (r *Reader) Wait(ctx context.Context, last uint64, timeout time.Duration) (uint64, error) {
+	r.mem.Ready(max(1, r.mem.Len()))
+	return r.b.Wait(ctx, last, timeout)
+}
+
 // errTorn is a failed step-5 check of a stable slot copy (FORMAT.md §5): a retry may cure it, the same failure on
 // the same V and seq twice in a row is corruption.
 var errTorn = errors.New("torn")
@@ -247,7 +256,13 @@ func (b *Board) decode(img []byte, v uint64, attempt int, m *board.Memory) (*boa
 	case version != v:
 		return nil, fmt.Errorf("%w: slot %d holds version %d, not %d", errTorn, v&1, version, v)
 	}
-	snap := &board.Snapshot{
+	var snap *board.Snapshot
+	if m != nil {
+		snap = m.NewSnapshot() // made ready by a Reader's Wait, or new
+	} else {
+		snap = new(board.Snapshot)
+	}
+	*snap = board.Snapshot{
 		Version:     version,
 		PublishedAt: int64(le.Uint64(img[board.SlotOffPublishedAt:])),
 		Attempts:    attempt,

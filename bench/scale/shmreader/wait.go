@@ -94,7 +94,7 @@ func runWait(b *reader.Board, pub *sim.PubTable) error {
 			rep.Lat, rep.LatMax = lat.Sparse(), lat.Max
 			return sim.PrintReport(&rep)
 		}
-		v, err := b.Wait(context.Background(), lastV, waitSlice)
+		v, err := rd.Wait(context.Background(), lastV, waitSlice)
 		if errors.Is(err, context.DeadlineExceeded) {
 			continue
 		}
