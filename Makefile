@@ -44,7 +44,7 @@ bench: build ## measure the board, the worker's API, the region guard, damage re
 	$(MAKE) --no-print-directory fanout
 	$(MAKE) --no-print-directory scale
 
-fanout: build ## futex fan-out: 1, 100, 10,000 readers blocked on the board (C pthreads and Go locked threads over processes) against a bare futex wake in the same run, about 1.5 min; writes docs/BENCHMARKS.md (fanout) and docs/bench/fanout.txt (FANOUTFLAGS=... adds flags: go run ./bench/fanout -h)
+fanout: build ## futex fan-out: 1, 100, 10,000 readers blocked on the board (C pthreads and Go locked threads over processes), and one reader whose CPU has not gone idle, against a bare futex wake in the same run, about 2 min; writes docs/BENCHMARKS.md (fanout) and docs/bench/fanout.txt (FANOUTFLAGS=... adds flags: go run ./bench/fanout -h)
 	$(GO) run ./bench/fanout -md docs/BENCHMARKS.md -raw docs/bench/fanout.txt $(FANOUTFLAGS)
 
 profile: build ## CPU profile of the worker under 64 publishing clients, about 1 min: docs/bench/profile/ (cpu.pb.gz, flamegraph.html, top.txt) and docs/BENCHMARKS.md (PROFILEFLAGS=-perf adds perf record -g; go run ./bench/profile -h)

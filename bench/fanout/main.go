@@ -48,18 +48,21 @@ import (
 )
 
 var (
-	readersF = flag.String("readers", "1,100,10000", "reader counts, comma-separated")
-	procsF   = flag.String("procs", "1,4,10", "processes per reader count (threads are split evenly between them)")
-	roundsF  = flag.String("rounds", "2000,400,200", "publishes per reader count, half of them the bare baseline (even); 1,000 of each for one reader, so that its p99 is the 10th worst, not the 2nd")
-	idleF    = flag.Int("idle-rounds", 200, "publishes with no reader blocked, half of them the bare baseline (the writer's cost without waiters)")
-	setF     = flag.Int("set", 20, "announcements on the board (each board publish changes one)")
-	gapMinF  = flag.Duration("gap-min", 2*time.Millisecond, "least pause between all readers blocking and the publish")
-	gapMaxF  = flag.Duration("gap-max", 10*time.Millisecond, "most pause (uniformly random in between, the same sequence for both modes)")
-	awakeF   = flag.Float64("max-awake", 0.01, "the largest share of reader-publishes that may see the change without having slept on the futex (they measured no wake-up); above it the run fails")
-	cDirF    = flag.String("c", "clients/c", "directory of notice.h")
-	mdPath   = flag.String("md", "", "write the tables into this markdown file, between <!-- fanout:begin --> and <!-- fanout:end -->")
-	rawPath  = flag.String("raw", "", "write the raw results, benchstat-friendly, to this file")
-	langsF   = flag.String("langs", "c,go", "reader languages, each run at every reader count: c (pthreads, waiters.c), go (goroutines locked to OS threads)")
+	readersF     = flag.String("readers", "1,100,10000", "reader counts, comma-separated")
+	procsF       = flag.String("procs", "1,4,10", "processes per reader count (threads are split evenly between them)")
+	roundsF      = flag.String("rounds", "2000,400,200", "publishes per reader count, half of them the bare baseline (even); 1,000 of each for one reader, so that its p99 is the 10th worst, not the 2nd")
+	idleF        = flag.Int("idle-rounds", 200, "publishes with no reader blocked, half of them the bare baseline (the writer's cost without waiters)")
+	setF         = flag.Int("set", 20, "announcements on the board (each board publish changes one)")
+	gapMinF      = flag.Duration("gap-min", 2*time.Millisecond, "least pause between all readers blocking and the publish")
+	gapMaxF      = flag.Duration("gap-max", 10*time.Millisecond, "most pause (uniformly random in between, the same sequence for both modes)")
+	awakeMinF    = flag.Duration("awake-gap-min", 100*time.Microsecond, "one reader again, with pauses this short and up to -awake-gap-max: its CPU has not gone idle yet (0: skip)")
+	awakeMaxF    = flag.Duration("awake-gap-max", 300*time.Microsecond, "most pause of the awake runs")
+	awakeRoundsF = flag.Int("awake-rounds", 2000, "publishes of the awake runs, half of them the bare baseline")
+	awakeF       = flag.Float64("max-awake", 0.01, "the largest share of reader-publishes that may see the change without having slept on the futex (they measured no wake-up); above it the run fails")
+	cDirF        = flag.String("c", "clients/c", "directory of notice.h")
+	mdPath       = flag.String("md", "", "write the tables into this markdown file, between <!-- fanout:begin --> and <!-- fanout:end -->")
+	rawPath      = flag.String("raw", "", "write the raw results, benchstat-friendly, to this file")
+	langsF       = flag.String("langs", "c,go", "reader languages, each run at every reader count: c (pthreads, waiters.c), go (goroutines locked to OS threads)")
 )
 
 func main() {
@@ -77,6 +80,8 @@ func main() {
 type phase struct {
 	lang                   string // c or go
 	readers, procs, rounds int
+	gapMin, gapMax         time.Duration // the pause before each publish, uniformly random in between
+	awake                  bool          // pauses too short for the readers' CPUs to go idle
 	// per mode (0 bare, 1 board), one entry per publish
 	last, median, publish [2][]float64 // ns
 	wake                  []float64    // ns of the bare FUTEX_WAKE syscall
@@ -106,8 +111,8 @@ func run() error {
 	if len(procs) != len(counts) || len(rounds) != len(counts) {
 		return errors.New("-readers, -procs and -rounds need one entry each")
 	}
-	if *gapMinF <= 0 || *gapMaxF < *gapMinF {
-		return errors.New("need 0 < -gap-min <= -gap-max")
+	if *gapMinF <= 0 || *gapMaxF < *gapMinF || *awakeMinF < 0 || *awakeMaxF < *awakeMinF {
+		return errors.New("need 0 < -gap-min <= -gap-max and 0 <= -awake-gap-min <= -awake-gap-max")
 	}
 
 	if self, err = os.Executable(); err != nil {
@@ -141,7 +146,7 @@ func run() error {
 	defer runtime.UnlockOSThread()
 
 	var phases []*phase
-	idle := &phase{readers: 0, rounds: *idleF}
+	idle := &phase{readers: 0, rounds: *idleF, gapMin: *gapMinF, gapMax: *gapMaxF}
 	if err := b.phase(idle, dir, waiters); err != nil {
 		return fmt.Errorf("no readers: %w", err)
 	}
@@ -151,16 +156,24 @@ func run() error {
 			return fmt.Errorf("-langs: %q is neither c nor go", l)
 		}
 	}
+	var runs []*phase
 	for i, n := range counts {
 		for _, l := range langs {
-			ph := &phase{lang: l, readers: n, procs: procs[i], rounds: rounds[i]}
-			if err := b.phase(ph, dir, waiters); err != nil {
-				return fmt.Errorf("%d %s readers: %w", n, l, err)
-			}
-			phases = append(phases, ph)
-			fmt.Fprintf(os.Stderr, "fanout: %d %s readers: last reader p50 %s (bare %s)\n", n, l,
-				us(pct(ph.last[1], 50)), us(pct(ph.last[0], 50)))
+			runs = append(runs, &phase{lang: l, readers: n, procs: procs[i], rounds: rounds[i], gapMin: *gapMinF, gapMax: *gapMaxF})
 		}
+	}
+	if *awakeMinF > 0 {
+		for _, l := range langs {
+			runs = append(runs, &phase{lang: l, readers: 1, procs: 1, rounds: *awakeRoundsF, gapMin: *awakeMinF, gapMax: *awakeMaxF, awake: true})
+		}
+	}
+	for _, ph := range runs {
+		if err := b.phase(ph, dir, waiters); err != nil {
+			return fmt.Errorf("%d %s readers: %w", ph.readers, ph.lang, err)
+		}
+		phases = append(phases, ph)
+		fmt.Fprintf(os.Stderr, "fanout: %d %s readers, pauses %v-%v: last reader p50 %s (bare %s)\n", ph.readers, ph.lang,
+			ph.gapMin, ph.gapMax, us(pct(ph.last[1], 50)), us(pct(ph.last[0], 50)))
 	}
 	rep := &report{started: started, elapsed: time.Since(started), loadBefore: loadBefore, loadAfter: benchfmt.LoadAverage(),
 		idle: idle, phases: phases, set: *setF}
@@ -247,7 +260,7 @@ func (b *bench) phase(ph *phase, dir, waiters string) error {
 	if ph.rounds < 2 || ph.rounds%2 != 0 {
 		return fmt.Errorf("rounds %d: need an even number, at least 2", ph.rounds)
 	}
-	ctlPath := filepath.Join(dir, fmt.Sprintf("ctl-%s-%d", ph.lang, ph.readers))
+	ctlPath := filepath.Join(dir, fmt.Sprintf("ctl-%s-%d-%v", ph.lang, ph.readers, ph.gapMin))
 	c, err := newCtl(ctlPath, ph.rounds, ph.readers)
 	if err != nil {
 		return err
@@ -292,7 +305,7 @@ func (b *bench) phase(ph *phase, dir, waiters string) error {
 		if err := waitEntered(c, uint64(ph.readers*(r+1)), exited); err != nil {
 			return fmt.Errorf("round %d: %w", r, err)
 		}
-		gap := *gapMinF + time.Duration(b.rng.Int64N(int64(*gapMaxF-*gapMinF)+1))
+		gap := ph.gapMin + time.Duration(b.rng.Int64N(int64(ph.gapMax-ph.gapMin)+1))
 		time.Sleep(gap)
 		if r%2 == 0 {
 			t := monotonic()

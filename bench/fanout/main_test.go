@@ -28,6 +28,7 @@ func TestSmallRun(t *testing.T) {
 	md, raw := filepath.Join(dir, "BENCHMARKS.md"), filepath.Join(dir, "fanout.txt")
 	*readersF, *procsF, *roundsF, *idleF = "1,3", "1,2", "4,4", 4
 	*gapMinF, *gapMaxF = 2*time.Millisecond, 3*time.Millisecond
+	*awakeMinF, *awakeMaxF, *awakeRoundsF = 100*time.Microsecond, 300*time.Microsecond, 4
 	*mdPath, *rawPath, *langsF = md, raw, "c,go"
 	// The test checks that every figure is measured and written, not the quality of the measurement: on a loaded
 	// machine (make test runs packages in parallel) a reader may not be asleep yet when a 2-3 ms gap ends, which
@@ -40,8 +41,9 @@ func TestSmallRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s := string(b); !strings.Contains(s, "<!-- fanout:begin -->") || !strings.Contains(s, "<!-- fanout:end -->") {
-		t.Errorf("the markdown file lacks the fanout section:\n%s", s)
+	if s := string(b); !strings.Contains(s, "<!-- fanout:begin -->") || !strings.Contains(s, "<!-- fanout:end -->") ||
+		!strings.Contains(s, "| 1 C | 2 + 2 |") || !strings.Contains(s, "| 1 Go | 2 + 2 |") {
+		t.Errorf("the markdown file lacks the fanout section or its CPU-awake rows:\n%s", s)
 	}
 	b, err = os.ReadFile(raw)
 	if err != nil {
@@ -53,7 +55,8 @@ func TestSmallRun(t *testing.T) {
 			lines++
 		}
 	}
-	if want := 2 + 2*2*2; lines != want { // no reader (board, bare), then {bare, board} × {c, go} × {1, 3}
+	// no reader (board, bare), then {bare, board} × {c, go} × {1, 3}, then {bare, board} × {c, go}, CPU awake
+	if want := 2 + 2*2*2 + 2*2; lines != want {
 		t.Errorf("%d benchmark lines, want %d:\n%s", lines, want, b)
 	}
 }
