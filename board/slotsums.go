@@ -215,7 +215,7 @@ func (m *Memory) Ready(n int) {
 	}
 	if m.nextSnap == nil {
 		m.nextSnap = new(Snapshot)
-		m.nextSnap.Version = 0
+		m.nextSnap.Version = 0 // its page, as the others'
 	}
 }
 
@@ -311,7 +311,7 @@ func (m *Memory) remember(recs []Record) {
 }
 
 // contentChunk bounds the strings DecodeRecords allocates for new contents. A content shared with a later snapshot
-// (Contents) keeps its whole chunk alive: 1 KiB bounds that to 1 KiB per live content, and still packs four or more
+// (Memory) keeps its whole chunk alive: 1 KiB bounds that to 1 KiB per live content, and still packs four or more
 // contents of up to 256 bytes per allocation.
 const contentChunk = 1 << 10
 

@@ -8,9 +8,9 @@ import (
 // copyRecords brings the count records of the slot at off into img, a Reader's buffer holding its last verified
 // image, comparing a run of board.MemoryRun records at once, then record by record in a run that changed. A record
 // that m knows and that the mapping holds unchanged is left as it is; any other is copied, and m forgets it before
-// its bytes change (the invariant of board.Memory holds even when a fault or a racing publish
-// stops the copy halfway). The comparisons read the mapping as copyOut does, so a copy that overlapped a publish is
-// caught by the seq recheck after it, as any other.
+// its bytes change (the invariant of board.Memory holds even when a fault or a racing publish stops the copy
+// halfway). The comparisons read the mapping as copyOut does, so a copy that overlapped a publish is caught by the
+// seq recheck after it, as any other.
 func copyRecords(img []byte, mem shm.Mem, off uint64, count, stride int, m *board.Memory) {
 	at := func(i int) int { return board.SlotHeaderSize + i*stride }
 	for i := 0; i < count; i += board.MemoryRun {
