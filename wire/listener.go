@@ -50,6 +50,10 @@ func (c conn) Write(p []byte) (int, error) {
 	return c.Conn.Write(p)
 }
 
+// NetConn is the connection c wraps (as tls.Conn.NetConn): for a server that needs more of it than net.Conn's
+// methods (the worker's drain asks its socket whether a request waits in it).
+func (c conn) NetConn() net.Conn { return c.Conn }
+
 // CloseWrite half-closes the connection, as net/http does before it closes one it answered 431 (so that the
 // client reads the answer before a reset): without this method here it would close it at once.
 func (c conn) CloseWrite() error {

@@ -8,9 +8,11 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
 
 	"github.com/announcementd/announcementd/wire"
 )
@@ -30,7 +32,9 @@ const (
 	shutdownTimeout   = 10 * time.Second
 	// idleLinger is how long, during a drain, a kept-alive connection may sit idle before it is closed. A busy
 	// client sends its next request within it, gets its answer with "Connection: close", and moves to a new
-	// connection (which the next generation accepts) without ever seeing an error.
+	// connection (which the next generation accepts) without ever seeing an error. "Idle" is the client's: a
+	// request that has reached the socket, or is being read, keeps the connection open however long the worker
+	// took to get to it (connTracker.drain).
 	idleLinger = 50 * time.Millisecond
 	drainPoll  = 2 * time.Millisecond
 )
@@ -66,7 +70,7 @@ func (w *Worker) Serve(ctx context.Context, listeners []Listener) error {
 		draining.Add(1)
 		go func() {
 			defer draining.Done()
-			err := srv.Serve(wire.Listener(l)) // net/http's own refusals (431, 400) are JSON too
+			err := srv.Serve(wire.Listener(countReads{l})) // net/http's own refusals (431, 400) are JSON too
 			if ctx.Err() == nil && !errors.Is(err, http.ErrServerClosed) {
 				errc <- fmt.Errorf("serve %s: %w", l.Addr(), err)
 			}
@@ -117,6 +121,8 @@ type connTracker struct {
 type connInfo struct {
 	state http.ConnState
 	since time.Time
+	read  *readCounter // the connection's, when it has one (countReads)
+	seen  uint64       // what it had read when it became idle
 }
 
 func newConnTracker() *connTracker { return &connTracker{conns: map[net.Conn]connInfo{}} }
@@ -128,18 +134,37 @@ func (t *connTracker) track(c net.Conn, s http.ConnState) {
 	case http.StateClosed, http.StateHijacked:
 		delete(t.conns, c)
 	default:
-		t.conns[c] = connInfo{s, time.Now()}
+		info := connInfo{state: s, since: time.Now(), read: counterOf(c)}
+		if info.read != nil {
+			info.seen = info.read.n.Load()
+		}
+		t.conns[c] = info
 	}
 }
 
+// idle reports whether the connection has been idle for idleLinger with nothing of a next request in sight:
+// net/http reports a connection active only once it has parsed a request's header, so a connection whose next
+// request waits in its socket (the worker was slow to get to it: a loaded machine, a drain that began as it came)
+// or is being read is still "idle" to ConnState, and closing it would drop that request without an answer.
+func (info connInfo) idle() bool {
+	if info.state != http.StateIdle || time.Since(info.since) < idleLinger {
+		return false
+	}
+	if info.read == nil {
+		return true
+	}
+	return info.read.n.Load() == info.seen && !unread(info.read.Conn)
+}
+
 // drain waits until every connection is closed, closing those idle for idleLinger, and reports whether that
-// happened before the deadline.
+// happened before the deadline. A client that writes its next request in the moment between idle's look at the
+// socket and the close still gets a reset: the race every HTTP/1.1 server has (see Serve), now microseconds wide.
 func (t *connTracker) drain(deadline time.Time) bool {
 	for {
 		t.mu.Lock()
 		n := len(t.conns)
 		for c, info := range t.conns {
-			if info.state == http.StateIdle && time.Since(info.since) >= idleLinger {
+			if info.idle() {
 				c.Close() // the server's conn goroutine sees it and reports StateClosed
 			}
 		}
@@ -152,4 +177,67 @@ func (t *connTracker) drain(deadline time.Time) bool {
 		}
 		time.Sleep(drainPoll)
 	}
+}
+
+// countReads is a listener whose connections count the bytes they read (readCounter), for the drain.
+type countReads struct{ net.Listener }
+
+func (l countReads) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &readCounter{Conn: c}, nil
+}
+
+// readCounter is a connection that counts the bytes read from it.
+type readCounter struct {
+	net.Conn
+	n atomic.Uint64
+}
+
+func (c *readCounter) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.n.Add(uint64(n))
+	return n, err
+}
+
+// CloseWrite half-closes the connection, as net/http does before it closes one it refused (wire.conn's).
+func (c *readCounter) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
+
+// counterOf finds the readCounter under the wrappers of c (wire's, which has NetConn), or nil.
+func counterOf(c net.Conn) *readCounter {
+	for {
+		if rc, ok := c.(*readCounter); ok {
+			return rc
+		}
+		u, ok := c.(interface{ NetConn() net.Conn })
+		if !ok {
+			return nil
+		}
+		c = u.NetConn()
+	}
+}
+
+// unread reports whether bytes the peer sent wait unread in the connection's socket (SIOCINQ), false when it
+// cannot tell.
+func unread(c net.Conn) bool {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return false
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	n := 0
+	if err := raw.Control(func(fd uintptr) { n, _ = unix.IoctlGetInt(int(fd), unix.SIOCINQ) }); err != nil {
+		return false
+	}
+	return n > 0
 }

@@ -177,3 +177,53 @@ func TestServeAnswersEveryErrorAsJSON(t *testing.T) {
 		}
 	}
 }
+
+// The drain closes a kept-alive connection that has been idle for idleLinger, and only that: not one whose next
+// request waits unread in its socket, nor one whose request is being read (net/http calls both idle until it has
+// parsed the header). The first two are what a worker that is slow to get to its connections (a loaded machine)
+// sees; closing them dropped the requests without an answer (EOF at the clients).
+func TestDrainClosesOnlyIdleConnections(t *testing.T) {
+	l, err := net.Listen("unix", filepath.Join(t.TempDir(), "api.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	wl := wire.Listener(countReads{l}) // as Serve wraps its listeners
+	request := []byte("PUT /v1/announcements/1 HTTP/1.1\r\nHost: w\r\nContent-Length: 2\r\n\r\n{}")
+	for _, tc := range []struct {
+		name      string
+		client    func(net.Conn) // after the connection went idle
+		server    func(net.Conn) // likewise: what the server's connection goroutine did (the whole request read: the socket is empty)
+		wantClose bool
+	}{
+		{"nothing sent", func(net.Conn) {}, func(net.Conn) {}, true},
+		{"a request in the socket", func(c net.Conn) { c.Write(request) }, func(net.Conn) {}, false},
+		{"a request being read", func(c net.Conn) { c.Write(request) }, func(c net.Conn) { io.ReadFull(c, make([]byte, len(request))) }, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			client, err := net.Dial("unix", l.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer client.Close()
+			server, err := wl.Accept()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer server.Close()
+			tr := newConnTracker()
+			tr.track(server, http.StateIdle)
+			info := tr.conns[server]
+			info.since = time.Now().Add(-time.Second) // idle for longer than idleLinger
+			tr.conns[server] = info
+			tc.client(client)
+			tc.server(server)
+			tr.drain(time.Now().Add(10 * time.Millisecond)) // nothing reports StateClosed here: it runs to its deadline
+			server.SetReadDeadline(time.Now().Add(time.Second))
+			_, err = server.Read(make([]byte, 1))
+			if closed := errors.Is(err, net.ErrClosed); closed != tc.wantClose {
+				t.Fatalf("closed by the drain: %v, want %v (read: %v)", closed, tc.wantClose, err)
+			}
+		})
+	}
+}
