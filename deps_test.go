@@ -60,7 +60,7 @@ var deps = map[string]rule{
 
 	"worker": {
 		mod: []string{"announcement", "board", "board/writer", "healthcheck", "internal/rounds", "store", "wire"},
-		ext: join(zap, prometheus),
+		ext: join(xsys, zap, prometheus), // x/sys: the drain asks a connection's socket for unread bytes (SIOCINQ)
 	},
 	"supervisor": {mod: []string{"handoff", "healthcheck", "internal/procfs", "wire"}, ext: zap},
 	"systemd":    {mod: []string{"supervisor"}, ext: join(xsys, zap, []string{"github.com/coreos/go-systemd/v22/"})},

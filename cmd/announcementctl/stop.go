@@ -108,10 +108,11 @@ func waitExit(ctx context.Context, pid int) error {
 	}
 	defer unix.Close(fd)
 	for {
-		// The poll's timeout bounds how late a cancelled ctx is noticed, not how late the exit is.
+		// The poll's timeout bounds how late a cancelled ctx is noticed, not how late the exit is. A deadline that
+		// passed gives 0, never a negative timeout: poll(2) would wait for the exit with no limit.
 		timeout := 100
 		if d, ok := ctx.Deadline(); ok {
-			timeout = int(min(time.Until(d), 100*time.Millisecond).Milliseconds()) + 1
+			timeout = max(0, int(min(time.Until(d), 100*time.Millisecond).Milliseconds())+1)
 		}
 		n, err := unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, timeout)
 		switch {

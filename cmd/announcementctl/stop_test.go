@@ -86,6 +86,25 @@ func TestStopTimesOut(t *testing.T) {
 	}
 }
 
+// TestWaitExitPastDeadline: a deadline that passed before waitExit looks at the process returns at once. (It
+// computed poll(2)'s timeout from the time left, and a deadline passed by more than 1 ms gave a negative one: no
+// limit. TestStopTimesOut, on a loaded machine, waited 60 s for its child to exit instead of 200 ms.)
+func TestWaitExitPastDeadline(t *testing.T) {
+	child := startChild(t)
+	ctx, cancel := context.WithDeadline(context.Background(), time.Now().Add(-time.Second))
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- waitExit(ctx, child.Process.Pid) }()
+	select {
+	case err := <-done:
+		if err != context.DeadlineExceeded {
+			t.Fatalf("waitExit: %v, want the deadline", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("waitExit is still waiting 10 s after its deadline passed")
+	}
+}
+
 // TestStopNotRunning: nothing listens on control.sock: the service is stopped already (systemd runs ExecStop
 // after a main process that exited on its own too), exit 0. A runtime dir that does not exist is an error.
 func TestStopNotRunning(t *testing.T) {
