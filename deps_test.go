@@ -84,16 +84,16 @@ var deps = map[string]rule{
 	"internal/stress":    {mod: []string{"board", "board/reader", "board/writer"}},
 
 	"bench/boardbench":  {mod: []string{"board", "board/reader", "board/writer", "internal/benchfmt", "internal/stress"}, ext: xsys},
-	"bench/fanout":      {mod: []string{"board", "board/reader", "board/writer", "internal/benchfmt"}, ext: xsys},
-	"bench/profile":     {mod: []string{"internal/benchfmt", "internal/proctest", "wire"}},
+	"bench/fanout":      {mod: []string{"board", "board/reader", "board/writer", "internal/benchfmt", "internal/procfs"}, ext: xsys},
+	"bench/profile":     {mod: []string{"internal/benchfmt", "internal/procfs", "internal/proctest", "wire"}},
 	"bench/guardbench":  {mod: []string{"board", "board/writer", "internal/benchfmt", "store", "worker"}, ext: xsys},
-	"bench/healbench":   {mod: []string{"board", "board/reader", "internal/benchfmt", "internal/proctest"}},
+	"bench/healbench":   {mod: []string{"board", "board/reader", "internal/benchfmt", "internal/procfs", "internal/proctest"}},
 	"bench/reloadbench": {mod: []string{"internal/benchfmt", "internal/proctest", "wire"}},
-	"bench/workerbench": {mod: []string{"announcement", "board", "board/reader", "board/writer", "internal/benchfmt", "store", "worker"}},
+	"bench/workerbench": {mod: []string{"announcement", "board", "board/reader", "board/writer", "internal/benchfmt", "internal/procfs", "store", "worker"}},
 
 	// The scale report: the command, its Go client programs (its C and Python readers are not Go packages) and
 	// what they share.
-	"bench/scale": {mod: []string{"bench/scale/internal/sim", "internal/benchfmt", "internal/proctest", "wire"},
+	"bench/scale": {mod: []string{"bench/scale/internal/sim", "internal/benchfmt", "internal/procfs", "internal/proctest", "wire"},
 		ext: []string{"gonum.org/v1/plot/"}}, // its plots
 	"bench/scale/httppoll":     {mod: []string{"bench/scale/internal/sim"}},
 	"bench/scale/internal/sim": {ext: xsys},

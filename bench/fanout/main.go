@@ -45,6 +45,7 @@ import (
 	"github.com/announcementd/announcementd/board"
 	"github.com/announcementd/announcementd/board/writer"
 	"github.com/announcementd/announcementd/internal/benchfmt"
+	"github.com/announcementd/announcementd/internal/procfs"
 )
 
 var (
@@ -299,8 +300,7 @@ func (b *bench) phase(ph *phase, dir, waiters string) error {
 	}
 
 	pubStamp := make([]int64, ph.rounds)
-	cpu0 := cpuTicks()
-	t0 := time.Now()
+	cpu0, _ := procfs.ReadHost()
 	for r := range ph.rounds {
 		if err := waitEntered(c, uint64(ph.readers*(r+1)), exited); err != nil {
 			return fmt.Errorf("round %d: %w", r, err)
@@ -348,7 +348,8 @@ func (b *bench) phase(ph *phase, dir, waiters string) error {
 		}
 	}
 	cmds = nil
-	ph.busyCores = cpuTicks().busySince(cpu0, time.Since(t0))
+	cpu1, _ := procfs.ReadHost()
+	ph.busyCores = cpu1.BusySince(cpu0)
 
 	if ph.readers == 0 {
 		return nil

@@ -301,34 +301,6 @@ func ints(s string) ([]int, error) {
 	return out, nil
 }
 
-// ticks is the first line of /proc/stat: busy and total jiffies of all CPUs.
-type ticks struct{ busy, total uint64 }
-
-func cpuTicks() ticks {
-	b, err := os.ReadFile("/proc/stat")
-	if err != nil {
-		return ticks{}
-	}
-	line, _, _ := strings.Cut(string(b), "\n")
-	var t ticks
-	for i, f := range strings.Fields(line)[1:] {
-		v, _ := strconv.ParseUint(f, 10, 64)
-		t.total += v
-		if i != 3 && i != 4 { // idle, iowait
-			t.busy += v
-		}
-	}
-	return t
-}
-
-// busySince is how many CPUs were busy on average since t0 (over d of wall time).
-func (t ticks) busySince(t0 ticks, d time.Duration) float64 {
-	if t.total <= t0.total || d <= 0 {
-		return 0
-	}
-	return float64(t.busy-t0.busy) / float64(t.total-t0.total) * float64(runtime.NumCPU())
-}
-
 func langName(l string) string {
 	if l == "go" {
 		return "Go"

@@ -42,6 +42,7 @@ import (
 	"github.com/announcementd/announcementd/board"
 	"github.com/announcementd/announcementd/board/reader"
 	"github.com/announcementd/announcementd/internal/benchfmt"
+	"github.com/announcementd/announcementd/internal/procfs"
 	"github.com/announcementd/announcementd/internal/proctest"
 )
 
@@ -138,8 +139,8 @@ func run() error {
 			return fmt.Errorf("-kinds %q: none known", *only)
 		}
 	}
-	busy0, total0 := hostCPU()
-	self0, wall0 := selfCPU(), time.Now()
+	host0, _ := procfs.ReadHost()
+	self0, wall0 := procfs.SelfCPU(), time.Now()
 	for _, k := range kinds {
 		per := *watchRuns / *runs
 		if !k.event {
@@ -166,9 +167,9 @@ func run() error {
 			}
 		}
 	}
-	busy1, total1 := hostCPU()
-	hostBusy = float64(busy1-busy0) / float64(max(1, total1-total0)) * float64(runtime.NumCPU())
-	selfBusy = float64(selfCPU()-self0) / float64(time.Since(wall0))
+	host1, _ := procfs.ReadHost()
+	hostBusy = host1.BusySince(host0)
+	selfBusy = float64(procfs.SelfCPU()-self0) / float64(time.Since(wall0))
 	for _, m := range []*mode{periodic, watch} {
 		if err := m.healCosts(); err != nil {
 			return err
@@ -194,40 +195,6 @@ func run() error {
 // hostBusy is how many of the host's CPUs were busy, on average, while the damages ran (everything: this command,
 // the daemons, and whatever else ran).
 var hostBusy, selfBusy float64
-
-// selfCPU is this process's CPU time so far.
-func selfCPU() time.Duration {
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-// hostCPU reads the host's busy and total CPU time (jiffies, /proc/stat).
-func hostCPU() (busy, total uint64) {
-	b, _ := os.ReadFile("/proc/stat")
-	line, _, _ := strings.Cut(string(b), "\n")
-	f := strings.Fields(line)
-	for i, v := range f[1:] {
-		n, _ := strconv.ParseUint(v, 10, 64)
-		total += n
-		if i != 3 && i != 4 { // idle, iowait
-			busy += n
-		}
-	}
-	return busy - min(busy, guestOf(f)), total - min(total, guestOf(f))
-}
-
-// guestOf is the guest time /proc/stat counts twice (in user and nice too).
-func guestOf(f []string) uint64 {
-	var g uint64
-	for _, i := range []int{9, 10} {
-		if i < len(f) {
-			n, _ := strconv.ParseUint(f[i], 10, 64)
-			g += n
-		}
-	}
-	return g
-}
 
 // measure damages the region once and waits until a reader holds the whole set at a higher version.
 func (m *mode) measure(k kind) error {
@@ -547,21 +514,10 @@ func (d *daemon) status() (status, error) {
 	return s, nil
 }
 
-// cpuOf is the CPU time of a process's threads so far (schedstat: ns on a CPU).
+// cpuOf is the CPU time of a process's threads so far (schedstat: ns on a CPU), 0 when it is gone.
 func cpuOf(pid int) time.Duration {
-	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/schedstat", pid))
-	var ns int64
-	for _, t := range tasks {
-		b, err := os.ReadFile(t)
-		if err != nil {
-			continue
-		}
-		if f := strings.Fields(string(b)); len(f) > 0 {
-			n, _ := strconv.ParseInt(f[0], 10, 64)
-			ns += n
-		}
-	}
-	return time.Duration(ns)
+	c, _ := procfs.ReadCPU(pid)
+	return c.Sched
 }
 
 func snapshot(path string) (*board.Snapshot, error) {

@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
@@ -156,30 +155,6 @@ func (d *daemon) worker(ctx context.Context) (int, error) {
 		return 0, fmt.Errorf("GET /v1/status: worker pid %d", st.Worker.PID)
 	}
 	return st.Worker.PID, nil
-}
-
-// cpuTime is the CPU time (user + system, all threads) pid has used, from /proc/PID/stat in clock ticks of 10 ms
-// (USER_HZ is 100 on Linux, whatever the kernel's HZ).
-func cpuTime(pid int) (time.Duration, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, err
-	}
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, fmt.Errorf("/proc/%d/stat: no command name", pid)
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 13 {
-		return 0, fmt.Errorf("/proc/%d/stat: %d fields after the command name", pid, len(f))
-	}
-	// Fields 14 and 15 of stat(5), utime and stime, are the 12th and 13th after the command name.
-	u, err1 := strconv.ParseUint(f[11], 10, 64)
-	s, err2 := strconv.ParseUint(f[12], 10, 64)
-	if err1 != nil || err2 != nil {
-		return 0, fmt.Errorf("/proc/%d/stat: utime %q stime %q", pid, f[11], f[12])
-	}
-	return time.Duration(u+s) * 10 * time.Millisecond, nil
 }
 
 // content is the text of announcement id at its n-th update: about 60 bytes, as a typical announcement.

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/announcementd/announcementd/internal/procfs"
 	"github.com/announcementd/announcementd/internal/proctest"
 )
 
@@ -107,7 +108,7 @@ func (w window) cores() float64     { return w.cpu.Seconds() / w.wall.Seconds() 
 
 // measure runs fn (which takes the window's length) while counting l's publishes and pid's CPU time.
 func measure(name string, l *load, pid int, fn func() error) (window, error) {
-	c0, err := cpuTime(pid)
+	c0, err := procfs.ReadCPU(pid)
 	if err != nil {
 		return window{}, err
 	}
@@ -116,11 +117,11 @@ func measure(name string, l *load, pid int, fn func() error) (window, error) {
 		return window{}, fmt.Errorf("%s: %w", name, err)
 	}
 	n1, t1 := l.ok.Load(), time.Now()
-	c1, err := cpuTime(pid)
+	c1, err := procfs.ReadCPU(pid)
 	if err != nil {
 		return window{}, err
 	}
-	w := window{name: name, wall: t1.Sub(t0), cpu: c1 - c0, publishes: n1 - n0}
+	w := window{name: name, wall: t1.Sub(t0), cpu: c1.Stat - c0.Stat, publishes: n1 - n0}
 	if w.publishes == 0 {
 		return w, fmt.Errorf("%s: no publish was acknowledged in %v", name, w.wall.Round(time.Millisecond))
 	}

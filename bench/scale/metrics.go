@@ -161,7 +161,7 @@ func (r *result) errors() (uint64, string) {
 // (utime+stime, 10 ms ticks).
 func (r *result) serverCores() (sched, stat float64) {
 	w := float64(r.serverWin)
-	return float64(r.serverCPU.sched) / w, float64(r.serverCPU.stat) / w
+	return float64(r.serverCPU.Sched) / w, float64(r.serverCPU.Stat) / w
 }
 
 // host is the host's busy CPU over the run and the part of it that was not this run's (other work on the machine),
@@ -172,7 +172,7 @@ func (r *result) host() (busy, others float64) {
 	for _, p := range slices.Concat(r.reps, r.waits) {
 		ours += float64(p.CPUNS)
 	}
-	ours += float64(r.serverAll.sched) + float64(r.self)
+	ours += float64(r.serverAll.Sched) + float64(r.self)
 	return float64(r.machine) / w, max(0, float64(r.machine)-ours) / w
 }
 

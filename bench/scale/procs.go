@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -17,6 +16,7 @@ import (
 	"time"
 
 	"github.com/announcementd/announcementd/bench/scale/internal/sim"
+	"github.com/announcementd/announcementd/internal/procfs"
 )
 
 // spec is one client process to start: its language and how many clients it simulates.
@@ -272,99 +272,15 @@ func (f *fleet) close() {
 	}
 }
 
-// cpuOf is a process's CPU time from /proc/PID/stat (utime+stime, in clock ticks of 10 ms) and, more precisely,
-// the sum of its threads' run time from /proc/PID/task/*/schedstat (ns; threads that exited are not counted).
-type cpuOf struct {
-	stat, sched time.Duration
-}
-
-func (a cpuOf) sub(b cpuOf) cpuOf { return cpuOf{a.stat - b.stat, a.sched - b.sched} }
-func (a cpuOf) add(b cpuOf) cpuOf { return cpuOf{a.stat + b.stat, a.sched + b.sched} }
-
-const clockTick = 10 * time.Millisecond // USER_HZ is 100 on Linux
-
-func readCPU(pid int) (cpuOf, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return cpuOf{}, err
-	}
-	i := strings.LastIndexByte(string(b), ')')
-	f := strings.Fields(string(b[i+1:]))
-	if i < 0 || len(f) < 13 {
-		return cpuOf{}, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
-	}
-	ut, err1 := strconv.ParseInt(f[11], 10, 64) // field 14
-	st, err2 := strconv.ParseInt(f[12], 10, 64) // field 15
-	if err := errors.Join(err1, err2); err != nil {
-		return cpuOf{}, fmt.Errorf("/proc/%d/stat: %w", pid, err)
-	}
-	c := cpuOf{stat: time.Duration(ut+st) * clockTick}
-	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
-	if err != nil {
-		return cpuOf{}, err
-	}
-	for _, t := range tasks {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/schedstat", pid, t.Name()))
-		if err != nil {
-			continue // exited meanwhile
-		}
-		f := strings.Fields(string(b))
-		if len(f) < 1 {
-			continue
-		}
-		ns, err := strconv.ParseInt(f[0], 10, 64)
-		if err != nil {
-			return cpuOf{}, fmt.Errorf("/proc/%d/task/%s/schedstat: %w", pid, t.Name(), err)
-		}
-		c.sched += time.Duration(ns)
-	}
-	return c, nil
-}
-
 // sumCPU is the CPU of every pid.
-func sumCPU(pids []int) (cpuOf, error) {
-	var s cpuOf
+func sumCPU(pids []int) (procfs.CPU, error) {
+	var s procfs.CPU
 	for _, p := range pids {
-		c, err := readCPU(p)
+		c, err := procfs.ReadCPU(p)
 		if err != nil {
-			return cpuOf{}, err
+			return procfs.CPU{}, err
 		}
-		s = s.add(c)
+		s = s.Add(c)
 	}
 	return s, nil
-}
-
-// machine is the host's CPU from /proc/stat: busy and total time over all CPUs.
-type machine struct{ busy, total time.Duration }
-
-func readMachine() (machine, error) {
-	b, err := os.ReadFile("/proc/stat")
-	if err != nil {
-		return machine{}, err
-	}
-	line, _, _ := strings.Cut(string(b), "\n")
-	f := strings.Fields(line)
-	if len(f) < 8 || f[0] != "cpu" {
-		return machine{}, errors.New("/proc/stat: no cpu line")
-	}
-	var m machine
-	for i, s := range f[1:min(len(f), 9)] { // user nice system idle iowait irq softirq steal
-		n, err := strconv.ParseInt(s, 10, 64)
-		if err != nil {
-			return machine{}, err
-		}
-		d := time.Duration(n) * clockTick
-		m.total += d
-		if i != 3 && i != 4 {
-			m.busy += d
-		}
-	}
-	return m, nil
-}
-
-// selfCPU is the bench's own CPU.
-func selfCPU() time.Duration {
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -52,7 +52,7 @@ func (rep *report) problems() []string {
 	}
 	for _, r := range all {
 		name := fmt.Sprintf("%s, %v, %d clients (%s copies)", r.kind, r.w, r.clients, r.mode)
-		if r.serverCPU.sched <= 0 {
+		if r.serverCPU.Sched <= 0 {
 			out = append(out, name+": the server's CPU read as 0 (schedstat): not measured")
 		}
 		if r.clients == 0 {

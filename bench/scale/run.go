@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/announcementd/announcementd/bench/scale/internal/sim"
+	"github.com/announcementd/announcementd/internal/procfs"
 	"github.com/announcementd/announcementd/internal/proctest"
 	"github.com/announcementd/announcementd/wire"
 )
@@ -267,9 +268,9 @@ type result struct {
 	sentAt    []time.Time     // when each publish was sent
 
 	serverWin time.Duration // the fixed window: publishing + the tail
-	serverCPU cpuOf         // over serverWin
+	serverCPU procfs.CPU    // over serverWin
 	wall      time.Duration // start → the last report
-	serverAll cpuOf         // over wall
+	serverAll procfs.CPU    // over wall
 	machine   time.Duration // the host's busy CPU over wall
 	self      time.Duration // the bench's own CPU over wall
 
@@ -303,9 +304,9 @@ func (b *bench) measure(ctx context.Context, srv server, w workload, mode string
 		return nil, err
 	}
 	t0 := time.Now()
-	m0, err1 := readMachine()
+	m0, err1 := procfs.ReadHost()
 	s0, err2 := sumCPU(srv.pids())
-	self0 := selfCPU()
+	self0 := procfs.SelfCPU()
 	if err := errors.Join(err1, err2); err != nil {
 		return nil, err
 	}
@@ -332,7 +333,7 @@ func (b *bench) measure(ctx context.Context, srv server, w workload, mode string
 	if err != nil {
 		return nil, err
 	}
-	r.serverWin, r.serverCPU = time.Since(t0), s1.sub(s0)
+	r.serverWin, r.serverCPU = time.Since(t0), s1.Sub(s0)
 	if r.srvMem, err = readServerMem(srv.roles()); err != nil {
 		return nil, err
 	}
@@ -353,12 +354,12 @@ func (b *bench) measure(ctx context.Context, srv server, w workload, mode string
 		}
 	}
 	r.wall = time.Since(t0)
-	m1, err1 := readMachine()
+	m1, err1 := procfs.ReadHost()
 	s2, err2 := sumCPU(srv.pids())
 	if err := errors.Join(err1, err2); err != nil {
 		return nil, err
 	}
-	r.serverAll, r.machine, r.self = s2.sub(s0), m1.busy-m0.busy, selfCPU()-self0
+	r.serverAll, r.machine, r.self = s2.Sub(s0), m1.Busy-m0.Busy, procfs.SelfCPU()-self0
 	return r, nil
 }
 

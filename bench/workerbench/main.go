@@ -37,6 +37,7 @@ import (
 	"github.com/announcementd/announcementd/board/reader"
 	"github.com/announcementd/announcementd/board/writer"
 	"github.com/announcementd/announcementd/internal/benchfmt"
+	"github.com/announcementd/announcementd/internal/procfs"
 	"github.com/announcementd/announcementd/store"
 	"github.com/announcementd/announcementd/worker"
 )
@@ -150,13 +151,6 @@ type result struct {
 	versions float64       // board versions per publish request: how well concurrent requests share a publish
 }
 
-// cpuTime is this process's CPU time so far.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
 // preload puts n announcements, ids 1..n, in one Apply.
 func (e *env) preload(n int) error {
 	if n == 0 {
@@ -193,7 +187,7 @@ func throughput(noSync bool, clients, set int) (result, error) {
 	var firstErr error
 	deadline := time.Now().Add(*duration)
 	var wg sync.WaitGroup
-	start, cpu0, v0 := time.Now(), cpuTime(), e.w.Version()
+	start, cpu0, v0 := time.Now(), procfs.SelfCPU(), e.w.Version()
 	for c := range clients {
 		wg.Add(1)
 		go func() {
@@ -222,7 +216,7 @@ func throughput(noSync bool, clients, set int) (result, error) {
 	if firstErr != nil {
 		return result{}, firstErr
 	}
-	elapsed, cpu := time.Since(start), cpuTime()-cpu0
+	elapsed, cpu := time.Since(start), procfs.SelfCPU()-cpu0
 	slices.Sort(lat)
 	return result{ops: float64(len(lat)) / elapsed.Seconds(), p50: pct(lat, 50), p99: pct(lat, 99),
 		cpu: cpu / time.Duration(max(1, len(lat))), versions: float64(e.w.Version()-v0) / float64(max(1, len(lat)))}, nil

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
+	"time"
 )
 
 func TestReadStatAndChildren(t *testing.T) {
@@ -44,3 +45,37 @@ func TestReadStatAndChildren(t *testing.T) {
 		t.Fatalf("a reaped child: %v", err)
 	}
 }
+
+// ReadCPU counts the CPU this process burns (both clocks move), and a process that is not there is ErrNotExist;
+// ReadHost's busy time is part of its total.
+func TestReadCPUAndHost(t *testing.T) {
+	c0, err := ReadCPU(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	self0 := SelfCPU()
+	c1 := c0
+	for c1.Stat-c0.Stat < 50*time.Millisecond { // burn CPU until the coarse clock has seen it
+		for i := 0; i < 1e6; i++ {
+			sink += i
+		}
+		if c1, err = ReadCPU(os.Getpid()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if d := c1.Sub(c0); d.Sched <= 0 {
+		t.Fatalf("utime+stime moved by %v, the threads' schedstat by %v", d.Stat, d.Sched)
+	}
+	if SelfCPU() <= self0 {
+		t.Fatal("getrusage did not count the CPU burnt")
+	}
+	if _, err := ReadCPU(1 << 30); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("a pid that is not there: %v", err)
+	}
+	h, err := ReadHost()
+	if err != nil || h.Total <= 0 || h.Busy < 0 || h.Busy > h.Total {
+		t.Fatalf("host %+v, %v", h, err)
+	}
+}
+
+var sink int
