@@ -27,10 +27,8 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/announcementd/announcementd/internal/benchfmt"
@@ -55,16 +53,7 @@ var (
 
 func main() {
 	flag.Parse()
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx)
-	if ctx.Err() != nil {
-		err = errors.New("interrupted; the daemon is stopped and its files removed")
-	}
-	stop()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "profile:", err)
-		os.Exit(1)
-	}
+	benchfmt.Main("profile", "the daemon is stopped and its files removed", run)
 }
 
 func logf(format string, args ...any) {

@@ -38,7 +38,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -47,6 +46,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/announcementd/announcementd/internal/benchfmt"
 	"github.com/announcementd/announcementd/internal/proctest"
 	"github.com/announcementd/announcementd/wire"
 )
@@ -65,16 +65,7 @@ var (
 
 func main() {
 	flag.Parse()
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx)
-	if ctx.Err() != nil {
-		err = errors.New("interrupted; the daemon is stopped and its files removed")
-	}
-	stop()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "reloadbench:", err)
-		os.Exit(1)
-	}
+	benchfmt.Main("reloadbench", "the daemon is stopped and its files removed", run)
 }
 
 // daemon is the announcementd under test; each start is a new process (a proctest.Daemon) on the same region,

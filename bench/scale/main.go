@@ -43,13 +43,11 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/announcementd/announcementd/bench/scale/internal/sim"
@@ -83,16 +81,7 @@ var (
 
 func main() {
 	flag.Parse()
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx)
-	if ctx.Err() != nil {
-		err = errors.New("interrupted; every process it started is stopped and its files removed")
-	}
-	stop()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "scale:", err)
-		os.Exit(1)
-	}
+	benchfmt.Main("scale", "every process it started is stopped and its files removed", run)
 }
 
 func parseList(s string) ([]float64, error) {

@@ -52,20 +52,7 @@ func TestIncrementalPublishIsExact(t *testing.T) {
 				set[r.ID] = r
 			}
 		case op < 17: // damage the slot the next publish writes, outside what it changes
-			// Within its header and records (past its count, neither a reader nor the writer looks).
-			raw, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			so := h.SlotOffset(w.Version() + 1)
-			n := binary.LittleEndian.Uint32(raw[so+board.SlotOffCount:])
-			off := int64(so) + 8 + int64(rng.IntN(board.SlotHeaderSize-8+int(n*h.Stride)))
-			f, err := os.OpenFile(path, os.O_WRONLY, 0)
-			if err != nil {
-				t.Fatal(err)
-			}
-			f.WriteAt([]byte{byte(1 + rng.IntN(255))}, off)
-			f.Close()
+			damageNextSlot(t, rng, path, h, w.Version())
 		}
 		recs := make([]board.Record, 0, len(set))
 		for _, r := range set {
@@ -77,17 +64,44 @@ func TestIncrementalPublishIsExact(t *testing.T) {
 		if _, err := w.Publish(recs); err != nil {
 			t.Fatal(err)
 		}
-		got := slotAt(t, path, h, w.Version())
-		want := freshSlot(t, recs)
-		// The header words a fresh writer numbers differently (version, published_at, and the crc over them).
-		if !bytes.Equal(got[board.SlotOffCount:board.SlotOffCount+4], want[board.SlotOffCount:board.SlotOffCount+4]) ||
-			!bytes.Equal(got[board.SlotHeaderSize:], want[board.SlotHeaderSize:]) {
-			t.Fatalf("step %d: the published slot differs from a fresh encoding of the same %d records", step, len(recs))
-		}
-		n := binary.LittleEndian.Uint32(got[board.SlotOffCount:])
-		if c := binary.LittleEndian.Uint32(got[board.SlotOffCRC:]); c != board.SlotChecksum(got, n, h.Stride) {
-			t.Fatalf("step %d: slot crc %08x does not match its bytes", step, c)
-		}
+		checkFresh(t, step, path, h, w.Version(), recs)
+	}
+}
+
+// damageNextSlot writes a random byte into the slot the publish after version v writes, within its header and
+// records (past its count, neither a reader nor the writer looks).
+func damageNextSlot(t *testing.T, rng *rand.Rand, path string, h board.Header, v uint64) {
+	t.Helper()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	so := h.SlotOffset(v + 1)
+	n := binary.LittleEndian.Uint32(raw[so+board.SlotOffCount:])
+	off := int64(so) + 8 + int64(rng.IntN(board.SlotHeaderSize-8+int(n*h.Stride)))
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteAt([]byte{byte(1 + rng.IntN(255))}, off); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// checkFresh checks that the slot of version v holds what a fresh writer writes for recs, and a crc that matches.
+func checkFresh(t *testing.T, step int, path string, h board.Header, v uint64, recs []board.Record) {
+	t.Helper()
+	got := slotAt(t, path, h, v)
+	want := freshSlot(t, recs)
+	// The header words a fresh writer numbers differently (version, published_at, and the crc over them).
+	if !bytes.Equal(got[board.SlotOffCount:board.SlotOffCount+4], want[board.SlotOffCount:board.SlotOffCount+4]) ||
+		!bytes.Equal(got[board.SlotHeaderSize:], want[board.SlotHeaderSize:]) {
+		t.Fatalf("step %d: the published slot differs from a fresh encoding of the same %d records", step, len(recs))
+	}
+	n := binary.LittleEndian.Uint32(got[board.SlotOffCount:])
+	if c := binary.LittleEndian.Uint32(got[board.SlotOffCRC:]); c != board.SlotChecksum(got, n, h.Stride) {
+		t.Fatalf("step %d: slot crc %08x does not match its bytes", step, c)
 	}
 }
 
@@ -200,24 +214,10 @@ func TestUpdateIsExact(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if rng.IntN(5) == 0 { // damage the slot the next commit writes, within its header and records
-			raw, _ := os.ReadFile(path)
-			so := h.SlotOffset(w.Version() + 1)
-			n := binary.LittleEndian.Uint32(raw[so+board.SlotOffCount:])
-			f, _ := os.OpenFile(path, os.O_WRONLY, 0)
-			f.WriteAt([]byte{byte(1 + rng.IntN(255))}, int64(so)+8+int64(rng.IntN(board.SlotHeaderSize-8+int(n*h.Stride))))
-			f.Close()
+		if rng.IntN(5) == 0 { // damage the slot the next commit writes
+			damageNextSlot(t, rng, path, h, w.Version())
 		}
-		got := slotAt(t, path, h, w.Version())
-		want := freshSlot(t, sorted())
-		if !bytes.Equal(got[board.SlotOffCount:board.SlotOffCount+4], want[board.SlotOffCount:board.SlotOffCount+4]) ||
-			!bytes.Equal(got[board.SlotHeaderSize:], want[board.SlotHeaderSize:]) {
-			t.Fatalf("step %d: the published slot differs from a fresh encoding of the same %d records", step, len(set))
-		}
-		n := binary.LittleEndian.Uint32(got[board.SlotOffCount:])
-		if c := binary.LittleEndian.Uint32(got[board.SlotOffCRC:]); c != board.SlotChecksum(got, n, h.Stride) {
-			t.Fatalf("step %d: slot crc %08x does not match its bytes", step, c)
-		}
+		checkFresh(t, step, path, h, w.Version(), sorted())
 	}
 	// Over the capacity: refused, nothing changes.
 	v := w.Version()

@@ -1,12 +1,16 @@
-// Package benchfmt holds what the benchmark commands (bench/*bench) print the same way: the machine line
+// Package benchfmt holds what the benchmark commands (bench/*) do the same way: their main (Main), the machine line
 // and ratios against a baseline from the same run.
 package benchfmt
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"os"
+	"os/signal"
 	"runtime"
 	"strings"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -44,4 +48,20 @@ func LoadAverage() string {
 		return strings.Join(f[:3], " ")
 	}
 	return "unknown"
+}
+
+// Main is a bench command's main after flag.Parse: it runs run with a context that SIGINT and SIGTERM cancel,
+// and exits 1 with "name: error" when it fails; an interrupted run says so (cleaned says what run undid on its
+// way out: "the daemon is stopped and its files removed").
+func Main(name, cleaned string, run func(context.Context) error) {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx)
+	if ctx.Err() != nil {
+		err = errors.New("interrupted; " + cleaned)
+	}
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, name+":", err)
+		os.Exit(1)
+	}
 }
