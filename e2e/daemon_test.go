@@ -3,12 +3,10 @@
 package e2e_test
 
 import (
-	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -152,9 +150,7 @@ func (d *daemon) mustCtl(args ...string) string {
 // and body.
 func (d *daemon) raw(method, path, body string) (int, []byte) {
 	d.t.Helper()
-	c := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		return (&net.Dialer{}).DialContext(ctx, "unix", filepath.Join(d.runtime, "api.sock"))
-	}}}
+	c := proctest.UnixClient(filepath.Join(d.runtime, "api.sock"), 0, true)
 	req, _ := http.NewRequest(method, "http://announcementd"+path, strings.NewReader(body))
 	resp, err := c.Do(req)
 	if err != nil {

@@ -202,7 +202,8 @@ func (c *readCounter) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// CloseWrite half-closes the connection, as net/http does before it closes one it refused (wire.conn's).
+// CloseWrite half-closes the connection, as wire's does (net/http calls it before it closes a connection it
+// refused, so that the client reads the answer).
 func (c *readCounter) CloseWrite() error {
 	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
 		return cw.CloseWrite()
@@ -210,18 +211,13 @@ func (c *readCounter) CloseWrite() error {
 	return nil
 }
 
-// counterOf finds the readCounter under the wrappers of c (wire's, which has NetConn), or nil.
+// counterOf is the readCounter under c: Serve's connections are wire's, each wrapping one (countReads), or nil.
 func counterOf(c net.Conn) *readCounter {
-	for {
-		if rc, ok := c.(*readCounter); ok {
-			return rc
-		}
-		u, ok := c.(interface{ NetConn() net.Conn })
-		if !ok {
-			return nil
-		}
+	if u, ok := c.(interface{ NetConn() net.Conn }); ok {
 		c = u.NetConn()
 	}
+	rc, _ := c.(*readCounter)
+	return rc
 }
 
 // unread reports whether bytes the peer sent wait unread in the connection's socket (SIOCINQ), false when it

@@ -144,9 +144,7 @@ func TestServeAnswersEveryErrorAsJSON(t *testing.T) {
 			t.Error(err)
 		}
 	}()
-	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		return (&net.Dialer{}).DialContext(ctx, "unix", sock)
-	}}}
+	c := proctest.UnixClient(sock, 10*time.Second, true)
 	for _, tc := range []struct {
 		method, path, token string
 		header              int // bytes of an extra header field

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/announcementd/announcementd/announcement"
+	"github.com/announcementd/announcementd/board"
 	"github.com/announcementd/announcementd/board/reader"
 	"github.com/announcementd/announcementd/board/writer"
 	"github.com/announcementd/announcementd/store"
@@ -111,4 +112,16 @@ func TestVisibleSetFollowsChangesAndTime(t *testing.T) {
 			t.Fatalf("step %d: minExpiry %d is after an expiry in the set", step, w.minExpiry)
 		}
 	}
+}
+
+// visibleNow is the records the board must show at this moment (a copy of w.vis, rebuilt first when now is
+// outside its span): what changesNow's changes add up to.
+func (w *Worker) visibleNow() []board.Record {
+	now := w.cfg.Now().UnixNano()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.visHolds(now) {
+		w.rebuildVisible(now)
+	}
+	return slices.Clone(w.vis)
 }

@@ -163,29 +163,25 @@ func inode(t *testing.T, path string) uint64 {
 	return st.Ino
 }
 
-// openFds counts this process's open fds.
-func openFds(t *testing.T) int {
+// openFds counts this process's open fds, and the inotify instances among them.
+func openFds(t *testing.T) (all, inotify int) {
 	t.Helper()
-	ents, err := os.ReadDir("/proc/self/fd")
+	fds, err := proctest.Fds(os.Getpid())
 	if err != nil {
 		t.Fatal(err)
 	}
-	return len(ents) - 1 // the directory's own
+	for _, fd := range fds {
+		if fd.Target == "anon_inode:inotify" {
+			inotify++
+		}
+	}
+	return len(fds), inotify
 }
 
 // inotifyFds counts this process's inotify instances.
 func inotifyFds(t *testing.T) int {
 	t.Helper()
-	ents, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := 0
-	for _, e := range ents {
-		if l, err := os.Readlink("/proc/self/fd/" + e.Name()); err == nil && l == "anon_inode:inotify" {
-			n++
-		}
-	}
+	_, n := openFds(t)
 	return n
 }
 
@@ -348,7 +344,7 @@ func TestWatchIgnoresOtherFiles(t *testing.T) {
 // The watch is the generation's: Run opens one inotify instance and closes it when it ends.
 func TestWatchClosedWhenRunEnds(t *testing.T) {
 	w, _, checks := watchedWorker(t, Integrity{}, nil)
-	before, fds := inotifyFds(t), openFds(t)
+	fds, before := openFds(t)
 	stop := run(t, w, checks)
 	if n := inotifyFds(t); n != before+1 {
 		t.Fatalf("%d inotify instances while running, want %d", n, before+1)
@@ -357,7 +353,7 @@ func TestWatchClosedWhenRunEnds(t *testing.T) {
 	if n := inotifyFds(t); n != before {
 		t.Fatalf("%d inotify instances after Run, want %d", n, before)
 	}
-	if n := openFds(t); n != fds {
+	if n, _ := openFds(t); n != fds {
 		t.Fatalf("%d fds open after Run, %d before", n, fds)
 	}
 	if w.regionWatch() != nil {

@@ -157,18 +157,6 @@ func (w *Worker) regionMoved() {
 	}
 }
 
-// visibleNow is the records the board must show at this moment (a copy of w.vis, rebuilt first when now is
-// outside its span): what changesNow's changes add up to.
-func (w *Worker) visibleNow() []board.Record {
-	now := w.cfg.Now().UnixNano()
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.visHolds(now) {
-		w.rebuildVisible(now)
-	}
-	return slices.Clone(w.vis)
-}
-
 // changesNow is the Publisher's source: what the board must change to show what is visible at this moment, since
 // the previous call (only the ids refresh changed), or, when full is asked for or w.vis had to be rebuilt, the
 // whole visible set.
@@ -297,12 +285,13 @@ func (w *Worker) refresh(puts []announcement.Announcement, deletes []uint64) err
 		a, ok := got[id]
 		if ok {
 			w.set[id] = a
-			w.noteExpiry(&a)
 		} else {
 			delete(w.set, id)
 		}
 		if inc {
-			w.updateVisible(id, a, ok, now)
+			w.updateVisible(id, a, ok, now) // notes a's times, its expiry too
+		} else if ok {
+			w.noteExpiry(&a)
 		}
 	}
 	w.metrics.held.Set(float64(len(w.set)))
@@ -380,7 +369,7 @@ func (w *Worker) Run(ctx context.Context) error {
 func (w *Worker) nextChange(since int64) int64 {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.visOK && w.visFrom <= since && (w.visUntil == 0 || since < w.visUntil) {
+	if w.visHolds(since) {
 		return w.visUntil // no time of the set lies between (it may be early: a time since replaced)
 	}
 	return announcement.NextChange(maps.Values(w.set), since)
