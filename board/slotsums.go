@@ -53,33 +53,54 @@ func newCRCMap(f func(uint32) uint32) *crcMap {
 	return m
 }
 
-// shifter returns shift_n: n zero bytes through the CRC-32/IEEE register (without the initial and final
-// inversions), which is a product by x^(8n) modulo the polynomial. x^(8n) is found by squaring, so a hostile
-// stride of a gigabyte costs microseconds, not a gigabyte of steps (zlib's x2nmodp and multmodp).
+// shifter returns shift_n: n zero bytes through the CRC-32/IEEE register (ShiftCRC).
 func shifter(n uint64) func(uint32) uint32 {
-	xn := uint32(1) << 31 // x^0, reflected
-	sq := uint32(1) << 30 // x^1, squared at each bit of 8n
-	for n *= 8; n != 0; n >>= 1 {
-		if n&1 != 0 {
-			xn = mulModP(sq, xn)
-		}
-		sq = mulModP(sq, sq)
-	}
+	xn := xPow8n(n)
 	return func(c uint32) uint32 { return mulModP(xn, c) }
 }
 
-// mulModP is a·b modulo the CRC-32/IEEE polynomial, both in reflected bit order.
+// ShiftCRC is what n zero bytes do to a CRC-32/IEEE register without the initial and final inversions: c times
+// x^(8n) modulo the polynomial (zlib's crc32_combine). CRC-32 is linear, so the CRC of a message that changed in
+// one block is the old one xor the block's change shifted by what follows it (the writer's crcDelta). x^(8n) is
+// found from the squares of x, so a hostile stride of a gigabyte costs microseconds, not a gigabyte of steps.
+func ShiftCRC(c uint32, n uint64) uint32 { return mulModP(xPow8n(n), c) }
+
+// mulModP is a·b modulo the CRC-32/IEEE polynomial, both in reflected bit order (zlib's multmodp); a must not be 0.
 func mulModP(a, b uint32) uint32 {
 	var p uint32
-	for m := uint32(1) << 31; m != 0; m >>= 1 {
+	for m := uint32(1) << 31; ; m >>= 1 {
 		if a&m != 0 {
 			p ^= b
+			if a&(m-1) == 0 {
+				return p
+			}
 		}
 		if b&1 != 0 {
 			b = b>>1 ^ crc32.IEEE
 		} else {
 			b >>= 1
 		}
+	}
+}
+
+// x2n[k] is x^(2^k) modulo the polynomial (zlib's x2n_table).
+var x2n = func() (t [32]uint32) {
+	p := uint32(1) << 30 // x^1
+	for k := range t {
+		t[k] = p
+		p = mulModP(p, p)
+	}
+	return t
+}()
+
+// xPow8n is x^(8n) modulo the polynomial: what n zero bytes multiply a CRC register by (zlib's x2nmodp).
+func xPow8n(n uint64) uint32 {
+	p := uint32(1) << 31 // x^0
+	for k := 3; n != 0; k++ {
+		if n&1 != 0 {
+			p = mulModP(x2n[k&31], p)
+		}
+		n >>= 1
 	}
 	return p
 }
@@ -222,8 +243,11 @@ func (m *Memory) Ready(n int) {
 // pageSize is the smallest page Linux maps (4 KiB on x86-64 and arm64): touching one byte in each is enough.
 const pageSize = 4 << 10
 
-// NewSnapshot returns the Snapshot Ready allocated (once), or a new one.
+// NewSnapshot returns the Snapshot Ready allocated (once), or a new one (always, for a nil m).
 func (m *Memory) NewSnapshot() *Snapshot {
+	if m == nil {
+		return new(Snapshot)
+	}
 	if s := m.nextSnap; s != nil {
 		m.nextSnap = nil
 		return s

@@ -257,12 +257,7 @@ func (b *Board) decode(img []byte, v uint64, attempt int, m *board.Memory) (*boa
 	case version != v:
 		return nil, fmt.Errorf("%w: slot %d holds version %d, not %d", errTorn, v&1, version, v)
 	}
-	var snap *board.Snapshot
-	if m != nil {
-		snap = m.NewSnapshot() // made ready by a Reader's Wait, or new
-	} else {
-		snap = new(board.Snapshot)
-	}
+	snap := m.NewSnapshot() // made ready by a Reader's Wait, or new
 	*snap = board.Snapshot{
 		Version:     version,
 		PublishedAt: int64(le.Uint64(img[board.SlotOffPublishedAt:])),

@@ -506,7 +506,7 @@ func (w *Writer) crcDelta(off uint64, img []byte, end int, dirty []uint64) uint3
 			d[i] = slot[lo+i] ^ img[lo+i]
 		}
 		c := ^crc32.Update(^uint32(0), crc32.IEEETable, d) // zero initial value, no final xor
-		return multModP(xPow8n(uint64(end-hi)), c)
+		return board.ShiftCRC(c, uint64(end-hi))
 	}
 	delta := block(board.SlotCRCStart, board.SlotHeaderSize)
 	for i := range dirtyRecords(dirty) {
@@ -516,49 +516,6 @@ func (w *Writer) crcDelta(off uint64, img []byte, end int, dirty []uint64) uint3
 		}
 	}
 	return delta
-}
-
-// CRC-32 arithmetic modulo its polynomial, in its reflected form (zlib's multmodp and x2nmodp).
-const crcPoly = 0xedb88320
-
-// multModP is a·b modulo the polynomial; a must not be 0.
-func multModP(a, b uint32) uint32 {
-	var p uint32
-	for m := uint32(1) << 31; ; m >>= 1 {
-		if a&m != 0 {
-			p ^= b
-			if a&(m-1) == 0 {
-				return p
-			}
-		}
-		if b&1 != 0 {
-			b = b>>1 ^ crcPoly
-		} else {
-			b >>= 1
-		}
-	}
-}
-
-// x2n[k] is x^(2^k) modulo the polynomial.
-var x2n = func() (t [32]uint32) {
-	p := uint32(1) << 30 // x^1
-	for k := range t {
-		t[k] = p
-		p = multModP(p, p)
-	}
-	return t
-}()
-
-// xPow8n is x^(8n) modulo the polynomial: what n zero bytes multiply a CRC register by.
-func xPow8n(n uint64) uint32 {
-	p := uint32(1) << 31 // x^0
-	for k := 3; n != 0; k++ {
-		if n&1 != 0 {
-			p = multModP(x2n[k&31], p)
-		}
-		n >>= 1
-	}
-	return p
 }
 
 // Heartbeat stores the writer's CLOCK_MONOTONIC time; call it about once a second.

@@ -1615,8 +1615,8 @@ static inline int notice__record_ok(const notice_board *b, const unsigned char *
 }
 
 /* dst[0, 257) = the first len bytes of src, then zeros. src has 256 readable bytes (the content field is at
- * least 256 bytes long). Whole 8-byte words, masked past len: no variable-length clear (which compilers turn
- * into a slow "rep stos" for a 50-byte tail). */
+ * least 256 bytes long), so the copy is of a constant size, which compilers inline as a few vector moves, rather
+ * than a call for len bytes; the bytes past len are then cleared. */
 static inline void notice__copy_content(char *dst, const unsigned char *src, uint32_t len)
 {
     memcpy(dst, src, NOTICE_MAX_CONTENT);
