@@ -216,14 +216,7 @@ func (w *Writer) encodeLocked(recs []board.Record) (changed bool, err error) {
 		if n == m && recs[i] == old[i] {
 			continue
 		}
-		rec := img[at(i):at(i+1)]
-		clear(rec)
-		board.EncodeRecord(rec, &w.hdr, &recs[i])
-		if w.opts.FillExtra != nil {
-			w.opts.FillExtra(rec, &recs[i])
-			board.SealRecord(rec)
-		}
-		w.markDirty(i, i+1)
+		w.encodeAt(img[at(i):at(i+1)], i, &recs[i])
 	}
 	w.recs = slices.Replace(old, p, m-q, mid...)
 	w.imageN = uint32(n)
@@ -318,14 +311,7 @@ func (w *Writer) updateLocked(puts []board.Record, deletes []uint64) (changed bo
 		} else {
 			w.recs[i] = *r
 		}
-		rec := img[at(i):at(i+1)]
-		clear(rec)
-		board.EncodeRecord(rec, &w.hdr, r)
-		if w.opts.FillExtra != nil {
-			w.opts.FillExtra(rec, r)
-			board.SealRecord(rec)
-		}
-		w.markDirty(i, i+1)
+		w.encodeAt(img[at(i):at(i+1)], i, r)
 		changed = true
 	}
 	if changed {
@@ -333,6 +319,17 @@ func (w *Writer) updateLocked(puts []board.Record, deletes []uint64) (changed bo
 		w.shown = false
 	}
 	return changed, nil
+}
+
+// encodeAt encodes r as record i of the image, into rec (its bytes), and marks it changed.
+func (w *Writer) encodeAt(rec []byte, i int, r *board.Record) {
+	clear(rec)
+	board.EncodeRecord(rec, &w.hdr, r)
+	if w.opts.FillExtra != nil {
+		w.opts.FillExtra(rec, r)
+		board.SealRecord(rec)
+	}
+	w.markDirty(i, i+1)
 }
 
 // slotState is what a writer knows of one slot: Writer.written.
