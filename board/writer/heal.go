@@ -135,28 +135,29 @@ func (w *Writer) recoverLocked(fault error) (uint64, error) {
 // mapping (guardMapping: mlock, which allocates every page of the region the truncation dropped, a millisecond
 // for 4 MiB): readers hold the set again before that, not after. restored: restoreLocked succeeded.
 func (w *Writer) restoreRepublishLocked() (restored bool, v uint64, err error) {
-	if err = w.restoreLocked(); err == nil {
+	remapped, err := w.restoreLocked()
+	if err == nil {
 		restored = true
 		v, err = w.republishLocked()
 	}
-	if w.mem != nil {
+	if remapped { // not the old mapping, over a file that may still be short: restoreLocked failed before it
 		w.guardMapping()
 	}
 	return restored, v, err
 }
 
 // restoreLocked gives the file its size back, maps it again (the caller guards the mapping: guardMapping) and
-// rewrites the header. The slot of the published
-// version is restored whole from its shadow before anything else, so that the version word, if the truncation
+// rewrites the header; remapped says that it mapped the file again, whether or not what followed succeeded. The
+// slot of the published version is restored whole from its shadow before anything else, so that the version word, if the truncation
 // left it, never names a slot of zeros: a reader on that version sees the slot being written (odd seq: retry)
 // and then whole, never stable garbage it would report as corrupt. The other slot is written whole by the
 // republish that follows. w.mu is held.
-func (w *Writer) restoreLocked() error {
+func (w *Writer) restoreLocked() (remapped bool, err error) {
 	size := w.hdr.RegionSize
 	// Hide the magic before the size comes back: what survived the truncation (the header, a version word) must
 	// not make the file look whole to a reader that opens it before the republish.
 	if _, err := w.f.WriteAt(make([]byte, 8), board.OffMagic); err != nil {
-		return fmt.Errorf("hide the magic: %w", err)
+		return false, fmt.Errorf("hide the magic: %w", err)
 	}
 	w.magicHidden = true
 	cur := w.version & 1
@@ -174,15 +175,15 @@ func (w *Writer) restoreLocked() error {
 		seq |= 1
 		binary.LittleEndian.PutUint64(b[:], seq)
 		if _, err := w.f.WriteAt(b[:], off+board.SlotOffSeq); err != nil {
-			return fmt.Errorf("mark slot %d as being written: %w", cur, err)
+			return false, fmt.Errorf("mark slot %d as being written: %w", cur, err)
 		}
 	}
 	if err := w.f.Truncate(int64(size)); err != nil {
-		return fmt.Errorf("size to %d bytes: %w", size, err)
+		return false, fmt.Errorf("size to %d bytes: %w", size, err)
 	}
 	w.unmap()
 	if err := w.mmap(w.f, size); err != nil {
-		return err
+		return false, err
 	}
 	if restore {
 		err := catching(func() error {
@@ -197,10 +198,10 @@ func (w *Writer) restoreLocked() error {
 			return nil
 		})
 		if err != nil {
-			return fmt.Errorf("restore slot %d of version %d: %w", cur, w.version, err)
+			return true, fmt.Errorf("restore slot %d of version %d: %w", cur, w.version, err)
 		}
 	}
-	return w.rewriteLocked(false)
+	return true, w.rewriteLocked(false)
 }
 
 // rewriteLocked rewrites the static header with its magic hidden and forgets the slots' shadows, so that the next
