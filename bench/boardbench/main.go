@@ -682,12 +682,7 @@ func num(m map[string]any, k string) float64 {
 }
 
 func pct(xs []float64, p float64) float64 {
-	if len(xs) == 0 {
-		return 0
-	}
-	s := slices.Sorted(slices.Values(xs))
-	i := int(p / 100 * float64(len(s)-1))
-	return s[i]
+	return benchfmt.Percentile(slices.Sorted(slices.Values(xs)), p)
 }
 
 func ns(v float64) string  { return fmt.Sprintf("%.2f ns", v) }

@@ -93,7 +93,7 @@ func (rep *report) markdown() string {
 	p("|---|---|---|---|---|---|---|---|---|\n")
 	for _, ph := range rep.fanout() {
 		p("| %s %s (%d × %s) | %d + %d | %s | %s | %s · %s | %s / %s | %s / %s | %s | %.2f |\n",
-			count(ph.readers), langName(ph.lang), ph.procs, count(ph.readers/ph.procs), ph.rounds/2, ph.rounds/2,
+			benchfmt.Count(ph.readers), langName(ph.lang), ph.procs, benchfmt.Count(ph.readers/ph.procs), ph.rounds/2, ph.rounds/2,
 			tri(ph.last[modeBoard]), tri(ph.last[modeBare]),
 			benchfmt.Ratio(pct(ph.last[modeBoard], 50), pct(ph.last[modeBare], 50)), benchfmt.Ratio(pct(ph.last[modeBoard], 99), pct(ph.last[modeBare], 99)),
 			us(pct(ph.median[modeBoard], 50)), us(pct(ph.median[modeBoard], 99)),
@@ -129,12 +129,12 @@ func (rep *report) markdown() string {
 	for _, ph := range rep.fanout() {
 		lo, hi := slices.Min(ph.woken), slices.Max(ph.woken)
 		p("| %s %s | %s / %s | %s / %s | %s · %s | %s / %s | %s / %s | %s | %s / %s |\n",
-			count(ph.readers), langName(ph.lang), us(pct(ph.publish[modeBoard], 50)), us(pct(ph.publish[modeBoard], 99)),
+			benchfmt.Count(ph.readers), langName(ph.lang), us(pct(ph.publish[modeBoard], 50)), us(pct(ph.publish[modeBoard], 99)),
 			us(pct(rep.idle.publish[modeBoard], 50)), us(pct(rep.idle.publish[modeBoard], 99)),
 			benchfmt.Ratio(pct(ph.publish[modeBoard], 50), pct(rep.idle.publish[modeBoard], 50)),
 			benchfmt.Ratio(pct(ph.publish[modeBoard], 99), pct(rep.idle.publish[modeBoard], 99)),
 			us(pct(ph.wake, 50)), us(pct(ph.wake, 99)), us(pct(rep.idle.wake, 50)), us(pct(rep.idle.wake, 99)),
-			benchfmt.Ratio(pct(ph.wake, 50), pct(rep.idle.wake, 50)), count(lo), count(hi))
+			benchfmt.Ratio(pct(ph.wake, 50), pct(rep.idle.wake, 50)), benchfmt.Count(lo), benchfmt.Count(hi))
 	}
 	p("\nReaders that saw a publish without having slept (board / bare, of readers × publishes): ")
 	for i, ph := range rep.phases {
@@ -145,7 +145,7 @@ func (rep *report) markdown() string {
 		if ph.awake {
 			awake = ", CPU awake"
 		}
-		p("%s %s readers%s %d / %d of %s", count(ph.readers), langName(ph.lang), awake, ph.notSlept[modeBoard], ph.notSlept[modeBare], count(ph.readers*ph.rounds/2))
+		p("%s %s readers%s %d / %d of %s", benchfmt.Count(ph.readers), langName(ph.lang), awake, ph.notSlept[modeBoard], ph.notSlept[modeBare], benchfmt.Count(ph.readers*ph.rounds/2))
 	}
 	worst := func(n int) string { return ordinal(n - int(0.99*float64(n-1))) }
 	p(". p99 over 100 publishes is the %s-worst one, over 1,000 the %s-worst.\n\n", worst(100), worst(1000))
@@ -205,7 +205,7 @@ func (rep *report) bounds(p func(string, ...any)) {
 			"takes p50 %s for %s waiters, against %s with none), and the woken threads share %d CPUs, so the last reader "+
 			"is served about N × (wake + its snapshot) after the publish: p50 %s a reader with the board, %s bare. The "+
 			"writer blocks in that FUTEX_WAKE for the whole fan-out (its `Publish` p50 %s, against %s with no reader).",
-			count(last.readers), us(pct(last.wake, 50)/float64(last.readers)), us(pct(last.wake, 50)), count(last.readers),
+			benchfmt.Count(last.readers), us(pct(last.wake, 50)/float64(last.readers)), us(pct(last.wake, 50)), benchfmt.Count(last.readers),
 			us(pct(rep.idle.wake, 50)), runtime.NumCPU(),
 			us(pct(last.last[modeBoard], 50)/float64(last.readers)), us(pct(last.last[modeBare], 50)/float64(last.readers)),
 			us(pct(last.publish[modeBoard], 50)), us(pct(rep.idle.publish[modeBoard], 50)))
@@ -242,11 +242,7 @@ func (rep *report) raw() string {
 
 // pct is the p-th percentile (nearest rank below), p in [0, 100]; 0 for no samples.
 func pct(xs []float64, p float64) float64 {
-	if len(xs) == 0 {
-		return 0
-	}
-	s := slices.Sorted(slices.Values(xs))
-	return s[int(p/100*float64(len(s)-1))]
+	return benchfmt.Percentile(slices.Sorted(slices.Values(xs)), p)
 }
 
 // tri is "p50 / p99 / max" of xs (ns) in µs.
@@ -263,15 +259,6 @@ func us(ns float64) string {
 	default:
 		return fmt.Sprintf("%.2f µs", ns/1e3)
 	}
-}
-
-// count prints n with thousands separators.
-func count(n int) string {
-	s := strconv.Itoa(n)
-	for i := len(s) - 3; i > 0; i -= 3 {
-		s = s[:i] + "," + s[i:]
-	}
-	return s
 }
 
 func ordinal(n int) string {

@@ -569,11 +569,11 @@ func report(all []sample, base, phase window, rl []reloadRun, rs []restartRun, p
 		*clients, connsName(), *reqTimeout)
 	fmt.Println("|---|---|---|---|---|---|---|")
 	fmt.Printf("| baseline, no reload (%.1f s) | %.0f | %s | %s | %s | %s | %d (%d / %d) |\n", (base.to - base.from).Seconds(), bs.perSec,
-		ms(pct(bs.lat, 50)), ms(pct(bs.lat, 99)), ms(last(bs.lat)), ms(bs.maxGap), bs.nFailed, bs.byMode[1], bs.byMode[0])
+		ms(benchfmt.Percentile(bs.lat, 50)), ms(benchfmt.Percentile(bs.lat, 99)), ms(last(bs.lat)), ms(bs.maxGap), bs.nFailed, bs.byMode[1], bs.byMode[0])
 	fmt.Printf("| during the reloads (%.1f s) | %.0f | %s | %s | %s | %s | %d (%d / %d) |\n", (phase.to - phase.from).Seconds(), ps.perSec,
-		ms(pct(ps.lat, 50)), ms(pct(ps.lat, 99)), ms(last(ps.lat)), ms(ps.maxGap), ps.nFailed, ps.byMode[1], ps.byMode[0])
+		ms(benchfmt.Percentile(ps.lat, 50)), ms(benchfmt.Percentile(ps.lat, 99)), ms(last(ps.lat)), ms(ps.maxGap), ps.nFailed, ps.byMode[1], ps.byMode[0])
 	fmt.Printf("| during / baseline | %.2f | %.2f | %.2f | %.2f | %.2f | |\n", ps.perSec/bs.perSec,
-		ratio(pct(ps.lat, 50), pct(bs.lat, 50)), ratio(pct(ps.lat, 99), pct(bs.lat, 99)), ratio(last(ps.lat), last(bs.lat)), ratio(ps.maxGap, bs.maxGap))
+		ratio(benchfmt.Percentile(ps.lat, 50), benchfmt.Percentile(bs.lat, 50)), ratio(benchfmt.Percentile(ps.lat, 99), benchfmt.Percentile(bs.lat, 99)), ratio(last(ps.lat), last(bs.lat)), ratio(ps.maxGap, bs.maxGap))
 
 	fmt.Println()
 	fmt.Printf("| cold restart under load (clients retry %v after a failure) | SIGTERM → exit | exec → serving (READY=1) | SIGTERM → first publish by the new daemon | API gone (longest gap) | failed requests | refused / socket missing / reset / other |\n", *retryAfter)
@@ -603,10 +603,10 @@ func report(all []sample, base, phase window, rl []reloadRun, rs []restartRun, p
 	fmt.Println("| reload vs cold restart, same daemon, same load | reload | cold restart | reload / cold |")
 	fmt.Println("|---|---|---|---|")
 	fmt.Printf("| API unavailable per event (longest gap between successful publishes), p50 | %s | %s | %.2f |\n",
-		ms(pct(relGap, 50)), ms(pct(coldGap, 50)), ratio(pct(relGap, 50), pct(coldGap, 50)))
+		ms(benchfmt.Percentile(relGap, 50)), ms(benchfmt.Percentile(coldGap, 50)), ratio(benchfmt.Percentile(relGap, 50), benchfmt.Percentile(coldGap, 50)))
 	fmt.Printf("| API unavailable per event, max | %s | %s | %.2f |\n", ms(last(relGap)), ms(last(coldGap)), ratio(last(relGap), last(coldGap)))
 	fmt.Printf("| until the new worker serves, p50 (reload: the supervisor's duration; cold: SIGTERM → first publish) | %s | %s | %.2f |\n",
-		ms(pct(supDur, 50)), ms(pct(coldBack, 50)), ratio(pct(supDur, 50), pct(coldBack, 50)))
+		ms(benchfmt.Percentile(supDur, 50)), ms(benchfmt.Percentile(coldBack, 50)), ratio(benchfmt.Percentile(supDur, 50), benchfmt.Percentile(coldBack, 50)))
 	relMean, coldMean := float64(ps.nFailed)/float64(len(rl)), float64(coldFailed)/float64(len(rs))
 	fmt.Printf("| failed requests per event (total) | %.2f (%d) | %.2f (%d) | %.3f |\n", relMean, ps.nFailed, coldMean, coldFailed, relMean/coldMean)
 
@@ -624,11 +624,11 @@ func report(all []sample, base, phase window, rl []reloadRun, rs []restartRun, p
 				xs = append(xs, f(p))
 			}
 			slices.Sort(xs)
-			return ms(pct(xs, 50))
+			return ms(benchfmt.Percentile(xs, 50))
 		}
 		fmt.Printf("In this run (p50): to standby %s, drain %s, take-over %s; the API paused %s per reload, %s per cold restart.\n",
 			med(func(p phases) time.Duration { return p.spawn }), med(func(p phases) time.Duration { return p.drain }),
-			med(func(p phases) time.Duration { return p.takeOver }), ms(pct(relGap, 50)), ms(pct(coldGap, 50)))
+			med(func(p phases) time.Duration { return p.takeOver }), ms(benchfmt.Percentile(relGap, 50)), ms(benchfmt.Percentile(coldGap, 50)))
 	}
 
 	printFailures(all, []namedWindow{{"baseline", []window{base}}, {"reloads", []window{phase}}, {"cold restarts", restartWindows}})
@@ -716,14 +716,7 @@ func firstSuccessAfter(all []sample, t time.Duration) (time.Duration, bool) {
 
 func row3(name string, xs []time.Duration) {
 	xs = slices.Sorted(slices.Values(xs))
-	fmt.Printf("| %s | %s | %s | %s |\n", name, ms(pct(xs, 50)), ms(pct(xs, 99)), ms(last(xs)))
-}
-
-func pct(xs []time.Duration, p float64) time.Duration {
-	if len(xs) == 0 {
-		return 0
-	}
-	return xs[int(p/100*float64(len(xs)-1))]
+	fmt.Printf("| %s | %s | %s | %s |\n", name, ms(benchfmt.Percentile(xs, 50)), ms(benchfmt.Percentile(xs, 99)), ms(last(xs)))
 }
 
 func last(xs []time.Duration) time.Duration {

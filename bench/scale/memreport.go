@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/announcementd/announcementd/internal/benchfmt"
 )
 
 func mib(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
@@ -136,7 +138,7 @@ func (rep *report) futexMarkdown(b *strings.Builder) {
 				ratio = fmt.Sprintf("%.0f×", float64(p50)/float64(f50))
 			}
 		}
-		p("| %v | %s (%s) | %s | %d | %s / %s | %s | %s |\n", r.w, count(r.clients), r.mode, futexCells(r), n,
+		p("| %v | %s (%s) | %s | %d | %s / %s | %s | %s |\n", r.w, benchfmt.Count(r.clients), r.mode, futexCells(r), n,
 			usOK(quant(r.apiLat, 0.5), true), usOK(quant(r.apiLat, 0.99), true), poll, ratio)
 	}
 }
@@ -160,12 +162,12 @@ func (rep *report) memMarkdown(b *strings.Builder) {
 		p("**Against the set**: a fresh daemon, no client; read 2 s after it started and then after each set size "+
 			"(10 publishes at 10/s and 2 s after them), the sizes in ascending order. Its board: %s bytes, capacity %s "+
 			"announcements (the daemon's default --shm-size is 4 MiB, 6,547 announcements of the default stride), %s.\n\n",
-			count(int(g[0].size)), count(g[0].capacity), locked)
+			benchfmt.Count(int(g[0].size)), benchfmt.Count(g[0].capacity), locked)
 		p("| announcements | supervisor VmRSS | supervisor Pss | worker VmRSS | worker: anon / file / shmem | worker Pss | worker Pss: anon / shmem |\n|---|---|---|---|---|---|---|\n")
 		for _, pt := range g {
 			s, _ := pt.mem.of("supervisor")
 			w, _ := pt.mem.of("worker")
-			name := count(pt.set)
+			name := benchfmt.Count(pt.set)
 			if pt.set == 0 {
 				name = "0 (just started)"
 			}
@@ -186,7 +188,7 @@ func (rep *report) memMarkdown(b *strings.Builder) {
 					"Go's heap, the model, the store's and the encoder's buffers; a board record is 320 bytes) and its file "+
 					"part by %s (%.2f KiB per announcement: the store's file, which bbolt maps, beside the binary); the board "+
 					"(shmem): %s then %s%s. The supervisor does not hold the set.\n",
-					count(a.set), count(z.set), mib(wz.RssAnon-wa.RssAnon), float64(wz.RssAnon-wa.RssAnon)/1024/n,
+					benchfmt.Count(a.set), benchfmt.Count(z.set), mib(wz.RssAnon-wa.RssAnon), float64(wz.RssAnon-wa.RssAnon)/1024/n,
 					mib(wz.RssFile-wa.RssFile), float64(wz.RssFile-wa.RssFile)/1024/n, mib(wa.RssShmem), mib(wz.RssShmem), lockedNote)
 			}
 		}
@@ -197,7 +199,7 @@ func (rep *report) memMarkdown(b *strings.Builder) {
 	for _, r := range rep.shm {
 		s, _ := r.srvMem.of("supervisor")
 		w, _ := r.srvMem.of("worker")
-		p("| %v | %s (%s) | %s / %s | %s | %s | %s |\n", r.w, count(r.clients), r.mode, mib(s.VmRSS), mib(s.Pss), mib(w.VmRSS), split3(w), mib(w.Pss))
+		p("| %v | %s (%s) | %s / %s | %s | %s | %s |\n", r.w, benchfmt.Count(r.clients), r.mode, mib(s.VmRSS), mib(s.Pss), mib(w.VmRSS), split3(w), mib(w.Pss))
 	}
 	for _, s := range rep.http {
 		if s.best < 0 {
@@ -206,7 +208,7 @@ func (rep *report) memMarkdown(b *strings.Builder) {
 		t := s.trials[s.best]
 		if m, ok := t.srvMem.of("HTTP server"); ok {
 			p("\nThe HTTP baseline's server at %v, %s clients (its most within the target): VmRSS %s (anon %s), Pss %s.\n",
-				s.w, count(t.clients), mib(m.VmRSS), mib(m.RssAnon), mib(m.Pss))
+				s.w, benchfmt.Count(t.clients), mib(m.VmRSS), mib(m.RssAnon), mib(m.Pss))
 		}
 	}
 	p("\n**The readers**, per process (the simulated clients share a process's memory; a real client would be a " +
@@ -238,7 +240,7 @@ func (rep *report) memMarkdown(b *strings.Builder) {
 			if l == "futex" {
 				lang = "Go futex waiter"
 			}
-			p("| %s | %s | %s | %s | %s | %s | %s |\n", name, lang, count(rm.procs), count(rm.clients/rm.procs),
+			p("| %s | %s | %s | %s | %s | %s | %s |\n", name, lang, benchfmt.Count(rm.procs), benchfmt.Count(rm.clients/rm.procs),
 				mib(avg.VmRSS), split3(avg), mib(avg.Pss))
 		}
 	}

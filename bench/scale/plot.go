@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/announcementd/announcementd/bench/scale/internal/sim"
+	"github.com/announcementd/announcementd/internal/benchfmt"
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/vg"
@@ -182,7 +183,7 @@ func (rep *report) latencyPlot(w workload, path string) error {
 		m, missing := r.lat()
 		at, frac := m.CDF(missing)
 		p50, ok := r.quantile(0.5)
-		name := fmt.Sprintf("board, %s poller, %s copies (%s clients), p50 %s", dur(*interval), r.mode, count(r.clients), msOK(p50, ok))
+		name := fmt.Sprintf("board, %s poller, %s copies (%s clients), p50 %s", dur(*interval), r.mode, benchfmt.Count(r.clients), msOK(p50, ok))
 		if err := cdfLine(p, i+1, name, at, frac); err != nil {
 			return err
 		}
@@ -200,7 +201,7 @@ func (rep *report) latencyPlot(w workload, path string) error {
 	m, missing := t.lat()
 	at, frac = m.CDF(missing)
 	p50, ok := t.quantile(0.5)
-	if err := cdfLine(p, 3, fmt.Sprintf("HTTP, %s poller (%s clients, its most within the target), p50 %s", dur(*interval), count(t.clients), msOK(p50, ok)), at, frac); err != nil {
+	if err := cdfLine(p, 3, fmt.Sprintf("HTTP, %s poller (%s clients, its most within the target), p50 %s", dur(*interval), benchfmt.Count(t.clients), msOK(p50, ok)), at, frac); err != nil {
 		return err
 	}
 	// The target, a vertical line.
@@ -365,7 +366,7 @@ func (ticks125) Ticks(lo, hi float64) []plot.Tick {
 // tickLabel prints a tick's value: integers with thousands separators, fractions as they are.
 func tickLabel(v float64) string {
 	if v >= 1 && v == math.Trunc(v) {
-		return count(int(v))
+		return benchfmt.Count(int(v))
 	}
 	return strconv.FormatFloat(v, 'g', -1, 64)
 }

@@ -129,24 +129,12 @@ func dur(d time.Duration) string {
 
 func pct(x float64) string { return fmt.Sprintf("%.2f%%", 100*x) }
 
-func count(n int) string {
-	s := fmt.Sprint(n)
-	var b strings.Builder
-	for i, c := range s {
-		if i > 0 && (len(s)-i)%3 == 0 {
-			b.WriteByte(',')
-		}
-		b.WriteRune(c)
-	}
-	return b.String()
-}
-
 func big(x float64) string {
 	switch {
 	case x >= 1e6:
 		return fmt.Sprintf("%.1f million", x/1e6)
 	case x >= 1e4:
-		return count(int(x + 0.5))
+		return benchfmt.Count(int(x + 0.5))
 	}
 	return fmt.Sprintf("%.0f", x)
 }
@@ -167,7 +155,7 @@ func (rep *report) markdown() string {
 	var b strings.Builder
 	p := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
 	iv, tg := *interval, *target
-	p("## Scale: %s clients polling the board, against HTTP polling\n\n", count(*clients))
+	p("## Scale: %s clients polling the board, against HTTP polling\n\n", benchfmt.Count(*clients))
 	p("%s. Reproduce with `make scale` (it runs `%s`); this run: %s, %.0f s. Load average (it counts this command's own processes "+
 		"too) before %s, after %s; how much other work shared the machine is in the \"host\" columns. Raw figures: [bench/scale.txt](bench/scale.txt).\n\n",
 		benchfmt.Machine(), rep.command(), rep.started.UTC().Format("2006-01-02 15:04 UTC"), rep.elapsed.Seconds(), rep.loadBefore, rep.loadAfter)
@@ -192,7 +180,7 @@ func (rep *report) markdown() string {
 		"it holds a verified snapshot showing that publish; latency is the difference, for every (client, publish) pair "+
 		"(a client that skipped a publish counts it from the later one). The real-process point below runs one process per "+
 		"client instead.\n\n",
-		count(*clients), count(*clients), len(mix(*clients)), min(*cProcs, *clients), min(*goProcs, *clients), *pyProcs, dur(iv), dur(iv))
+		benchfmt.Count(*clients), benchfmt.Count(*clients), len(mix(*clients)), min(*cProcs, *clients), min(*goProcs, *clients), *pyProcs, dur(iv), dur(iv))
 
 	// Headline.
 	p("### Clients per server core\n\n")
@@ -214,8 +202,8 @@ func (rep *report) markdown() string {
 		t := s.trials[s.best]
 		hc, _ := t.serverCores()
 		httpPerCore := float64(t.clients) / hc
-		p("| %v | %s | %s | %s | %s | %s / %s | ≥ %s | %s |\n", s.w, count(t.clients), pct(hc), big(httpPerCore),
-			count(*clients), pct(c1), pct(c2), big(boardPerCore), floorRatio(boardPerCore, httpPerCore))
+		p("| %v | %s | %s | %s | %s | %s / %s | ≥ %s | %s |\n", s.w, benchfmt.Count(t.clients), pct(hc), big(httpPerCore),
+			benchfmt.Count(*clients), pct(c1), pct(c2), big(boardPerCore), floorRatio(boardPerCore, httpPerCore))
 	}
 	p("\nThe board's figure is a floor: the daemon's CPU did not grow with the clients (next table), so the client count "+
 		"is bounded by the readers' own CPU, not by the server's. On this one host the readers and the server share the "+
@@ -231,20 +219,20 @@ func (rep *report) markdown() string {
 			continue
 		}
 		t, o := s.trials[s.best], ownS.trials[ownS.best]
-		shared := fmt.Sprintf("≥ %s (p99 %s)", count(sh.clients), msQ(sh, 0.99))
+		shared := fmt.Sprintf("≥ %s (p99 %s)", benchfmt.Count(sh.clients), msQ(sh, 0.99))
 		if sh.verdict(iv, tg) != "" {
-			shared = fmt.Sprintf("< %s (%s)", count(sh.clients), sh.verdict(iv, tg))
+			shared = fmt.Sprintf("< %s (%s)", benchfmt.Count(sh.clients), sh.verdict(iv, tg))
 		}
 		tot := func(r *result) string {
 			c, _ := r.serverCores()
 			return fmt.Sprintf("%.3f%%", 100*(c+r.readerCores(""))/(float64(r.clients)/1000))
 		}
-		p("| %v | %s | %s | %s | %s | %s / %s / %s |\n", s.w, shared, count(o.clients), count(t.clients),
+		p("| %v | %s | %s | %s | %s | %s / %s / %s |\n", s.w, shared, benchfmt.Count(o.clients), benchfmt.Count(t.clients),
 			benchfmt.Ratio(float64(o.clients), float64(t.clients)), tot(sh), tot(o), tot(t))
 	}
 
 	// Daemon CPU.
-	p("\n### The daemon's CPU with 0 and %s clients\n\n", count(*clients))
+	p("\n### The daemon's CPU with 0 and %s clients\n\n", benchfmt.Count(*clients))
 	p("%% of one core over the window, schedstat (utime+stime from /proc/PID/stat in brackets, 10 ms ticks); the " +
 		"publish request's time at the API (the store's fsync included) beside it. The clients never talk to the daemon. " +
 		"At a few percent of a core at most, a few tenths of a point either way is the daemon's own variation (Go's " +
@@ -255,7 +243,7 @@ func (rep *report) markdown() string {
 			"wake-up is in both columns.", *waiters)
 	}
 	p("\n\n")
-	p("| workload | publishes | 0 clients | %s, shared copies | ratio | %s, own copies | ratio | publish request p50 / p99: 0 clients → own copies |\n", count(*clients), count(*clients))
+	p("| workload | publishes | 0 clients | %s, shared copies | ratio | %s, own copies | ratio | publish request p50 / p99: 0 clients → own copies |\n", benchfmt.Count(*clients), benchfmt.Count(*clients))
 	p("|---|---|---|---|---|---|---|---|\n")
 	for _, w := range rep.workloads() {
 		z, sh, own := rep.find(w, "none"), rep.find(w, "shared"), rep.find(w, "own")
@@ -275,7 +263,7 @@ func (rep *report) markdown() string {
 	}
 
 	// Latency.
-	p("\n### Publish → observe latency and the readers' cost, %s clients\n\n", count(*clients))
+	p("\n### Publish → observe latency and the readers' cost, %s clients\n\n", benchfmt.Count(*clients))
 	p("Over every (client, publish) pair. Target: p99 ≤ %s (one poll interval plus a little). \"polls\": polls made / "+
 		"polls due (below 100%%: the processes fell behind); \"lag\": how late a poll ran against its schedule, p99. "+
 		"\"host\": the machine's busy cores during the run (in brackets: cores of work that was not this run's).\n\n", dur(tg))
@@ -327,7 +315,7 @@ func (rep *report) markdown() string {
 			if ok {
 				snap = fmt.Sprintf("%.1f", m)
 			}
-			p("| %v | %s | %s | %.3f%% / %.3f%% | %s | %s / %s |\n", w, langName[l], count(own.clientsIn(l)), sh.perK(l),
+			p("| %v | %s | %s | %.3f%% / %.3f%% | %s | %s / %s |\n", w, langName[l], benchfmt.Count(own.clientsIn(l)), sh.perK(l),
 				own.perK(l), snap, msLang(sh, l, 0.99), msLang(own, l, 0.99))
 		}
 	}
@@ -337,13 +325,13 @@ func (rep *report) markdown() string {
 		re, si := rep.realPoint[0], rep.realPoint[1]
 		p("\n### Real processes against simulated clients\n\n")
 		p("The same %s clients, %v, own copies: one C process per client (each sleeps until its phase, polls, and "+
-			"copies when the version changed), then one C process simulating them all.\n\n", count(re.clients), re.w)
+			"copies when the version changed), then one C process simulating them all.\n\n", benchfmt.Count(re.clients), re.w)
 		p("| | processes | p50 | p99 | max | polls | reader CPU per 1,000 clients | reader CPU per snapshot (polls and wake-ups included) |\n|---|---|---|---|---|---|---|---|\n")
 		for _, x := range []struct {
 			name string
 			r    *result
 		}{{"real processes", re}, {"simulated", si}} {
-			p("| %s | %s | %s | %.0f%% | %.3f%% | %.1f µs |\n", x.name, count(len(x.r.specs)), latCells(x.r),
+			p("| %s | %s | %s | %.0f%% | %.3f%% | %.1f µs |\n", x.name, benchfmt.Count(len(x.r.specs)), latCells(x.r),
 				100*x.r.pollRatio(iv), x.r.perK(""), x.r.cpuPerSnap(""))
 		}
 		rp99, _ := re.quantile(0.99)
@@ -423,10 +411,10 @@ func (rep *report) searchTable(b *strings.Builder, s *search, http bool) {
 		host := fmt.Sprintf("%.2f (%.2f)", busy, others)
 		if http {
 			polls := t.pollsPerSec("")
-			p("| %s | %s | %.0f%% | %s | %s | %.1f | %.2f | %s | %s | %s |\n", count(t.clients), latCells(t), 100*t.pollRatio(*interval),
+			p("| %s | %s | %.0f%% | %s | %s | %.1f | %.2f | %s | %s | %s |\n", benchfmt.Count(t.clients), latCells(t), 100*t.pollRatio(*interval),
 				big(polls), pct(sc), 1e6*sc/max(polls, 1), t.readerCores(""), big(t.snapsPerSec("")), host, verdict)
 		} else {
-			p("| %s | %s | %.0f%% | %s | %.2f | %s | %s | %s |\n", count(t.clients), latCells(t), 100*t.pollRatio(*interval),
+			p("| %s | %s | %.0f%% | %s | %.2f | %s | %s | %s |\n", benchfmt.Count(t.clients), latCells(t), 100*t.pollRatio(*interval),
 				pct(sc), t.readerCores(""), big(t.snapsPerSec("")), host, verdict)
 		}
 	}
@@ -449,7 +437,7 @@ func (rep *report) bounds(b *strings.Builder) {
 			"the board) and its housekeeping (heartbeat, the region checks): %s of a core with no client at %v, %s with %s "+
 			"clients taking their own copies. Readers never call it; they only load a word it writes. With own copies the "+
 			"readers keep the host's cores busy, so its requests wait for a CPU (the publish request's p99 in the daemon "+
-			"table), while its CPU stays the same.\n", pct(zc), w, pct(oc), count(own.clients))
+			"table), while its CPU stays the same.\n", pct(zc), w, pct(oc), benchfmt.Count(own.clients))
 		p50, _ := sh.quantile(0.5)
 		p99, _ := sh.quantile(0.99)
 		lag, _ := sh.lag().Quantile(0.99, 0)
@@ -469,7 +457,7 @@ func (rep *report) bounds(b *strings.Builder) {
 			n := s.trials[s.best].clients
 			capacity = fmt.Sprintf(" Within the target: %s clients taking their own copies (the search), whose copies of "+
 				"one publish take %s × %.1f µs ≈ %.0f ms of CPU, against the %.0f ms the host's %d cores have in one %s poll "+
-				"interval.", count(n), count(n), snap, float64(n)*snap/1e3, float64(runtime.NumCPU())*float64(*interval)/1e6,
+				"interval.", benchfmt.Count(n), benchfmt.Count(n), snap, float64(n)*snap/1e3, float64(runtime.NumCPU())*float64(*interval)/1e6,
 				runtime.NumCPU(), dur(*interval))
 		}
 		p("- **Latency with own copies** is the CPU the copies take: each client verifies its own snapshot "+
@@ -477,7 +465,7 @@ func (rep *report) bounds(b *strings.Builder) {
 			"%s clients × ~%.1f µs ≈ %.2f CPU-seconds, and the last client has it only once the host's %d cores have "+
 			"done them all: p99 %s here. The readers took %s snapshots/s, what the host had to give; the verification's "+
 			"throughput (boardbench: about 2 GB/s per core) is what bounds it, and it grows with the set's size.%s\n",
-			strings.Join(parts, ", "), w, count(own.clients), snap, float64(own.clients)*snap/1e6, runtime.NumCPU(), ms(o99),
+			strings.Join(parts, ", "), w, benchfmt.Count(own.clients), snap, float64(own.clients)*snap/1e6, runtime.NumCPU(), ms(o99),
 			big(own.snapsPerSec("")), capacity)
 		for _, w2 := range ws[1:] {
 			own2, sh2 := rep.find(w2, "own"), rep.find(w2, "shared")
@@ -488,16 +476,16 @@ func (rep *report) bounds(b *strings.Builder) {
 			p99b, _ := own2.quantile(0.99)
 			capacity2 := ""
 			if s := rep.ownSearch(w2); s != nil && s.best >= 0 {
-				capacity2 = fmt.Sprintf("; within the target, %s clients", count(s.trials[s.best].clients))
+				capacity2 = fmt.Sprintf("; within the target, %s clients", benchfmt.Count(s.trials[s.best].clients))
 			}
 			p("  At %v a snapshot is %s bytes and costs ~%.0f µs: %s own copies of one publish are %.0f CPU-seconds, "+
 				"more than %.0f s of the whole host, and the p99 is %s%s. Own copies of a large set at this scale need "+
-				"many more cores, or shared copies.\n", w2, count(64+320*w2.set), snap2, count(own2.clients),
+				"many more cores, or shared copies.\n", w2, benchfmt.Count(64+320*w2.set), snap2, benchfmt.Count(own2.clients),
 				float64(own2.clients)*snap2/1e6, float64(own2.clients)*snap2/1e6/float64(runtime.NumCPU()), ms(p99b), capacity2)
 		}
 		p("- **Reader CPU per 1,000 clients** with shared copies is the polls: 1,000 clients make %s version loads a "+
 			"second, a few ns each in C and Go, a system call each in Python (its reader reads with pread); the wheel's "+
-			"wake-ups and bookkeeping dominate (the language table).\n", count(int(1000*float64(time.Second)/float64(*interval))))
+			"wake-ups and bookkeeping dominate (the language table).\n", benchfmt.Count(int(1000*float64(time.Second)/float64(*interval))))
 	}
 	for _, s := range rep.http {
 		if s.best < 0 {
@@ -514,7 +502,7 @@ func (rep *report) bounds(b *strings.Builder) {
 		for i, x := range s.trials {
 			if !s.pass[i] && x.clients > t.clients && (nextT == nil || x.clients < nextT.clients) {
 				busy, _ := x.host()
-				nextT, next = x, fmt.Sprintf("%s clients, missed it (%s) with %.2f of the host's %d cores busy", count(x.clients),
+				nextT, next = x, fmt.Sprintf("%s clients, missed it (%s) with %.2f of the host's %d cores busy", benchfmt.Count(x.clients),
 					s.why[i], busy, runtime.NumCPU())
 			}
 		}
@@ -529,7 +517,7 @@ func (rep *report) bounds(b *strings.Builder) {
 			"set), and by the burst after each publish: every client fetches the set within one poll interval, %s bytes "+
 			"a body, %.1f MB for %s clients. The server and its clients share the host's %d cores and the requests queue for "+
 			"them before they are busy on average: the next trial, %s.\n", s.w, 1e6*sc/max(polls, 1), big(polls),
-			count(t.clients), pct(sc), count(int(perBody)), perBody*float64(t.clients)/1e6, count(t.clients), runtime.NumCPU(), next)
+			benchfmt.Count(t.clients), pct(sc), benchfmt.Count(int(perBody)), perBody*float64(t.clients)/1e6, benchfmt.Count(t.clients), runtime.NumCPU(), next)
 	}
 }
 

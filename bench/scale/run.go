@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/announcementd/announcementd/bench/scale/internal/sim"
+	"github.com/announcementd/announcementd/internal/benchfmt"
 	"github.com/announcementd/announcementd/internal/procfs"
 	"github.com/announcementd/announcementd/internal/proctest"
 	"github.com/announcementd/announcementd/wire"
@@ -30,7 +31,7 @@ type workload struct {
 }
 
 func (w workload) String() string {
-	return fmt.Sprintf("%s announcements, %g publish/s", count(w.set), w.rate)
+	return fmt.Sprintf("%s announcements, %g publish/s", benchfmt.Count(w.set), w.rate)
 }
 
 func (w workload) key() string { return fmt.Sprintf("set=%d/rate=%g", w.set, w.rate) }

@@ -218,7 +218,7 @@ func throughput(noSync bool, clients, set int) (result, error) {
 	}
 	elapsed, cpu := time.Since(start), procfs.SelfCPU()-cpu0
 	slices.Sort(lat)
-	return result{ops: float64(len(lat)) / elapsed.Seconds(), p50: pct(lat, 50), p99: pct(lat, 99),
+	return result{ops: float64(len(lat)) / elapsed.Seconds(), p50: benchfmt.Percentile(lat, 50), p99: benchfmt.Percentile(lat, 99),
 		cpu: cpu / time.Duration(max(1, len(lat))), versions: float64(e.w.Version()-v0) / float64(max(1, len(lat)))}, nil
 }
 
@@ -226,13 +226,6 @@ func throughput(noSync bool, clients, set int) (result, error) {
 func (r result) raw(name string) {
 	rawLine("%s 1 %.0f publishes/s %d p50-ns %d p99-ns %d cpu-ns/publish %.3f versions/publish", name, r.ops,
 		r.p50.Nanoseconds(), r.p99.Nanoseconds(), r.cpu.Nanoseconds(), r.versions)
-}
-
-func pct(xs []time.Duration, p float64) time.Duration {
-	if len(xs) == 0 {
-		return 0
-	}
-	return xs[int(p/100*float64(len(xs)-1))]
 }
 
 // lateness schedules n announcements to appear and disappear at spread-out times and measures, from a reader
@@ -441,7 +434,7 @@ func timeEach(d time.Duration, f func(i int) error) (time.Duration, error) {
 		ts = append(ts, time.Since(t))
 	}
 	slices.Sort(ts)
-	return pct(ts, 50), nil
+	return benchfmt.Percentile(ts, 50), nil
 }
 
 // boardCost is the board publish alone, one record of n changed before each publish: a writer.Publisher whose
@@ -565,13 +558,13 @@ func latenessTable() error {
 	}
 	fmt.Fprintln(out, "| scheduling lateness, seen by a futex reader (60 announcements) | p50 | p99 | max |")
 	fmt.Fprintln(out, "|---|---|---|---|")
-	fmt.Fprintf(out, "| appearance | %s | %s | %s |\n", ms(pct(appear, 50)), ms(pct(appear, 99)), ms(appear[len(appear)-1]))
-	fmt.Fprintf(out, "| expiry | %s | %s | %s |\n", ms(pct(expire, 50)), ms(pct(expire, 99)), ms(expire[len(expire)-1]))
+	fmt.Fprintf(out, "| appearance | %s | %s | %s |\n", ms(benchfmt.Percentile(appear, 50)), ms(benchfmt.Percentile(appear, 99)), ms(appear[len(appear)-1]))
+	fmt.Fprintf(out, "| expiry | %s | %s | %s |\n", ms(benchfmt.Percentile(expire, 50)), ms(benchfmt.Percentile(expire, 99)), ms(expire[len(expire)-1]))
 	for _, l := range []struct {
 		name string
 		ds   []time.Duration
 	}{{"appearance", appear}, {"expiry", expire}} {
-		rawLine("BenchmarkLateness/%s 1 %d p50-ns %d p99-ns %d max-ns", l.name, pct(l.ds, 50).Nanoseconds(), pct(l.ds, 99).Nanoseconds(), l.ds[len(l.ds)-1].Nanoseconds())
+		rawLine("BenchmarkLateness/%s 1 %d p50-ns %d p99-ns %d max-ns", l.name, benchfmt.Percentile(l.ds, 50).Nanoseconds(), benchfmt.Percentile(l.ds, 99).Nanoseconds(), l.ds[len(l.ds)-1].Nanoseconds())
 	}
 	return nil
 }

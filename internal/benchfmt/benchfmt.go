@@ -3,12 +3,14 @@
 package benchfmt
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"os"
 	"os/signal"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -64,4 +66,24 @@ func Main(name, cleaned string, run func(context.Context) error) {
 		fmt.Fprintln(os.Stderr, name+":", err)
 		os.Exit(1)
 	}
+}
+
+// Percentile is the p-th percentile of sorted, p in [0, 100]: the element at rank p/100 × (n−1) rounded down (p =
+// 100 is the largest); the zero value when there is none.
+func Percentile[T cmp.Ordered](sorted []T, p float64) T {
+	if len(sorted) == 0 {
+		var zero T
+		return zero
+	}
+	return sorted[int(p/100*float64(len(sorted)-1))]
+}
+
+// Count prints n with its thousands separated by commas (1,000,000).
+func Count(n int) string {
+	s := strconv.Itoa(n)
+	digits := len(strings.TrimPrefix(s, "-"))
+	for i := len(s) - 3; digits > 3; i, digits = i-3, digits-3 {
+		s = s[:i] + "," + s[i:]
+	}
+	return s
 }
