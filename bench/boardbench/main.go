@@ -296,6 +296,32 @@ func openBoth(path string) (b *reader.Board, mem []byte, closeBoth func()) {
 	return b, mem, func() { unix.Munmap(mem); b.Close() }
 }
 
+// limit is the work a verified snapshot cannot do without, on src: one copy into dst, one CRC-32 pass and one
+// UTF-8 validation of the copy (its result, for a sink).
+func limit(dst, src []byte) uint32 {
+	copy(dst, src)
+	c := crc32.ChecksumIEEE(dst)
+	if utf8.Valid(dst) {
+		c++
+	}
+	return c
+}
+
+// mapWord maps the first page of the file at path shared, read-write, and returns its first word: the bare futex
+// word of the latency part, as a waiter and as the publisher see it.
+func mapWord(path string) (word *uint32, unmap func(), err error) {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer f.Close()
+	mem, err := unix.Mmap(int(f.Fd()), 0, 4096, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		return nil, nil, fmt.Errorf("mmap %s: %w", path, err)
+	}
+	return (*uint32)(unsafe.Pointer(&mem[0])), func() { unix.Munmap(mem) }, nil
+}
+
 // snapshotGo returns the bytes/s of verified snapshots through a reader.Reader and through Board.Snapshot, of
 // their limit (copying the same bytes out of the mapping, one CRC-32 pass and one UTF-8 validation of them), and
 // of the copy alone. They run in turns, 200 ms each, five times; each keeps its best turn (the least disturbed by
@@ -328,14 +354,7 @@ func snapshotGo(path string, bytesPer float64) (snapBps, coldBps, limitBps, copy
 				panic(err)
 			}
 		}))
-		limitBps = max(limitBps, rate(func() {
-			copy(dst, src)
-			c := crc32.ChecksumIEEE(dst)
-			if utf8.Valid(dst) {
-				c++
-			}
-			sink += uint64(c)
-		}))
+		limitBps = max(limitBps, rate(func() { sink += uint64(limit(dst, src)) }))
 		copyBps = max(copyBps, rate(func() {
 			copy(dst, src)
 			sink += uint64(dst[sink%uint64(len(dst))])
@@ -379,11 +398,7 @@ func snapshotNext(w *writer.Writer, path string, set []board.Record, bytesPer fl
 			publish()
 			off := int(h.SlotOffset(b.Version()))
 			t = time.Now()
-			copy(dst, mem[off:off+len(dst)])
-			c := crc32.ChecksumIEEE(dst)
-			if utf8.Valid(dst) {
-				c++
-			}
+			c := limit(dst, mem[off:off+len(dst)])
 			limitNs += time.Since(t)
 			sink += uint64(c)
 		}
@@ -419,18 +434,11 @@ func observe(mode, path string) int {
 	var version func() uint64
 	var wait func(last uint64) uint64
 	if mode == "bare-waiter" {
-		f, err := os.OpenFile(path, os.O_RDWR, 0)
+		word, _, err := mapWord(path)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
-		mem, err := unix.Mmap(int(f.Fd()), 0, 4096, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
-		f.Close()
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		word := (*uint32)(unsafe.Pointer(&mem[0]))
 		version = func() uint64 { return uint64(atomic.LoadUint32(word)) }
 		wait = func(last uint64) uint64 { // as Board.Wait: FUTEX_WAIT (shared) while the word holds last
 			ts := unix.NsecToTimespec(int64(200 * time.Millisecond))
@@ -486,17 +494,11 @@ func latency(w *writer.Writer, dir string) (wait, poll, bare []float64, err erro
 	if err := os.WriteFile(barePath, make([]byte, 4096), 0o600); err != nil {
 		return nil, nil, nil, err
 	}
-	f, err := os.OpenFile(barePath, os.O_RDWR, 0)
+	word, unmap, err := mapWord(barePath)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	mem, err := unix.Mmap(int(f.Fd()), 0, 4096, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
-	f.Close()
-	if err != nil {
-		return nil, nil, nil, fmt.Errorf("mmap %s: %w", barePath, err)
-	}
-	defer unix.Munmap(mem)
-	word := (*uint32)(unsafe.Pointer(&mem[0]))
+	defer unmap()
 
 	self, _ := os.Executable()
 	modes := []string{"waiter", "poller", "bare-waiter"}

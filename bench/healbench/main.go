@@ -171,9 +171,7 @@ func run() error {
 	hostBusy = host1.BusySince(host0)
 	selfBusy = float64(procfs.SelfCPU()-self0) / float64(time.Since(wall0))
 	for _, m := range []*mode{periodic, watch} {
-		if err := m.healCosts(); err != nil {
-			return err
-		}
+		m.healCosts()
 	}
 	st, err := storm(periodic.d, watch.d)
 	if err != nil {
@@ -202,7 +200,7 @@ func (m *mode) measure(k kind) error {
 	if err != nil {
 		return fmt.Errorf("%s, before %s: %w", m.key, k.name, err)
 	}
-	m.d.marks = append(m.d.marks, len(m.d.logs.String()))
+	m.d.marks = append(m.d.marks, m.d.logs.Len())
 	m.d.expect = append(m.d.expect, k.key)
 	start := time.Now()
 	if err := k.damage(m.d.shm); err != nil {
@@ -216,7 +214,7 @@ func (m *mode) measure(k kind) error {
 			// that it is counted with this damage, not the next.
 			mark := m.d.marks[len(m.d.marks)-1]
 			for wait := time.Now(); time.Since(wait) < time.Second; time.Sleep(200 * time.Microsecond) {
-				if l := m.d.logs.String()[mark:]; strings.Contains(l, `"repaired the region"`) || strings.Contains(l, "faulted under a write") {
+				if l := m.d.logs.From(mark); strings.Contains(l, `"repaired the region"`) || strings.Contains(l, "faulted under a write") {
 					break
 				}
 			}
@@ -232,7 +230,7 @@ func (m *mode) measure(k kind) error {
 // healCosts reads what the daemon logged for each damage (its log from the damage to the next one): the repair,
 // its own cost and what found it. A size damage the heartbeat's write hits first is repaired by the writer's fault
 // recovery (its own log line, no cost logged).
-func (m *mode) healCosts() error {
+func (m *mode) healCosts() {
 	logs := m.d.logs.String()
 	for i, k := range m.d.expect {
 		end := len(logs)
@@ -272,7 +270,6 @@ func (m *mode) healCosts() error {
 			m.d.extra += n - 1
 		}
 	}
-	return nil
 }
 
 type stormResult struct {

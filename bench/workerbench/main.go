@@ -439,7 +439,7 @@ func timeEach(d time.Duration, f func(i int) error) (time.Duration, error) {
 
 // boardCost is the board publish alone, one record of n changed before each publish: a writer.Publisher whose
 // source hands over the whole visible set (sorted by id), or, with delta, one whose source hands over only the
-// record that changed, as the worker does (deltaPublisher). 0 when this build has no delta publisher.
+// record that changed, as the worker does (writer.NewDeltaPublisher).
 func boardCost(n int, delta bool) (time.Duration, error) {
 	shm := filepath.Join("/dev/shm", fmt.Sprintf("notice_workerbench_cost_%d", os.Getpid()))
 	defer os.Remove(shm)
@@ -472,9 +472,12 @@ func boardCost(n int, delta bool) (time.Duration, error) {
 	}
 	pub := writer.NewPublisher(bw, whole)
 	if delta {
-		if pub = deltaPublisher(bw, whole, changed); pub == nil {
-			return 0, nil
-		}
+		pub = writer.NewDeltaPublisher(bw, func(full bool) writer.Delta {
+			if full {
+				return writer.Delta{Full: true, Records: whole()}
+			}
+			return writer.Delta{Records: changed()}
+		})
 	}
 	if _, err := pub.Sync(); err != nil {
 		return 0, err
@@ -569,12 +572,7 @@ func latenessTable() error {
 	return nil
 }
 
-func us(d time.Duration) string {
-	if d == 0 {
-		return "–"
-	}
-	return fmt.Sprintf("%.1f µs", float64(d)/1e3)
-}
+func us(d time.Duration) string { return fmt.Sprintf("%.1f µs", float64(d)/1e3) }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.3f ms", float64(d)/1e6) }
 

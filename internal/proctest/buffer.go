@@ -28,6 +28,13 @@ func (b *Buffer) String() string {
 	return b.b.String()
 }
 
+// From returns what was written from offset off on (an earlier Len): what came since, without copying the rest.
+func (b *Buffer) From(off int) string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return string(b.b.Bytes()[min(off, b.b.Len()):])
+}
+
 // Bytes returns a copy of what was written so far.
 func (b *Buffer) Bytes() []byte {
 	b.mu.Lock()
