@@ -154,13 +154,14 @@ func run(ctx context.Context) (err error) {
 		}
 		searchWls = append(searchWls, workload{n, v})
 	}
-	if _, err := parseList(*memSets); err != nil {
+	memSizes, err := parseList(*memSets)
+	if err != nil {
 		return fmt.Errorf("-mem-sets: %w", err)
 	}
 	if *clients < 1 || *cProcs+*goProcs < 1 || *interval <= 0 || *waiters < 0 {
 		return errors.New("-clients, -interval and the reader processes must be positive")
 	}
-	rep := &report{started: time.Now(), loadBefore: benchfmt.LoadAverage(), args: os.Args[1:]}
+	rep := &report{started: time.Now(), loadBefore: benchfmt.LoadAverage(), args: os.Args[1:], memSizes: memSizes}
 	b := &bench{clk: sim.NewClock(), t0: time.Now()}
 	b.dir, err = os.MkdirTemp("", "scalebench")
 	if err != nil {
@@ -241,9 +242,7 @@ func run(ctx context.Context) (err error) {
 	d.close()
 
 	// Memory against the set, on a fresh daemon.
-	if memSizes, err := parseList(*memSets); err != nil {
-		return fmt.Errorf("-mem-sets: %w", err)
-	} else if len(memSizes) > 0 {
+	if len(memSizes) > 0 {
 		if rep.memGrowth, err = b.memGrowth(ctx, memSizes); err != nil {
 			return fmt.Errorf("memory against the set: %w", err)
 		}

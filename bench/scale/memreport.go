@@ -26,15 +26,20 @@ func (r *result) futexSamples() []int64 {
 	return out
 }
 
+// futexMissing is how many (waiter, publish) pairs the futex waiters of r did not observe.
+func (r *result) futexMissing() uint64 {
+	var n uint64
+	for _, w := range r.waits {
+		n += w.Missing
+	}
+	return n
+}
+
 // futexQ is the q-quantile of the futex waiters' latency (nearest rank, exact); ok false when there is none or
 // some pair went unobserved past it.
 func (r *result) futexQ(q float64) (time.Duration, bool) {
 	xs := r.futexSamples()
-	var missing uint64
-	for _, w := range r.waits {
-		missing += w.Missing
-	}
-	total := uint64(len(xs)) + missing
+	total := uint64(len(xs)) + r.futexMissing()
 	if len(xs) == 0 {
 		return 0, false
 	}
@@ -74,11 +79,11 @@ func (rep *report) futexProblems() []string {
 	var out []string
 	for _, r := range append(append([]*result(nil), rep.shm...), rep.realPoint...) {
 		name := fmt.Sprintf("futex waiters, %v, %d clients (%s copies)", r.w, r.clients, r.mode)
-		var errs, missing uint64
+		var errs uint64
+		missing := r.futexMissing()
 		first := ""
 		for _, w := range r.waits {
 			errs += w.Errors
-			missing += w.Missing
 			if first == "" && w.Error != "" {
 				first = fmt.Sprintf("pid %d: %s", w.PID, w.Error)
 			}
@@ -107,8 +112,8 @@ func (rep *report) memProblems() []string {
 			}
 		}
 	}
-	if mem, err := parseList(*memSets); err == nil && len(mem) > 0 && len(rep.memGrowth) != len(mem)+1 {
-		out = append(out, fmt.Sprintf("memory against the set: %d points of %d", len(rep.memGrowth), len(mem)+1))
+	if n := len(rep.memSizes); n > 0 && len(rep.memGrowth) != n+1 {
+		out = append(out, fmt.Sprintf("memory against the set: %d points of %d", len(rep.memGrowth), n+1))
 	}
 	return out
 }

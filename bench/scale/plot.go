@@ -166,11 +166,7 @@ func (rep *report) latencyPlot(w workload, path string) error {
 		{Value: 0.5, Label: "0.5"}, {Value: 0.75, Label: "0.75"}, {Value: 1, Label: "1"}})
 	p.Add(plotter.NewGrid())
 
-	xs := sh.futexSamples()
-	var missing uint64
-	for _, x := range sh.waits {
-		missing += x.Missing
-	}
+	xs, missing := sh.futexSamples(), sh.futexMissing()
 	at, frac := make([]time.Duration, len(xs)), make([]float64, len(xs))
 	for k, x := range xs {
 		at[k], frac[k] = time.Duration(x), float64(k+1)/float64(uint64(len(xs))+missing)

@@ -19,6 +19,7 @@ type report struct {
 	realPoint             []*result // real processes, then the same clients simulated in one process
 	own                   []*search // how many clients taking their own copies meet the target
 	http                  []*search
+	memSizes              []float64  // -mem-sets
 	memGrowth             []memPoint // a fresh daemon's memory against the set
 }
 
