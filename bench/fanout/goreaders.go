@@ -38,19 +38,11 @@ func goReadersMain(args []string) int {
 		n[i] = v
 	}
 	rounds, total, first, threads := n[0], n[1], n[2], n[3]
-	f, err := os.OpenFile(args[0], os.O_RDWR, 0)
+	c, err := openCtl(args[0], rounds, total)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "go readers:", err)
 		return 1
 	}
-	size := stampsOff + 9*rounds*total
-	mem, err := unix.Mmap(int(f.Fd()), 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
-	f.Close()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "go readers: mmap:", err)
-		return 1
-	}
-	c := &ctl{mem: mem, rounds: rounds, total: total}
 	b, err := reader.Open(args[1])
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "go readers:", err)
@@ -114,10 +106,9 @@ func goReader(c *ctl, b *reader.Board, gid int) error {
 			}
 			last = snap.Version
 		}
-		t := monotonic()
-		atomic.StoreUint64((*uint64)(unsafe.Pointer(&c.mem[stampsOff+8*(r*c.total+gid)])), uint64(t))
+		c.setStamp(r, gid, monotonic())
 		if slept {
-			c.mem[stampsOff+8*c.rounds*c.total+r*c.total+gid] = 1
+			*c.sleptAt(r, gid) = 1
 		}
 	}
 	return nil

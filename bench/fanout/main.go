@@ -233,26 +233,46 @@ const stampsOff = 4096
 
 func (c *ctl) word() *uint32    { return (*uint32)(unsafe.Pointer(&c.mem[0])) }
 func (c *ctl) entered() *uint64 { return (*uint64)(unsafe.Pointer(&c.mem[64])) }
-func (c *ctl) stamp(r, i int) int64 {
-	return int64(atomic.LoadUint64((*uint64)(unsafe.Pointer(&c.mem[stampsOff+8*(r*c.total+i)]))))
-}
-func (c *ctl) slept(r, i int) bool { return c.mem[stampsOff+8*c.rounds*c.total+r*c.total+i] != 0 }
 
+// stampAt is reader i's stamp of round r (CLOCK_MONOTONIC ns), sleptAt the byte that says it slept in it.
+func (c *ctl) stampAt(r, i int) *uint64 {
+	return (*uint64)(unsafe.Pointer(&c.mem[stampsOff+8*(r*c.total+i)]))
+}
+func (c *ctl) sleptAt(r, i int) *byte { return &c.mem[stampsOff+8*c.rounds*c.total+r*c.total+i] }
+
+func (c *ctl) stamp(r, i int) int64       { return int64(atomic.LoadUint64(c.stampAt(r, i))) }
+func (c *ctl) slept(r, i int) bool        { return *c.sleptAt(r, i) != 0 }
+func (c *ctl) setStamp(r, i int, t int64) { atomic.StoreUint64(c.stampAt(r, i), uint64(t)) }
+
+// newCtl creates the control file at path for rounds rounds of total readers and maps it; openCtl maps one a
+// reader process was given.
 func newCtl(path string, rounds, total int) (*ctl, error) {
-	size := stampsOff + 9*rounds*max(total, 1)
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	return mapCtl(path, rounds, max(total, 1), true)
+}
+
+func openCtl(path string, rounds, total int) (*ctl, error) { return mapCtl(path, rounds, total, false) }
+
+func mapCtl(path string, rounds, total int, create bool) (*ctl, error) {
+	size := stampsOff + 9*rounds*total
+	flags := os.O_RDWR
+	if create {
+		flags |= os.O_CREATE | os.O_EXCL
+	}
+	f, err := os.OpenFile(path, flags, 0o600)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	if err := f.Truncate(int64(size)); err != nil {
-		return nil, err
+	if create {
+		if err := f.Truncate(int64(size)); err != nil {
+			return nil, err
+		}
 	}
 	mem, err := unix.Mmap(int(f.Fd()), 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
 	if err != nil {
 		return nil, fmt.Errorf("mmap %s: %w", path, err)
 	}
-	return &ctl{mem: mem, rounds: rounds, total: max(total, 1)}, nil
+	return &ctl{mem: mem, rounds: rounds, total: total}, nil
 }
 
 // phase runs ph.rounds publishes, alternating the bare baseline (even rounds) and the board (odd rounds), with
