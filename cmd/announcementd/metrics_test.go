@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -23,14 +22,10 @@ import (
 // TestMetrics scrapes a running daemon after a reload: the supervisor's series are on the worker's /metrics (up,
 // reloads by outcome, restarts, crash streak, generation, health, both builds, the supervisor's process_*), every
 // announcementd_* family is documented in docs/API.md and every documented one is served, and the exposition is
-// clean by promlint (what `promtool check metrics` runs; promtool itself too, when it is installed).
+// clean by promlint (what `promtool check metrics` runs; promtool itself too, when it is installed). Without
+// --pprof, nothing answers under /debug/pprof/ (TestPprofOptIn has the daemon with it).
 func TestMetrics(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
+	addr := loopbackAddr(t)
 	path := filepath.Join("/dev/shm", fmt.Sprintf("notice_metrics_%d", os.Getpid()))
 	t.Cleanup(func() { os.Remove(path) })
 	dir := t.TempDir()
@@ -53,6 +48,12 @@ func TestMetrics(t *testing.T) {
 		return err
 	}, "a scrape of /metrics")
 	text := string(body)
+	hc := &http.Client{Timeout: 20 * time.Second}
+	for _, p := range []string{"/debug/pprof/", "/debug/pprof/profile?seconds=1", "/debug/pprof/cmdline"} {
+		if code, _ := pprofGet(t, hc, "http://"+addr+p); code != http.StatusNotFound {
+			t.Errorf("without --pprof, GET %s: %d, want 404", p, code)
+		}
+	}
 	for _, want := range []string{
 		"announcementd_supervisor_up 1",
 		`announcementd_supervisor_reloads_total{outcome="serving"} 1`,

@@ -15,9 +15,9 @@ import (
 	"github.com/announcementd/announcementd/internal/proctest"
 )
 
-// TestPprofOptIn: Go's profiler is off unless the operator asks for it. A daemon with --metrics alone answers 404
-// under /debug/pprof/; with --metrics and --pprof, the worker (the process that serves the API and publishes, not
-// the supervisor) answers a CPU profile there. docs/PROFILING.md relies on both.
+// TestPprofOptIn: Go's profiler is off unless the operator asks for it (TestMetrics's daemon, with --metrics alone,
+// answers 404 under /debug/pprof/); with --metrics and --pprof, the worker (the process that serves the API and
+// publishes, not the supervisor) answers a CPU profile there. docs/PROFILING.md relies on both.
 func TestPprofOptIn(t *testing.T) {
 	if c, err := parseFlags(nil); err != nil || c.pprof || c.metrics != "" {
 		t.Fatalf("defaults: pprof %v, metrics %q, %v; want both off", c.pprof, c.metrics, err)
@@ -31,22 +31,7 @@ func TestPprofOptIn(t *testing.T) {
 	dir := t.TempDir()
 	hc := &http.Client{Timeout: 20 * time.Second}
 
-	addr := pprofTestAddr(t)
-	off := proctest.StartDaemon(t, daemonConfig(t, path, dir, "--metrics", addr))
-	for _, p := range []string{"/debug/pprof/", "/debug/pprof/profile?seconds=1", "/debug/pprof/cmdline"} {
-		code, _ := pprofGet(t, hc, "http://"+addr+p)
-		if code != http.StatusNotFound {
-			t.Errorf("without --pprof, GET %s: %d, want 404", p, code)
-		}
-	}
-	if code, _ := pprofGet(t, hc, "http://"+addr+"/metrics"); code != http.StatusOK {
-		t.Fatalf("GET /metrics: %d", code)
-	}
-	if err := off.Stop(30 * time.Second); err != nil {
-		t.Fatal(err)
-	}
-
-	addr = pprofTestAddr(t)
+	addr := loopbackAddr(t)
 	proctest.StartDaemon(t, daemonConfig(t, path, dir, "--metrics", addr, "--pprof"))
 	// The process that answers is a worker: its command line is `announcementd worker ...`.
 	code, cmdline := pprofGet(t, hc, "http://"+addr+"/debug/pprof/cmdline")
@@ -71,8 +56,8 @@ func TestPprofOptIn(t *testing.T) {
 	}
 }
 
-// pprofTestAddr is a loopback TCP address nobody listens on now.
-func pprofTestAddr(t *testing.T) string {
+// loopbackAddr is a loopback TCP address nobody listens on now.
+func loopbackAddr(t *testing.T) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
