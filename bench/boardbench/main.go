@@ -207,9 +207,8 @@ func run() error {
 	}
 	return benchfmt.WriteSection(*mdOut, "board", fmt.Sprintf("## The board: polls, verified snapshots, publish → observe, retries\n\n"+
 		"%s. Reproduce with `go run ./bench/boardbench -md docs/BENCHMARKS.md` (`make bench` runs it); this run: %s UTC, "+
-		"load average before %s. Every figure is beside its baseline or limit, measured in the same run; raw figures "+
-		"(with `-raw docs/bench/board.txt`, as `make bench` runs it): [bench/board.txt](bench/board.txt).\n\n%s",
-		benchfmt.Machine(), started.UTC().Format("2006-01-02 15:04"), loadBefore, t.String()))
+		"load average before %s. Every figure is beside its baseline or limit, measured in the same run.%s\n\n%s",
+		benchfmt.Machine(), started.UTC().Format("2006-01-02 15:04"), loadBefore, benchfmt.RawNote(*mdOut, *rawOut), t.String()))
 }
 
 var sink uint64

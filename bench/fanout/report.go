@@ -67,10 +67,9 @@ func (rep *report) markdown() string {
 	p("## Futex fan-out: readers blocked on the board, one publish\n\n")
 	p("%s. Reproduce with `%s` (from the repository's root; `gcc` builds the readers); this run: %s, %.0f s. Load "+
 		"average (this command's processes included) before %s, after %s; the host's busy cores during each reader "+
-		"count are in the tables (this command's readers and writer included, the rest of the machine too). Raw "+
-		"figures: [bench/fanout.txt](bench/fanout.txt).\n\n",
+		"count are in the tables (this command's readers and writer included, the rest of the machine too).%s\n\n",
 		benchfmt.Machine(), rep.command(), rep.started.UTC().Format("2006-01-02 15:04 UTC"), rep.elapsed.Seconds(),
-		rep.loadBefore, rep.loadAfter)
+		rep.loadBefore, rep.loadAfter, benchfmt.RawNote(*mdPath, *rawPath))
 	p("**How it is measured.** Each reader is an OS thread blocked on the board's futex, the threads spread over "+
 		"several processes: **C** readers are pthreads (`bench/fanout/waiters/waiters.c`, built with gcc against "+
 		"`clients/c/notice.h`) that block as `notice_wait` does (FORMAT.md §6) and, woken, take a verified snapshot "+

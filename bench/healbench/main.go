@@ -405,12 +405,8 @@ func report(periodic, watch *mode, st stormResult, began time.Time, load0 string
 	}
 	if *mdPath != "" {
 		section := md.String()
-		if *rawPath != "" {
-			rel, err := filepath.Rel(filepath.Dir(*mdPath), *rawPath)
-			if err != nil {
-				rel = *rawPath
-			}
-			section += fmt.Sprintf("\nRaw samples: [%s](%s).\n", rel, rel)
+		if l := benchfmt.Link(*mdPath, *rawPath); l != "" {
+			section += "\nRaw samples: " + l + ".\n"
 		}
 		if err := benchfmt.WriteSection(*mdPath, "heal", section); err != nil {
 			return err

@@ -166,8 +166,8 @@ func run(ctx context.Context) error {
 	logf("wrote %s and %s", topFile, flame)
 
 	summary := report(windows, sampledCPU, flat, perfNote)
-	if *rawPath != "" {
-		summary += "\nRaw figures of the windows: [bench/profile.txt](bench/profile.txt).\n"
+	if l := benchfmt.Link(*md, *rawPath); l != "" {
+		summary += "\nRaw figures of the windows: " + l + ".\n"
 	}
 	fmt.Print(summary)
 	if err := benchfmt.WriteRaw(*rawPath, rawWindows(windows, sampledCPU, started)); err != nil {

@@ -50,13 +50,7 @@ func (rep *report) plotWorkload() (workload, bool) {
 
 // plotLink is the path of a plot as the markdown file links it.
 func plotLink(name string) string {
-	p := filepath.Join(filepath.Dir(*rawPath), name)
-	if *mdPath != "" {
-		if rel, err := filepath.Rel(filepath.Dir(*mdPath), p); err == nil {
-			return filepath.ToSlash(rel)
-		}
-	}
-	return filepath.ToSlash(p)
+	return benchfmt.Rel(*mdPath, filepath.Join(filepath.Dir(*rawPath), name))
 }
 
 // plotsMarkdown links the plots (drawn only with -raw).

@@ -158,8 +158,9 @@ func (rep *report) markdown() string {
 	iv, tg := *interval, *target
 	p("## Scale: %s clients polling the board, against HTTP polling\n\n", benchfmt.Count(*clients))
 	p("%s. Reproduce with `make scale` (it runs `%s`); this run: %s, %.0f s. Load average (it counts this command's own processes "+
-		"too) before %s, after %s; how much other work shared the machine is in the \"host\" columns. Raw figures: [bench/scale.txt](bench/scale.txt).\n\n",
-		benchfmt.Machine(), rep.command(), rep.started.UTC().Format("2006-01-02 15:04 UTC"), rep.elapsed.Seconds(), rep.loadBefore, rep.loadAfter)
+		"too) before %s, after %s; how much other work shared the machine is in the \"host\" columns.%s\n\n",
+		benchfmt.Machine(), rep.command(), rep.started.UTC().Format("2006-01-02 15:04 UTC"), rep.elapsed.Seconds(), rep.loadBefore, rep.loadAfter,
+		benchfmt.RawNote(*mdPath, *rawPath))
 
 	p("**How a client is modelled.** The %s clients are not %s processes: they are simulated by %d reader processes "+
 		"(%d in C, %d in Go, %d in Python; the split is in the language table), each running a timer wheel of thousands "+

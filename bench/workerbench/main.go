@@ -334,8 +334,8 @@ func run() error {
 			"Load average before %s, after %s: the throughput columns share the 2 cores with whatever else runs (its clients run in this "+
 			"process too), so read them as ratios within a row; the medians per operation and the CPU per publish move much less.\n\n",
 			benchfmt.Machine(), *only, started.UTC().Format("2006-01-02 15:04"), time.Since(started).Seconds(), load0, benchfmt.LoadAverage())
-		if *rawPath != "" {
-			head += "Raw figures: [bench/worker.txt](bench/worker.txt).\n\n"
+		if note := benchfmt.RawNote(*mdPath, *rawPath); note != "" {
+			head += note[1:] + "\n\n"
 		}
 		if err := benchfmt.WriteSection(*mdPath, "worker", head+md.String()); err != nil {
 			return err

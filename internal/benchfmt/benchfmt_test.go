@@ -18,3 +18,15 @@ func TestCountAndPercentile(t *testing.T) {
 		t.Errorf("no samples: %v", got)
 	}
 }
+
+func TestLinks(t *testing.T) {
+	if got := Link("docs/BENCHMARKS.md", "docs/bench/board.txt"); got != "[bench/board.txt](bench/board.txt)" {
+		t.Errorf("Link: %q", got)
+	}
+	if got := RawNote("docs/BENCHMARKS.md", ""); got != "" {
+		t.Errorf("no raw file: %q", got)
+	}
+	if got := RawNote("BENCHMARKS.md", "/tmp/x/raw.txt"); got == "" || got[0] != ' ' {
+		t.Errorf("RawNote: %q", got)
+	}
+}

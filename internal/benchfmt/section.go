@@ -61,3 +61,30 @@ func RawHeader(pkg, command string, started time.Time, note string) string {
 	}
 	return h + "\n"
 }
+
+// Rel is path as the markdown file at mdPath refers to it: relative to that file's directory, with slashes.
+func Rel(mdPath, path string) string {
+	rel, err := filepath.Rel(filepath.Dir(mdPath), path)
+	if err != nil {
+		rel = path
+	}
+	return filepath.ToSlash(rel)
+}
+
+// Link is a markdown link to path from the file at mdPath ([rel](rel)), or "" when path is "" (the command was not
+// asked to write that file).
+func Link(mdPath, path string) string {
+	if path == "" {
+		return ""
+	}
+	rel := Rel(mdPath, path)
+	return "[" + rel + "](" + rel + ")"
+}
+
+// RawNote is " Raw figures: LINK." for the raw file at rawPath, or "" without one.
+func RawNote(mdPath, rawPath string) string {
+	if l := Link(mdPath, rawPath); l != "" {
+		return " Raw figures: " + l + "."
+	}
+	return ""
+}
