@@ -1122,6 +1122,19 @@ NOTICE__TARGET_CRC static uint32_t notice__crc_update_armv8(uint32_t crc, const 
 }
 #endif /* arm64 */
 
+/* The hardware CRC this CPU has (PCLMUL on x86-64, the CRC32 instructions on arm64), or the portable one. */
+static int notice__crc_hardware(void)
+{
+#if defined(NOTICE__HAVE_PCLMUL)
+    if (notice__cpu_pclmul())
+        return NOTICE__CRC_PCLMUL;
+#elif defined(NOTICE__HAVE_ARMV8_CRC)
+    if (getauxval(AT_HWCAP) & HWCAP_CRC32)
+        return NOTICE__CRC_ARMV8;
+#endif
+    return NOTICE__CRC_PORTABLE;
+}
+
 /* The implementation to use: chosen once (a benign race: every thread picks the same). */
 static int notice__crc_pick(void)
 {
@@ -1129,17 +1142,8 @@ static int notice__crc_pick(void)
     const char *env;
     if (impl != NOTICE__CRC_UNSET)
         return impl;
-    impl = NOTICE__CRC_PORTABLE;
     env = getenv("NOTICE_CRC");
-    if (env == NULL || strcmp(env, "portable") != 0) {
-#if defined(NOTICE__HAVE_PCLMUL)
-        if (notice__cpu_pclmul())
-            impl = NOTICE__CRC_PCLMUL;
-#elif defined(NOTICE__HAVE_ARMV8_CRC)
-        if (getauxval(AT_HWCAP) & HWCAP_CRC32)
-            impl = NOTICE__CRC_ARMV8;
-#endif
-    }
+    impl = env != NULL && strcmp(env, "portable") == 0 ? NOTICE__CRC_PORTABLE : notice__crc_hardware();
     atomic_store_explicit(&notice__crc_impl, impl, memory_order_relaxed);
     return impl;
 }

@@ -92,14 +92,8 @@ int main(int argc, char **argv)
     memcpy(expect, data + A + L, (size_t)A * (L + 1) * 4);
 
     impls[nimpl++] = NOTICE__CRC_PORTABLE;
-#if defined(NOTICE__HAVE_PCLMUL)
-    if (notice__cpu_pclmul())
-        impls[nimpl++] = NOTICE__CRC_PCLMUL;
-#endif
-#if defined(NOTICE__HAVE_ARMV8_CRC)
-    if (getauxval(AT_HWCAP) & HWCAP_CRC32)
-        impls[nimpl++] = NOTICE__CRC_ARMV8;
-#endif
+    if (notice__crc_hardware() != NOTICE__CRC_PORTABLE)
+        impls[nimpl++] = notice__crc_hardware();
 
     for (k = 0; k < nimpl; k++) {
         const char *name = notice__crc_impl_name(impls[k]);
