@@ -24,7 +24,7 @@ func newBoard(t *testing.T) (*writer.Writer, *reader.Board, proctest.FutexWord) 
 }
 
 // openBoard makes a board of size bytes with a first version, and returns its writer, its path and a reader.
-func openBoard(t *testing.T, size uint64) (*writer.Writer, string, *reader.Board) {
+func openBoard(t testing.TB, size uint64) (*writer.Writer, string, *reader.Board) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "notice")
 	w, err := writer.Open(path, writer.Options{Size: size})

@@ -2,7 +2,6 @@ package reader_test
 
 import (
 	"hash/crc32"
-	"path/filepath"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -21,12 +20,7 @@ func benchBoard(b *testing.B) *reader.Board {
 
 func benchWriter(b *testing.B) (*reader.Board, *writer.Writer, []board.Record) {
 	b.Helper()
-	path := filepath.Join(b.TempDir(), "notice")
-	w, err := writer.Open(path, writer.Options{Size: 4 << 20})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { w.Close() })
+	w, _, rb := openBoard(b, 4<<20)
 	set := make([]board.Record, 1000)
 	for i := range set {
 		set[i] = board.Record{ID: uint64(i + 1), Priority: int32(i), Content: strings.Repeat("x", 200)}
@@ -34,11 +28,6 @@ func benchWriter(b *testing.B) (*reader.Board, *writer.Writer, []board.Record) {
 	if _, err := w.Publish(set); err != nil {
 		b.Fatal(err)
 	}
-	rb, err := reader.Open(path)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { rb.Close() })
 	return rb, w, set
 }
 
