@@ -364,9 +364,9 @@ func (rep *report) markdown() string {
 	rep.plotsMarkdown(&b)
 	rep.memMarkdown(&b)
 	rep.bounds(&b)
-	p("\n**Not measured here** (the rest of the scale-report issue): the futex fan-out (many readers blocked in " +
-		"`notice_wait`/`Board.Wait` woken by one publish; the few waiters above only give the waiter's latency), a CPU " +
-		"profile of the readers and the daemon, and their hot paths.\n\n")
+	p("\n**Measured elsewhere** in this file: many readers blocked on the futex and woken by one publish (the futex " +
+		"fan-out; the few waiters above only give a waiter's latency), a CPU profile of the daemon (`make profile`), and " +
+		"the hot paths against their limits (the board and the worker).\n\n")
 	return b.String()
 }
 
